@@ -1,0 +1,24 @@
+//! The pure domain of tenantry: types and rules with no I/O.
+//!
+//! Everything here is deterministic given its inputs (time and randomness are passed in), so it is
+//! unit- and property-tested without a database or a network.
+
+pub mod audit;
+pub mod edition;
+pub mod event;
+pub mod id;
+pub mod page;
+pub mod tenant;
+pub mod trace;
+pub mod validation;
+
+pub use audit::{Actor, ActorKind, AuditRecord};
+pub use edition::{Edition, EditionKey, EditionLimits};
+pub use event::EventEnvelope;
+pub use id::{ApiKeyId, AuditId, EventId, TenantId};
+pub use page::{Cursor, Page, PageInfo, PageRequest};
+pub use tenant::{
+    Isolation, Region, Slug, Tenant, TenantName, TenantRef, TenantStatus, TransitionError,
+};
+pub use trace::TraceContext;
+pub use validation::{FieldError, ValidationErrors};
