@@ -3,7 +3,9 @@
 //! Everything here is deterministic given its inputs (time and randomness are passed in), so it is
 //! unit- and property-tested without a database or a network.
 
+pub mod api_key;
 pub mod audit;
+pub mod clock;
 pub mod edition;
 pub mod event;
 pub mod id;
@@ -12,6 +14,7 @@ pub mod tenant;
 pub mod trace;
 pub mod validation;
 
+pub use api_key::{KeyKind, PresentedKey};
 pub use audit::{Actor, ActorKind, AuditRecord};
 pub use edition::{Edition, EditionKey, EditionLimits};
 pub use event::EventEnvelope;
