@@ -1,1 +1,111 @@
+//! tenantry's server: application services ([`app`]), the HTTP API ([`http`]), configuration
+//! ([`config`]) and observability ([`telemetry`]).
 
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod http;
+pub mod telemetry;
+pub mod testing;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tenantry_store::{ConnectOptions, Store};
+use tokio::net::TcpListener;
+
+use crate::app::{App, AppSettings};
+use crate::config::Config;
+
+/// Opens the configured store (creating the data directory for SQLite) and migrates it.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if config.uses_sqlite() {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+    }
+    let url = config.database_url();
+    let options = ConnectOptions {
+        max_connections: config.database_max_connections,
+        ..ConnectOptions::default()
+    };
+    let store = tenantry_store::connect(&url, &options)
+        .await
+        .with_context(|| format!("cannot open the database {}", config::redact_url(&url)))?;
+    let applied = store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    if !applied.is_empty() {
+        tracing::info!(
+            ?applied,
+            backend = store.backend().as_str(),
+            "migrations applied"
+        );
+    }
+    Ok(store)
+}
+
+pub fn app_settings(config: &Config) -> AppSettings {
+    AppSettings {
+        delete_grace: chrono::Duration::days(i64::from(config.tenant_delete_grace_days)),
+        idempotency_ttl: chrono::Duration::hours(i64::from(config.idempotency_ttl_hours)),
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// (bounded by `shutdown_grace_seconds`).
+pub async fn serve(
+    app: App,
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = http::AppState {
+        app: app.clone(),
+        metrics: telemetry::metrics_handle(),
+    };
+    let router = http::router(state, config.body_limit_bytes);
+    let grace = std::time::Duration::from_secs(u64::from(config.shutdown_grace_seconds));
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stopping_tx.send(());
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        r = &mut server => r.context("server error")?,
+        () = async { let _ = stopping_rx.await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time");
+        }
+    }
+    app.store().close().await;
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

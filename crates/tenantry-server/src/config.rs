@@ -1,0 +1,387 @@
+//! Configuration: built-in defaults < `tenantry.toml` < `TENANTRY_*` environment < command-line
+//! flags. Validated once at start-up; an invalid value stops the process with a message that names
+//! the key and where it came from.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A secret value: never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Every setting, with its default. Keys are the same in the TOML file and, upper-cased with the
+/// `TENANTRY_` prefix, in the environment (`listen` ↔ `TENANTRY_LISTEN`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds to.
+    pub listen: String,
+    /// Where the embedded database (and later backups and exports) live.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; empty means SQLite inside `data_dir`.
+    pub database_url: String,
+    /// Connection pool size.
+    pub database_max_connections: u32,
+    /// An operator key (`tnt_op_…`) to install at start-up instead of generating one.
+    pub bootstrap_operator_key: Option<Secret>,
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a full `tracing` filter.
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long a deleted tenant can be restored, in days.
+    pub tenant_delete_grace_days: u32,
+    /// How long an `Idempotency-Key` is remembered, in hours (at least 24).
+    pub idempotency_ttl_hours: u32,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_seconds: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./tenantry-data"),
+            database_url: String::new(),
+            database_max_connections: 10,
+            bootstrap_operator_key: None,
+            log_level: "info".into(),
+            log_format: LogFormat::Json,
+            body_limit_bytes: 1024 * 1024,
+            tenant_delete_grace_days: 30,
+            idempotency_ttl_hours: 24,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// Keys read from the environment (other `TENANTRY_*` variables, such as the test suite's, are not
+/// configuration and are ignored).
+pub const KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "database_max_connections",
+    "bootstrap_operator_key",
+    "log_level",
+    "log_format",
+    "body_limit_bytes",
+    "tenant_delete_grace_days",
+    "idempotency_ttl_hours",
+    "shutdown_grace_seconds",
+];
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: `{key}` (TENANTRY_{env}): {message}", env = key.to_uppercase())]
+    Invalid { key: &'static str, message: String },
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl Config {
+    /// Loads the layers. `file` is an explicit configuration file (it must exist); without it,
+    /// `./tenantry.toml` is read when present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, overrides, Env::prefixed("TENANTRY_").only(KEYS))
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.to_owned())),
+            Some(path) => fig = fig.merge(Toml::file_exact(path)),
+            None if Path::new("tenantry.toml").exists() => {
+                fig = fig.merge(Toml::file_exact("tenantry.toml"))
+            }
+            None => {}
+        }
+        let config: Config = fig
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the first invalid one is reported by key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if let Err(e) = self.listen.parse::<SocketAddr>() {
+            return invalid(
+                "listen",
+                format!(
+                    "'{}' is not an address like 127.0.0.1:8080 ({e})",
+                    self.listen
+                ),
+            );
+        }
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return invalid(
+                "database_url",
+                "must start with sqlite:// or postgres://".into(),
+            );
+        }
+        if self.database_max_connections == 0 || self.database_max_connections > 1000 {
+            return invalid(
+                "database_max_connections",
+                "must be between 1 and 1000".into(),
+            );
+        }
+        if let Some(key) = &self.bootstrap_operator_key {
+            match tenantry_domain::PresentedKey::parse(key.expose()) {
+                Ok(k) if k.kind == tenantry_domain::KeyKind::Operator => {}
+                Ok(_) => {
+                    return invalid(
+                        "bootstrap_operator_key",
+                        "must be an operator key (tnt_op_…)".into(),
+                    );
+                }
+                Err(e) => return invalid("bootstrap_operator_key", e.to_string()),
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return invalid("log_level", e.to_string());
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.body_limit_bytes) {
+            return invalid(
+                "body_limit_bytes",
+                "must be between 1024 and 1073741824".into(),
+            );
+        }
+        if !(1..=3650).contains(&self.tenant_delete_grace_days) {
+            return invalid(
+                "tenant_delete_grace_days",
+                "must be between 1 and 3650".into(),
+            );
+        }
+        if !(24..=24 * 365).contains(&self.idempotency_ttl_hours) {
+            return invalid(
+                "idempotency_ttl_hours",
+                "must be between 24 and 8760".into(),
+            );
+        }
+        if self.shutdown_grace_seconds > 3600 {
+            return invalid("shutdown_grace_seconds", "must be at most 3600".into());
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// The database URL in effect: the configured one, or SQLite inside the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database_url.trim().is_empty() {
+            format!("sqlite://{}", self.data_dir.join("tenantry.db").display())
+        } else {
+            self.database_url.trim().to_owned()
+        }
+    }
+
+    pub fn uses_sqlite(&self) -> bool {
+        self.database_url().starts_with("sqlite:")
+    }
+
+    /// The configuration with secrets masked and the effective database URL, for `config check`.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            if self.bootstrap_operator_key.is_some() {
+                obj.insert("bootstrap_operator_key".into(), "***".into());
+            }
+            obj.insert(
+                "database_url".into(),
+                redact_url(&self.database_url()).into(),
+            );
+        }
+        v
+    }
+}
+
+/// A database URL with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let Some(at) = rest.find('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use figment::Jail;
+
+    /// Loads the configuration in a jail: its own environment and working directory.
+    fn load_env(
+        vars: &[(&str, &str)],
+        file: Option<&str>,
+        overrides: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            if let Some(text) = file {
+                jail.create_file("tenantry.toml", text)?;
+            }
+            out = Some(Config::load(None, &overrides));
+            Ok(())
+        });
+        out.expect("jail ran")
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let c = load_env(&[], None, Overrides::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert!(c.uses_sqlite());
+        assert!(c.database_url().ends_with("tenantry-data/tenantry.db"));
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let file = "listen = \"127.0.0.1:9000\"\nlog_level = \"debug\"\n";
+        let c = load_env(
+            &[("TENANTRY_LISTEN", "127.0.0.1:9001")],
+            Some(file),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.listen.as_str(), c.log_level.as_str()),
+            ("127.0.0.1:9001", "debug")
+        );
+        let flags = Overrides {
+            listen: Some("127.0.0.1:9002".into()),
+            ..Default::default()
+        };
+        let c = load_env(&[("TENANTRY_LISTEN", "127.0.0.1:9001")], Some(file), flags).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9002");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let err = load_env(
+            &[("TENANTRY_LISTEN", "nowhere")],
+            None,
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`listen` (TENANTRY_LISTEN)"), "{err}");
+        let err = load_env(
+            &[("TENANTRY_DATABASE_URL", "mysql://x")],
+            None,
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database_url"), "{err}");
+        let err = load_env(
+            &[("TENANTRY_BOOTSTRAP_OPERATOR_KEY", "hunter2")],
+            None,
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("bootstrap_operator_key")
+                && !err.to_string().contains("hunter2"),
+            "{err}"
+        );
+        let err = load_env(&[], Some("listn = \"x\"\n"), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listn"),
+            "unknown keys in the file are reported: {err}"
+        );
+        let err = load_env(
+            &[],
+            Some("body_limit_bytes = \"big\"\n"),
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("body_limit_bytes"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let key = format!("tnt_op_{}", "a".repeat(40));
+        let c = Config {
+            bootstrap_operator_key: Some(Secret::new(&key)),
+            ..Config::default()
+        };
+        assert!(!format!("{c:?}").contains(&key));
+        assert!(!c.redacted().to_string().contains(&key));
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+}

@@ -1,0 +1,102 @@
+//! An in-process server for tests and benchmarks: a fresh store (SQLite or PostgreSQL), a known
+//! operator key, and the API on an ephemeral loopback port.
+
+use std::sync::Arc;
+
+use tenantry_domain::KeyKind;
+use tenantry_store::testing::TestStore;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::app::App;
+use crate::app::keys::generate_key;
+use crate::config::{Config, Secret};
+
+pub struct TestServer {
+    pub base_url: String,
+    pub operator_key: String,
+    pub app: App,
+    pub client: reqwest::Client,
+    pub store: TestStore,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on a migrated `store`, with `tweak` applied to the default configuration.
+    pub async fn start(store: TestStore, tweak: impl FnOnce(&mut Config)) -> Self {
+        let key = generate_key(KeyKind::Operator);
+        let mut config = Config {
+            listen: "127.0.0.1:0".into(),
+            database_url: store.url.clone(),
+            bootstrap_operator_key: Some(Secret::new(key.clone())),
+            shutdown_grace_seconds: 2,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let app = App::new(Arc::clone(&store.store), crate::app_settings(&config));
+        app.ensure_bootstrap_key(Some(&key))
+            .await
+            .expect("install operator key");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = app.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = crate::serve(served, &config, listener, shutdown).await {
+                eprintln!("test server failed: {e:#}");
+            }
+        });
+        Self {
+            base_url: format!("http://{addr}"),
+            operator_key: key,
+            app,
+            client: reqwest::Client::new(),
+            store,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn sqlite() -> Self {
+        Self::start(tenantry_store::testing::sqlite().await, |_| {}).await
+    }
+
+    /// `None` when `TENANTRY_TEST_POSTGRES_URL` is not set.
+    pub async fn postgres() -> Option<Self> {
+        Some(Self::start(tenantry_store::testing::postgres().await?, |_| {}).await)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// A request with the operator key.
+    pub fn op(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.operator_key)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
