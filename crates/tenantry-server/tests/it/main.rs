@@ -1,0 +1,61 @@
+//! HTTP integration tests: the real server on a loopback port, against SQLite and (when
+//! `TENANTRY_TEST_POSTGRES_URL` is set) PostgreSQL. Each case gets its own fresh store.
+
+mod audit;
+mod editions;
+mod errors;
+mod idempotency;
+mod observability;
+mod support;
+mod tenants;
+
+/// Generates `sqlite::<case>` and `postgres::<case>` tests for each listed `module::case`.
+macro_rules! on_every_backend {
+    ($($module:ident :: $case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let srv = tenantry_server::testing::TestServer::sqlite().await;
+                    crate::$module::$case(&srv).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    match tenantry_server::testing::TestServer::postgres().await {
+                        Some(srv) => crate::$module::$case(&srv).await,
+                        None => tenantry_store::testing::skip_notice(stringify!($case)),
+                    }
+                }
+            )+
+        }
+    };
+}
+
+on_every_backend!(
+    tenants::create_returns_201_with_location_etag_and_body,
+    tenants::slugs_are_derived_and_unique,
+    tenants::get_by_id_or_slug,
+    tenants::list_is_cursor_paginated_and_filtered,
+    tenants::patch_requires_current_etag,
+    tenants::lifecycle_transitions,
+    tenants::restore_after_the_grace_window_is_refused,
+    editions::default_catalog,
+    editions::custom_editions,
+    audit::every_write_is_audited_with_an_event,
+    audit::audit_filters_and_pagination,
+    idempotency::same_key_same_body_replays,
+    idempotency::same_key_other_body_is_refused,
+    idempotency::concurrent_retries_create_one_tenant,
+    idempotency::lifecycle_operations_are_idempotent,
+    errors::authentication_errors,
+    errors::routing_errors,
+    errors::body_errors,
+    errors::query_errors,
+    errors::store_outage_is_503,
+    observability::trace_context_and_request_id_are_honoured,
+    observability::health_readiness_and_metrics,
+);
