@@ -278,6 +278,7 @@ mod tests {
     use figment::Jail;
 
     /// Loads the configuration in a jail: its own environment and working directory.
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own (large) error type
     fn load_env(
         vars: &[(&str, &str)],
         file: Option<&str>,

@@ -7,15 +7,23 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::config::{Config, LogFormat};
 
-/// Installs the log subscriber (once per process; later calls do nothing).
-pub fn init_logging(config: &Config) {
+/// Installs the log subscriber (once per process; later calls do nothing). The server logs to
+/// stdout; other commands log to stderr so that their stdout stays clean JSON.
+pub fn init_logging(config: &Config, to_stdout: bool) {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let writer = if to_stdout {
+        BoxMakeWriter::new(std::io::stdout)
+    } else {
+        BoxMakeWriter::new(std::io::stderr)
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_span_events(FmtSpan::NONE);
+        .with_span_events(FmtSpan::NONE)
+        .with_writer(writer);
     let _ = match config.log_format {
         LogFormat::Json => builder
             .json()

@@ -4,6 +4,8 @@
 //! turns the list into one `#[tokio::test]` per case in the calling module, given an expression
 //! that yields a fresh [`TestStore`](crate::testing::TestStore) (or `None` to skip).
 
+#![allow(clippy::unwrap_used)] // test support: a failed expectation is a test failure
+
 use chrono::{Duration, Utc};
 use serde_json::json;
 use tenantry_domain::api_key::KeyKind;

@@ -12,7 +12,7 @@ macro_rules! migrations {
                 $version,
                 $name.into(),
                 MigrationType::Simple,
-                include_str!(concat!("../migrations/", $dir, "/", stringify!($version), "_", $name, ".sql")).into_sql_str(),
+                include_str!(concat!("../migrations/", $dir, "/", $name, ".sql")).into_sql_str(),
                 false,
             )
         ),+]
@@ -20,11 +20,11 @@ macro_rules! migrations {
 }
 
 pub(crate) fn sqlite() -> Migrator {
-    Migrator::with_migrations(migrations!("sqlite": 0001 => "init"))
+    Migrator::with_migrations(migrations!("sqlite": 1 => "0001_init"))
 }
 
 pub(crate) fn postgres() -> Migrator {
-    Migrator::with_migrations(migrations!("postgres": 0001 => "init"))
+    Migrator::with_migrations(migrations!("postgres": 1 => "0001_init"))
 }
 
 /// The newest version a migrator knows.

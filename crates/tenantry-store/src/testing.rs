@@ -32,7 +32,12 @@ impl PgTestDatabase {
     /// Creates an empty database, or `None` without `TENANTRY_TEST_POSTGRES_URL`. Panics when the
     /// variable is set but the server cannot be used: a configured suite never skips silently.
     pub async fn create() -> Option<Self> {
-        let admin_url = postgres_url()?;
+        Some(Self::create_on(&postgres_url()?).await)
+    }
+
+    /// Creates an empty database on the server of `admin_url`. Panics when it cannot.
+    pub async fn create_on(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "tenantry_t_{}_{}_{:08x}",
@@ -48,11 +53,11 @@ impl PgTestDatabase {
             .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
         let _ = conn.close().await;
         let url = with_database(&admin_url, &name);
-        Some(Self {
+        Self {
             admin_url,
             name,
             url,
-        })
+        }
     }
 }
 
@@ -132,16 +137,21 @@ pub async fn sqlite() -> TestStore {
 
 /// A migrated PostgreSQL store in a database of its own, or `None` when not configured.
 pub async fn postgres() -> Option<TestStore> {
-    let db = PgTestDatabase::create().await?;
+    Some(postgres_on(&postgres_url()?).await)
+}
+
+/// A migrated PostgreSQL store in a new database on the server of `admin_url`.
+pub async fn postgres_on(admin_url: &str) -> TestStore {
+    let db = PgTestDatabase::create_on(admin_url).await;
     let store = connect(&db.url, &ConnectOptions::default())
         .await
         .expect("open postgres");
     store.migrate().await.expect("migrate postgres");
-    Some(TestStore {
+    TestStore {
         store,
         url: db.url.clone(),
         _guard: Guard::Postgres(db),
-    })
+    }
 }
 
 /// Prints why a PostgreSQL test did nothing (visible with `--nocapture`, and in the README).

@@ -104,6 +104,11 @@ impl Ctx {
 /// Builds the idempotency record of a request from the resource its write produced.
 pub type Idem<'a, T> = Option<&'a (dyn Fn(&T) -> IdempotencyRecord + Send + Sync)>;
 
+/// A new root trace context (for work that does not arrive with one).
+pub fn new_trace() -> tenantry_domain::TraceContext {
+    tenantry_domain::TraceContext::new_root(rand::random(), rand::random())
+}
+
 /// The current time at stored precision.
 pub fn now() -> DateTime<Utc> {
     to_stored_precision(Utc::now())

@@ -49,7 +49,7 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
         .and_then(TraceContext::parse);
     let trace = match incoming {
         Some(parent) => parent.child(rand::random()),
-        None => TraceContext::new_root(rand::random(), rand::random()),
+        None => crate::app::new_trace(),
     };
     let request_id = req
         .headers()

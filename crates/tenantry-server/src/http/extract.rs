@@ -36,7 +36,7 @@ fn request_context(parts: &Parts) -> RequestContext {
         .get::<RequestContext>()
         .cloned()
         .unwrap_or_else(|| RequestContext {
-            trace: TraceContext::new_root(rand::random(), rand::random()),
+            trace: crate::app::new_trace(),
             request_id: String::new(),
             tenant: Arc::default(),
         })

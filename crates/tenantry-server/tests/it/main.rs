@@ -1,6 +1,8 @@
 //! HTTP integration tests: the real server on a loopback port, against SQLite and (when
 //! `TENANTRY_TEST_POSTGRES_URL` is set) PostgreSQL. Each case gets its own fresh store.
 
+#![allow(clippy::unwrap_used)]
+
 mod audit;
 mod editions;
 mod errors;

@@ -1,0 +1,389 @@
+//! Tests of the `tenantry` binary as a process: durability across SIGKILL, concurrent migrations,
+//! the bootstrap key, configuration errors, JSON logs, and the offline CLI.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+
+fn operator_key() -> String {
+    format!("tnt_op_{}", "Kx7".repeat(15))
+}
+
+fn tenantry(db_url: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TENANTRY_DATABASE_URL", db_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A running `tenantry serve`, with its output collected line by line.
+struct Served {
+    child: Child,
+    base: String,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(reader: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    tokio::spawn(async move {
+        let mut r = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = r.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+async fn wait_for(lines: &Arc<Mutex<Vec<String>>>, what: &str) -> String {
+    for _ in 0..600 {
+        if let Some(l) = lines.lock().unwrap().iter().find(|l| l.contains(what)) {
+            return l.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("'{what}' never appeared in: {:?}", lines.lock().unwrap());
+}
+
+async fn serve(db_url: &str, key: Option<&str>) -> Served {
+    let mut cmd = tenantry(db_url);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    if let Some(k) = key {
+        cmd.env("TENANTRY_BOOTSTRAP_OPERATOR_KEY", k);
+    }
+    let mut child = cmd.spawn().expect("spawn tenantry serve");
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    let line = wait_for(&stderr, "listening on http://").await;
+    let base = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    Served {
+        child,
+        base,
+        stdout,
+        stderr,
+    }
+}
+
+async fn run(db_url: &str, args: &[&str]) -> (i32, Value, String) {
+    let out = tenantry(db_url)
+        .args(args)
+        .output()
+        .await
+        .expect("run tenantry");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("tenantry.db").display())
+}
+
+async fn durability_after_sigkill(db_url: &str) {
+    let key = operator_key();
+    let client = reqwest::Client::new();
+    let mut first = serve(db_url, Some(&key)).await;
+    let resp = client
+        .post(format!("{}/v1/tenants", first.base))
+        .bearer_auth(&key)
+        .json(&json!({ "name": "Survivor" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    // SIGKILL right after the 201: no chance to flush or shut down cleanly
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+
+    let second = serve(db_url, Some(&key)).await;
+    let id = created["id"].as_str().unwrap();
+    let resp = client
+        .get(format!("{}/v1/tenants/{id}", second.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), created);
+    let audit: Value = client
+        .get(format!("{}/v1/audit?tenant={id}", second.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        audit["items"][0]["action"], "tenant.create",
+        "the audit record survived with it"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_tenant_survives_sigkill_after_201() {
+    let dir = tempfile::tempdir().unwrap();
+    durability_after_sigkill(&sqlite_url(dir.path())).await;
+}
+
+#[tokio::test]
+async fn postgres_tenant_survives_sigkill_after_201() {
+    let Some(db) = tenantry_store::testing::PgTestDatabase::create().await else {
+        return tenantry_store::testing::skip_notice("postgres_tenant_survives_sigkill_after_201");
+    };
+    durability_after_sigkill(&db.url).await;
+}
+
+#[tokio::test]
+async fn four_concurrent_migrations_apply_each_version_once() {
+    let Some(db) = tenantry_store::testing::PgTestDatabase::create().await else {
+        return tenantry_store::testing::skip_notice(
+            "four_concurrent_migrations_apply_each_version_once",
+        );
+    };
+    let runs: Vec<_> = (0..4)
+        .map(|_| tenantry(&db.url).arg("migrate").output())
+        .collect();
+    let mut handles = Vec::new();
+    for r in runs {
+        handles.push(tokio::spawn(r));
+    }
+    for h in handles {
+        let out = h.await.unwrap().unwrap();
+        assert!(
+            out.status.success(),
+            "migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ready"], true);
+    }
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT version, COUNT(*) FROM _sqlx_migrations GROUP BY version ORDER BY version",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter().all(|(_, n)| *n == 1),
+        "each migration recorded once: {rows:?}"
+    );
+    let editions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM editions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(editions, 3);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn first_start_prints_a_one_time_operator_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut first = serve(&url, None).await;
+    let line = wait_for(&first.stderr, "operator API key").await;
+    let key = line
+        .split_whitespace()
+        .find(|w| w.starts_with("tnt_op_"))
+        .unwrap()
+        .to_owned();
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/tenants", first.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+    assert!(
+        !first
+            .stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(&key)),
+        "the key never reaches the log"
+    );
+
+    let mut second = serve(&url, None).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !second
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("tnt_op_")),
+        "shown once only"
+    );
+    second.child.start_kill().unwrap();
+}
+
+#[tokio::test]
+async fn json_logs_carry_trace_and_tenant_ids_and_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = operator_key();
+    let mut s = serve(&sqlite_url(dir.path()), Some(&key)).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/v1/tenants", s.base))
+        .bearer_auth(&key)
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({ "name": "Logged" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let line = wait_for(&s.stdout, "request completed").await;
+    let v: Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(v["span"]["trace_id"], trace);
+    assert_eq!(v["span"]["tenant_id"], id);
+    assert_eq!(v["http.status"], 201);
+    assert_eq!(v["span"]["http.route"], "/v1/tenants");
+    s.child.start_kill().unwrap();
+    s.child.wait().await.unwrap();
+    let all = s.stdout.lock().unwrap().join("\n");
+    assert!(!all.contains(&key), "no secrets in logs");
+    for l in s.stdout.lock().unwrap().iter() {
+        serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+    }
+}
+
+#[tokio::test]
+async fn invalid_configuration_fails_naming_the_key() {
+    let out = tenantry("sqlite://x.db")
+        .env("TENANTRY_LISTEN", "not-an-address")
+        .args(["config", "check"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TENANTRY_LISTEN") && err.contains("not-an-address"),
+        "{err}"
+    );
+
+    let out = tenantry("mysql://nope")
+        .args(["serve"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database_url"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "log_levl = \"debug\"\n").unwrap();
+    let out = tenantry("sqlite://x.db")
+        .arg("--config")
+        .arg(dir.path().join("bad.toml"))
+        .args(["config", "check"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log_levl"));
+
+    let (code, v, _) = run(&sqlite_url(dir.path()), &["config", "check"]).await;
+    assert_eq!((code, v["valid"].as_bool()), (0, Some(true)));
+    let (code, v, _) = run("postgres://u:hunter2@127.0.0.1/db", &["config", "check"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        !v.to_string().contains("hunter2"),
+        "passwords are masked: {v}"
+    );
+}
+
+#[tokio::test]
+async fn cli_manages_tenants_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let (code, t, err) = run(
+        &url,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Offline Co",
+            "--edition",
+            "standard",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (t["slug"].as_str(), t["edition"].as_str()),
+        (Some("offline-co"), Some("standard"))
+    );
+    let (code, s, _) = run(&url, &["tenant", "suspend", "offline-co"]).await;
+    assert_eq!((code, s["status"].as_str()), (0, Some("suspended")));
+    let (code, _, err) = run(&url, &["tenant", "suspend", "offline-co"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot suspend a tenant that is suspended"),
+        "{err}"
+    );
+    let (code, list, _) = run(&url, &["tenant", "list", "--status", "suspended"]).await;
+    assert_eq!((code, list["page_info"]["count"].as_u64()), (0, Some(1)));
+    for verb in ["resume", "delete", "restore"] {
+        let (code, _, err) = run(&url, &["tenant", verb, "offline-co"]).await;
+        assert_eq!(code, 0, "{verb}: {err}");
+    }
+    let (code, shown, _) = run(&url, &["tenant", "show", t["id"].as_str().unwrap()]).await;
+    assert_eq!((code, shown["status"].as_str()), (0, Some("active")));
+    let (code, _, err) = run(&url, &["tenant", "create", "--name", "Bad", "--slug", "NO"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("slug"), "{err}");
+
+    let (code, k, _) = run(&url, &["key", "create", "--operator", "--name", "ci"]).await;
+    assert_eq!(code, 0);
+    let key = k["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("tnt_op_"));
+    // the new key works against a server on the same database, and the CLI's changes are audited
+    let mut s = serve(&url, None).await;
+    let audit: Value = reqwest::Client::new()
+        .get(format!("{}/v1/audit?tenant=offline-co", s.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = &audit["items"].as_array().unwrap().last().unwrap();
+    assert_eq!(first["action"], "tenant.create");
+    assert_eq!(first["actor"]["kind"], "cli");
+    assert_eq!(first["trace_id"].as_str().map(str::len), Some(32));
+    s.child.start_kill().unwrap();
+}
