@@ -34,15 +34,50 @@ async fn not_found(method: Method, uri: Uri) -> Problem {
 
 /// The whole API with its middleware.
 pub fn router(state: AppState, body_limit: usize) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(tenants::routes())
         .merge(editions::routes())
         .merge(audit::routes())
-        .merge(health::routes())
+        .merge(health::routes());
+    with_edge(routes, body_limit).with_state(state)
+}
+
+/// The middleware every route gets: body limits, panics as problems, and the edge (trace, logs,
+/// metrics, Problem+JSON for every error).
+fn with_edge<S: Clone + Send + Sync + 'static>(routes: Router<S>, body_limit: usize) -> Router<S> {
+    routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(CatchPanicLayer::custom(edge::panic_response))
         .layer(axum::middleware::from_fn(edge::edge))
-        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panic_is_an_opaque_500_problem_with_a_trace_id() {
+        async fn boom() -> &'static str {
+            panic!("secret internal detail")
+        }
+        let app = super::with_edge(axum::Router::new().route("/boom", get(boom)), 1024);
+        let resp = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let p: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(p["type"], "urn:tenantry:problem:internal");
+        assert_eq!(p["traceId"].as_str().map(str::len), Some(32));
+        assert!(!p.to_string().contains("secret internal detail"), "{p}");
+    }
 }
