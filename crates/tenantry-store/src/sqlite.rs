@@ -4,6 +4,7 @@
 //! (bounded by the busy timeout) instead of failing on a read-to-write upgrade.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +13,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tenantry_domain::{
     AuditRecord, Edition, EditionKey, EventEnvelope, Page, PageRequest, Tenant, TenantRef,
 };
@@ -25,6 +27,32 @@ use crate::rows::*;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// SQLite has one writer at a time. Writers queue here, in FIFO order, instead of polling
+    /// SQLite's busy handler (which sleeps and retries, and makes tail latency explode under load).
+    writer: Arc<Mutex<()>>,
+}
+
+/// A write transaction holding the in-process writer slot.
+struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _slot: OwnedMutexGuard<()>,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+impl WriteTx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
 }
 
 fn constraint_of(db: &dyn sqlx::error::DatabaseError) -> Constraint {
@@ -68,15 +96,17 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(err)?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer: Arc::new(Mutex::new(())) })
     }
 
-    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)
+    async fn begin(&self) -> StoreResult<WriteTx> {
+        let slot = Arc::clone(&self.writer).lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        Ok(WriteTx { tx, _slot: slot })
     }
 
     async fn write_changes(
-        tx: &mut Transaction<'static, Sqlite>,
+        conn: &mut SqliteConnection,
         changes: &Changes,
     ) -> StoreResult<()> {
         if let Some(r) = &changes.idempotency {
@@ -86,7 +116,7 @@ impl SqliteStore {
             .bind(&r.scope)
             .bind(&r.key)
             .bind(r.created_at)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await
             .map_err(err)?;
             sqlx::query(
@@ -101,7 +131,7 @@ impl SqliteStore {
             .bind(&r.body)
             .bind(r.created_at)
             .bind(r.expires_at)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await
             .map_err(err)?;
         }
@@ -120,7 +150,7 @@ impl SqliteStore {
             .bind(a.tenant_id.map(uuid::Uuid::from))
             .bind(&a.trace_id)
             .bind(Json(&a.details))
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await
             .map_err(err)?;
         }
@@ -139,7 +169,7 @@ impl SqliteStore {
             .bind(i64::from(e.schema_version))
             .bind(&e.key)
             .bind(Json(&e.data))
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await
             .map_err(err)?;
         }
