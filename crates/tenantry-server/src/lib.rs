@@ -65,6 +65,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let housekeeping_task = tokio::spawn(housekeeping(app.clone()));
     let state = http::AppState {
         app: app.clone(),
         metrics: telemetry::metrics_handle(),
@@ -84,8 +85,23 @@ pub async fn serve(
             tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time");
         }
     }
+    housekeeping_task.abort();
     app.store().close().await;
     Ok(())
+}
+
+/// Periodic clean-up that is safe on any number of replicas (idempotent deletes). Moves to the job
+/// engine's scheduler when that exists.
+async fn housekeeping(app: App) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        match app.store().purge_idempotency(app::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency keys"),
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

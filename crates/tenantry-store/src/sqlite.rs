@@ -14,10 +14,10 @@ use sqlx::sqlite::{
 };
 use sqlx::types::Json;
 use sqlx::{Sqlite, SqliteConnection, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard};
 use tenantry_domain::{
     AuditRecord, Edition, EditionKey, EventEnvelope, Page, PageRequest, Tenant, TenantRef,
 };
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use crate::migrations;
@@ -96,7 +96,10 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(err)?;
-        Ok(Self { pool, writer: Arc::new(Mutex::new(())) })
+        Ok(Self {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+        })
     }
 
     async fn begin(&self) -> StoreResult<WriteTx> {
@@ -105,10 +108,7 @@ impl SqliteStore {
         Ok(WriteTx { tx, _slot: slot })
     }
 
-    async fn write_changes(
-        conn: &mut SqliteConnection,
-        changes: &Changes,
-    ) -> StoreResult<()> {
+    async fn write_changes(conn: &mut SqliteConnection, changes: &Changes) -> StoreResult<()> {
         if let Some(r) = &changes.idempotency {
             sqlx::query(
                 "DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2 AND expires_at <= ?3",
