@@ -17,6 +17,12 @@ pub enum ActorKind {
     Cli,
     /// The platform itself (bootstrap, background work).
     System,
+    /// A tenant API key (`actor.id` is the key id).
+    TenantKey,
+    /// A device key (`actor.id` is the key id).
+    DeviceKey,
+    /// A user authenticated by a JWT (`actor.id` is its `sub`).
+    User,
 }
 
 impl ActorKind {
@@ -25,6 +31,9 @@ impl ActorKind {
             ActorKind::OperatorKey => "operator_key",
             ActorKind::Cli => "cli",
             ActorKind::System => "system",
+            ActorKind::TenantKey => "tenant_key",
+            ActorKind::DeviceKey => "device_key",
+            ActorKind::User => "user",
         }
     }
 }
@@ -42,6 +51,9 @@ impl FromStr for ActorKind {
             "operator_key" => Ok(Self::OperatorKey),
             "cli" => Ok(Self::Cli),
             "system" => Ok(Self::System),
+            "tenant_key" => Ok(Self::TenantKey),
+            "device_key" => Ok(Self::DeviceKey),
+            "user" => Ok(Self::User),
             other => Err(format!("unknown actor kind '{other}'")),
         }
     }

@@ -3,17 +3,21 @@
 //! Everything here is deterministic given its inputs (time and randomness are passed in), so it is
 //! unit- and property-tested without a database or a network.
 
+pub mod access;
 pub mod api_key;
 pub mod audit;
 pub mod clock;
 pub mod edition;
 pub mod event;
+pub mod gcra;
 pub mod id;
 pub mod page;
+pub mod resolution;
 pub mod tenant;
 pub mod trace;
 pub mod validation;
 
+pub use access::{CredentialKind, Principal, Role, Scope, ScopeSet, TenantScope};
 pub use api_key::{KeyKind, PresentedKey};
 pub use audit::{Actor, ActorKind, AuditRecord};
 pub use edition::{Edition, EditionKey, EditionLimits};
