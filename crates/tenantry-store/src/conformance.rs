@@ -13,12 +13,12 @@ use tenantry_domain::clock::to_stored_precision;
 use tenantry_domain::tenant::TenantPatch;
 use tenantry_domain::{
     Actor, ApiKeyId, AuditId, AuditRecord, Edition, EditionKey, EventEnvelope, Isolation,
-    PageRequest, Slug, Tenant, TenantId, TenantName, TenantRef, TenantStatus,
+    PageRequest, Slug, Tenant, TenantId, TenantName, TenantRef, TenantScope, TenantStatus,
 };
 
 use crate::{
-    ApiKeyRecord, AuditFilter, Changes, Constraint, IdempotencyRecord, Store, StoreError,
-    TenantFilter,
+    ApiKeyRecord, AuditFilter, Changes, Constraint, DeviceRecord, IdempotencyRecord, Store,
+    StoreError, TenantFilter,
 };
 
 fn now() -> chrono::DateTime<Utc> {
@@ -499,6 +499,11 @@ pub async fn api_keys_are_found_by_lookup(store: &dyn Store) {
         created_at: now(),
         expires_at: expires,
         revoked_at: revoked.then(now),
+        scopes: vec![],
+        roles: vec![tenantry_domain::Role::Operator],
+        rate_limit_per_minute: None,
+        device_id: None,
+        rotated_to: None,
     };
     assert_eq!(store.count_active_operator_keys(now()).await.unwrap(), 0);
     let live = key("tnt_op_aaaaaaaaaaaa", None, false);
@@ -543,6 +548,243 @@ pub async fn api_keys_are_found_by_lookup(store: &dyn Store) {
     );
 }
 
+async fn two_tenants(store: &dyn Store) -> (TenantScope, TenantScope) {
+    let mut scopes = Vec::new();
+    for slug in ["fence-a", "fence-b"] {
+        let t = new_tenant(slug);
+        store
+            .insert_tenant(&t, &changes_for(&t, "created"))
+            .await
+            .unwrap();
+        scopes.push(TenantScope::system(t.id, t.edition.clone(), "conformance"));
+    }
+    let b = scopes.pop().unwrap();
+    (scopes.pop().unwrap(), b)
+}
+
+fn tenant_key(scope: &TenantScope, lookup: &str, device: Option<&str>) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: ApiKeyId::new(),
+        kind: if device.is_some() {
+            KeyKind::Device
+        } else {
+            KeyKind::TenantSecret
+        },
+        lookup: lookup.into(),
+        secret_hash: vec![1; 32],
+        name: "k".into(),
+        tenant_id: Some(scope.tenant_id()),
+        created_at: now(),
+        expires_at: None,
+        revoked_at: None,
+        scopes: vec![tenantry_domain::Scope::EventsWrite],
+        roles: vec![tenantry_domain::Role::Member],
+        rate_limit_per_minute: Some(30),
+        device_id: device.map(str::to_owned),
+        rotated_to: None,
+    }
+}
+
+pub async fn tenant_keys_are_fenced_by_scope(store: &dyn Store) {
+    let (a, b) = two_tenants(store).await;
+    let key = tenant_key(&a, "tnt_sk_aaaaaaaaaaa1", None);
+    store
+        .insert_tenant_key(&a, &key, &Changes::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_tenant_key(&a, key.id).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(
+        store
+            .list_tenant_keys(&a, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items,
+        vec![key.clone()]
+    );
+    // nothing of A's shows through B, and B cannot change it
+    assert_eq!(store.get_tenant_key(&b, key.id).await.unwrap(), None);
+    assert!(
+        store
+            .list_tenant_keys(&b, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .revoke_tenant_key(&b, key.id, now(), &Changes::default())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let stolen = tenant_key(&b, "tnt_sk_bbbbbbbbbbb1", None);
+    assert!(matches!(
+        store
+            .rotate_tenant_key(&b, key.id, now(), &stolen, &Changes::default())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        store
+            .insert_tenant_key(&b, &key, &Changes::default())
+            .await
+            .is_err(),
+        "a record of A through B's scope"
+    );
+
+    // rotation: the successor exists, the old key expires at the end of the grace period
+    let successor = tenant_key(&a, "tnt_sk_aaaaaaaaaaa2", None);
+    let grace_end = now() + Duration::hours(24);
+    store
+        .rotate_tenant_key(&a, key.id, grace_end, &successor, &Changes::default())
+        .await
+        .unwrap();
+    let old = store.get_tenant_key(&a, key.id).await.unwrap().unwrap();
+    assert_eq!(
+        (old.expires_at, old.rotated_to),
+        (Some(grace_end), Some(successor.id))
+    );
+    assert!(
+        matches!(
+            store
+                .rotate_tenant_key(
+                    &a,
+                    key.id,
+                    grace_end,
+                    &tenant_key(&a, "tnt_sk_aaaaaaaaaaa3", None),
+                    &Changes::default()
+                )
+                .await,
+            Err(StoreError::NotFound)
+        ),
+        "a key rotates once"
+    );
+    store
+        .revoke_tenant_key(&a, successor.id, now(), &Changes::default())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .find_api_key("tnt_sk_aaaaaaaaaaa2")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(matches!(
+        store
+            .revoke_tenant_key(&a, successor.id, now(), &Changes::default())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn devices_are_fenced_by_scope(store: &dyn Store) {
+    let (a, b) = two_tenants(store).await;
+    let device = |scope: &TenantScope| DeviceRecord {
+        id: uuid::Uuid::now_v7(),
+        tenant_id: scope.tenant_id(),
+        device_id: "sensor-1".into(),
+        name: Some("Sensor".into()),
+        metadata: json!({"floor": 3}),
+        created_at: now(),
+    };
+    let (da, db) = (device(&a), device(&b));
+    store
+        .insert_device(
+            &a,
+            &da,
+            &tenant_key(&a, "tnt_dk_aaaaaaaaaaa1", Some("sensor-1")),
+            &Changes::default(),
+        )
+        .await
+        .unwrap();
+    // the same device id in another tenant is another device
+    store
+        .insert_device(
+            &b,
+            &db,
+            &tenant_key(&b, "tnt_dk_bbbbbbbbbbb1", Some("sensor-1")),
+            &Changes::default(),
+        )
+        .await
+        .unwrap();
+    let again = DeviceRecord {
+        id: uuid::Uuid::now_v7(),
+        ..da.clone()
+    };
+    let err = store
+        .insert_device(
+            &a,
+            &again,
+            &tenant_key(&a, "tnt_dk_aaaaaaaaaaa2", Some("sensor-1")),
+            &Changes::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Duplicate(Constraint::DeviceId)),
+        "{err:?}"
+    );
+    assert!(
+        store
+            .find_api_key("tnt_dk_aaaaaaaaaaa2")
+            .await
+            .unwrap()
+            .is_none(),
+        "the failed registration left no key"
+    );
+
+    assert_eq!(
+        store.get_device(&a, "sensor-1").await.unwrap(),
+        Some(da.clone())
+    );
+    assert_eq!(
+        store
+            .list_devices(&b, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items,
+        vec![db.clone()]
+    );
+    store
+        .delete_device(&a, "sensor-1", now(), &Changes::default())
+        .await
+        .unwrap();
+    assert_eq!(store.get_device(&a, "sensor-1").await.unwrap(), None);
+    assert!(
+        store
+            .find_api_key("tnt_dk_aaaaaaaaaaa1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some(),
+        "its keys are revoked"
+    );
+    assert!(
+        store
+            .find_api_key("tnt_dk_bbbbbbbbbbb1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none(),
+        "B's device is untouched"
+    );
+    assert_eq!(store.get_device(&b, "sensor-1").await.unwrap(), Some(db));
+    assert!(matches!(
+        store
+            .delete_device(&a, "sensor-1", now(), &Changes::default())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async expression yielding
 /// `Option<TestStore>`; `None` skips (the PostgreSQL suite without its URL).
 #[macro_export]
@@ -560,6 +802,8 @@ macro_rules! conformance_suite {
             audit_and_outbox_commit_with_the_change,
             idempotency_records_guard_the_write,
             api_keys_are_found_by_lookup,
+            tenant_keys_are_fenced_by_scope,
+            devices_are_fenced_by_scope,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -12,8 +12,8 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use port::{
-    ApiKeyRecord, AuditFilter, Backend, Changes, Constraint, IdempotencyRecord, Store, StoreError,
-    StoreResult, TenantFilter,
+    ApiKeyRecord, AuditFilter, Backend, Changes, Constraint, DeviceRecord, IdempotencyRecord,
+    Store, StoreError, StoreResult, TenantFilter,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

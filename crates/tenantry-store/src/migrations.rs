@@ -20,11 +20,11 @@ macro_rules! migrations {
 }
 
 pub(crate) fn sqlite() -> Migrator {
-    Migrator::with_migrations(migrations!("sqlite": 1 => "0001_init"))
+    Migrator::with_migrations(migrations!("sqlite": 1 => "0001_init", 2 => "0002_access"))
 }
 
 pub(crate) fn postgres() -> Migrator {
-    Migrator::with_migrations(migrations!("postgres": 1 => "0001_init"))
+    Migrator::with_migrations(migrations!("postgres": 1 => "0001_init", 2 => "0002_access"))
 }
 
 /// The newest version a migrator knows.

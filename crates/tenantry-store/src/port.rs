@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tenantry_domain::api_key::KeyKind;
 use tenantry_domain::{
-    ApiKeyId, AuditRecord, Edition, EditionKey, EventEnvelope, Page, PageRequest, Tenant, TenantId,
-    TenantRef, TenantStatus,
+    ApiKeyId, AuditRecord, Edition, EditionKey, EventEnvelope, Page, PageRequest, Role, Scope,
+    Tenant, TenantId, TenantRef, TenantScope, TenantStatus,
 };
+use uuid::Uuid;
 
 /// What must commit together with a business change.
 #[derive(Clone, Debug, Default)]
@@ -62,6 +63,27 @@ pub struct ApiKeyRecord {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub scopes: Vec<Scope>,
+    pub roles: Vec<Role>,
+    /// A per-key limit below the tenant edition's (requests per minute).
+    pub rate_limit_per_minute: Option<u32>,
+    /// For device keys: the device.
+    pub device_id: Option<String>,
+    /// Set on a rotated key: its successor.
+    pub rotated_to: Option<ApiKeyId>,
+}
+
+/// A registered device of a tenant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceRecord {
+    /// Internal, time-ordered id (pagination).
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    /// The tenant's own name for the device.
+    pub device_id: String,
+    pub name: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,6 +107,7 @@ pub enum Constraint {
     TenantId,
     EditionKey,
     ApiKeyLookup,
+    DeviceId,
     IdempotencyKey,
     Other,
 }
@@ -194,6 +217,69 @@ pub trait Store: Send + Sync + 'static {
     async fn find_api_key(&self, lookup: &str) -> StoreResult<Option<ApiKeyRecord>>;
     async fn count_active_operator_keys(&self, now: DateTime<Utc>) -> StoreResult<i64>;
 
+    // tenant-scoped API keys and devices: reachable only through a TenantScope
+    /// Inserts a key of the scope's tenant (its `tenant_id` must be the scope's).
+    async fn insert_tenant_key(
+        &self,
+        scope: &TenantScope,
+        key: &ApiKeyRecord,
+        changes: &Changes,
+    ) -> StoreResult<()>;
+    /// Keys of the scope's tenant, oldest first (revoked ones included).
+    async fn list_tenant_keys(
+        &self,
+        scope: &TenantScope,
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiKeyRecord>>;
+    async fn get_tenant_key(
+        &self,
+        scope: &TenantScope,
+        id: ApiKeyId,
+    ) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Sets `revoked_at` on a live key of the scope's tenant; `NotFound` if there is none.
+    async fn revoke_tenant_key(
+        &self,
+        scope: &TenantScope,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<()>;
+    /// Inserts `successor` and makes `old` expire at `old_expires_at` (the grace period).
+    async fn rotate_tenant_key(
+        &self,
+        scope: &TenantScope,
+        old: ApiKeyId,
+        old_expires_at: DateTime<Utc>,
+        successor: &ApiKeyRecord,
+        changes: &Changes,
+    ) -> StoreResult<()>;
+    /// Registers a device with its first key.
+    async fn insert_device(
+        &self,
+        scope: &TenantScope,
+        device: &DeviceRecord,
+        key: &ApiKeyRecord,
+        changes: &Changes,
+    ) -> StoreResult<()>;
+    async fn list_devices(
+        &self,
+        scope: &TenantScope,
+        page: PageRequest,
+    ) -> StoreResult<Page<DeviceRecord>>;
+    async fn get_device(
+        &self,
+        scope: &TenantScope,
+        device_id: &str,
+    ) -> StoreResult<Option<DeviceRecord>>;
+    /// Removes a device and revokes its keys; `NotFound` if there is none.
+    async fn delete_device(
+        &self,
+        scope: &TenantScope,
+        device_id: &str,
+        at: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<()>;
+
     // audit and outbox (read side; they are written through `Changes`)
     /// Newest first.
     async fn list_audit(
@@ -212,4 +298,16 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<IdempotencyRecord>>;
     async fn purge_idempotency(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+/// Refuses a record of another tenant than the scope's (a bug in the caller, never user input).
+pub(crate) fn ensure_same_tenant(scope: &TenantScope, tenant: Option<TenantId>) -> StoreResult<()> {
+    if tenant == Some(scope.tenant_id()) {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "record of tenant {tenant:?} written through the scope of {}",
+            scope.tenant_id()
+        )))
+    }
 }

@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{Postgres, Transaction};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tenantry_domain::{
-    AuditRecord, Edition, EditionKey, EventEnvelope, Page, PageRequest, Tenant, TenantRef,
+    ApiKeyId, AuditRecord, Edition, EditionKey, EventEnvelope, Page, PageRequest, Tenant,
+    TenantRef, TenantScope,
 };
 use uuid::Uuid;
 
@@ -19,7 +20,33 @@ use crate::rows::*;
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
+    /// Platform (system) context: `tenantry.scope = 'system'` for the whole session.
     pool: PgPool,
+    /// Tenant context: every transaction sets `tenantry.tenant_id`; without it nothing is visible.
+    tenant_pool: PgPool,
+    options: PgConnectOptions,
+}
+
+/// The role the application works as, so that row-level security applies (ADR 0006).
+const APP_ROLE: &str = "tenantry_app";
+
+async fn assume_app_role(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(APP_ROLE)
+            .fetch_one(&mut *conn)
+            .await?;
+    if exists {
+        sqlx::query("SELECT set_config('role', $1, false)")
+            .bind(APP_ROLE)
+            .execute(&mut *conn)
+            .await?;
+    } else {
+        tracing::warn!(
+            "role {APP_ROLE} does not exist: row-level security relies on FORCE ROW LEVEL SECURITY only"
+        );
+    }
+    Ok(())
 }
 
 fn constraint_of(db: &dyn sqlx::error::DatabaseError) -> Constraint {
@@ -28,6 +55,7 @@ fn constraint_of(db: &dyn sqlx::error::DatabaseError) -> Constraint {
         Some("tenants_pkey") => Constraint::TenantId,
         Some("editions_pkey") => Constraint::EditionKey,
         Some("api_keys_lookup_key") => Constraint::ApiKeyLookup,
+        Some("devices_tenant_device_key") => Constraint::DeviceId,
         Some("idempotency_keys_pkey") => Constraint::IdempotencyKey,
         _ => Constraint::Other,
     }
@@ -47,17 +75,49 @@ impl PgStore {
         let connect = PgConnectOptions::from_str(url)
             .map_err(StoreError::Database)?
             .application_name("tenantry");
+        // Lazy: no connection is made before `migrate` has created the application role.
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await
-            .map_err(err)?;
-        Ok(Self { pool })
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    assume_app_role(conn).await?;
+                    sqlx::query("SELECT set_config('tenantry.scope', 'system', false)")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(connect.clone());
+        let tenant_pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(|conn, _| Box::pin(async move { assume_app_role(conn).await }))
+            .connect_lazy_with(connect.clone());
+        Ok(Self {
+            pool,
+            tenant_pool,
+            options: connect,
+        })
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(err)
+    }
+
+    /// A transaction in the tenant's context: row-level security shows only its rows.
+    async fn read(&self, scope: &TenantScope) -> StoreResult<Transaction<'static, Postgres>> {
+        let mut tx = self.tenant_pool.begin().await.map_err(err)?;
+        sqlx::query("SELECT set_config('tenantry.tenant_id', $1, true)")
+            .bind(scope.tenant_id().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        Ok(tx)
+    }
+
+    async fn write(&self, scope: &TenantScope) -> StoreResult<Transaction<'static, Postgres>> {
+        self.read(scope).await
     }
 
     async fn write_changes(
@@ -161,8 +221,15 @@ impl Store for PgStore {
 
     async fn migrate(&self) -> StoreResult<Vec<i64>> {
         let migrator = migrations::postgres();
-        let before: Vec<i64> = applied_versions(&self.pool).await;
-        migrator.run(&self.pool).await?;
+        // Migrations run as the connecting (owning) role, on a connection of their own: the pools
+        // work as the application role, which may not change the schema.
+        let mut conn = PgConnection::connect_with(&self.options)
+            .await
+            .map_err(err)?;
+        let before: Vec<i64> = applied_versions(&mut conn).await;
+        let ran = migrator.run_direct(None, &mut conn, false).await;
+        let _ = conn.close().await;
+        ran?;
         self.seed_editions().await?;
         Ok(migrator
             .iter()
@@ -190,6 +257,7 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+        self.tenant_pool.close().await;
     }
 
     async fn insert_tenant(&self, t: &Tenant, changes: &Changes) -> StoreResult<()> {
@@ -348,29 +416,16 @@ impl Store for PgStore {
     async fn insert_api_key(&self, k: &ApiKeyRecord, changes: &Changes) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         Self::write_changes(&mut tx, changes).await?;
-        sqlx::query(
-            "INSERT INTO api_keys (id, kind, lookup, secret_hash, name, tenant_id, created_at, expires_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(k.id.as_uuid())
-        .bind(k.kind.as_str())
-        .bind(&k.lookup)
-        .bind(&k.secret_hash)
-        .bind(&k.name)
-        .bind(k.tenant_id.map(uuid::Uuid::from))
-        .bind(k.created_at)
-        .bind(k.expires_at)
-        .bind(k.revoked_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
+        insert_key(&mut tx, k).await?;
         tx.commit().await.map_err(err)
     }
 
     async fn find_api_key(&self, lookup: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = sqlx::query(
-            "SELECT id, kind, lookup, secret_hash, name, tenant_id, created_at, expires_at, revoked_at FROM api_keys WHERE lookup = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE lookup = $1"
+        ))
         .bind(lookup)
         .fetch_optional(&self.pool)
         .await
@@ -386,6 +441,210 @@ impl Store for PgStore {
         .fetch_one(&self.pool)
         .await
         .map_err(err)
+    }
+
+    async fn insert_tenant_key(
+        &self,
+        scope: &TenantScope,
+        k: &ApiKeyRecord,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        ensure_same_tenant(scope, k.tenant_id)?;
+        let mut tx = self.write(scope).await?;
+        Self::write_changes(&mut tx, changes).await?;
+        insert_key(&mut tx, k).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn list_tenant_keys(
+        &self,
+        scope: &TenantScope,
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiKeyRecord>> {
+        let mut tx = self.read(scope).await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(scope.tenant_id().as_uuid())
+        .bind(after(&page))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        let keys = rows
+            .iter()
+            .map(|row| decode_api_key!(row, err))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_fetched(keys, page.limit, |k| *k.id.as_uuid()))
+    }
+
+    async fn get_tenant_key(
+        &self,
+        scope: &TenantScope,
+        id: ApiKeyId,
+    ) -> StoreResult<Option<ApiKeyRecord>> {
+        let mut tx = self.read(scope).await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(scope.tenant_id().as_uuid())
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        row.map(|row| decode_api_key!(&row, err)).transpose()
+    }
+
+    async fn revoke_tenant_key(
+        &self,
+        scope: &TenantScope,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        let mut tx = self.write(scope).await?;
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL")
+            .bind(scope.tenant_id().as_uuid())
+            .bind(id.as_uuid())
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn rotate_tenant_key(
+        &self,
+        scope: &TenantScope,
+        old: ApiKeyId,
+        old_expires_at: DateTime<Utc>,
+        successor: &ApiKeyRecord,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        ensure_same_tenant(scope, successor.tenant_id)?;
+        let mut tx = self.write(scope).await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > $3 THEN $3 ELSE expires_at END, rotated_to = $4
+             WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL AND rotated_to IS NULL",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(old.as_uuid())
+        .bind(old_expires_at)
+        .bind(successor.id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_key(&mut tx, successor).await?;
+        Self::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn insert_device(
+        &self,
+        scope: &TenantScope,
+        d: &DeviceRecord,
+        key: &ApiKeyRecord,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        ensure_same_tenant(scope, Some(d.tenant_id))?;
+        ensure_same_tenant(scope, key.tenant_id)?;
+        let mut tx = self.write(scope).await?;
+        Self::write_changes(&mut tx, changes).await?;
+        sqlx::query("INSERT INTO devices (id, tenant_id, device_id, name, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(d.id)
+            .bind(d.tenant_id.as_uuid())
+            .bind(&d.device_id)
+            .bind(&d.name)
+            .bind(Json(&d.metadata))
+            .bind(d.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        insert_key(&mut tx, key).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn list_devices(
+        &self,
+        scope: &TenantScope,
+        page: PageRequest,
+    ) -> StoreResult<Page<DeviceRecord>> {
+        let mut tx = self.read(scope).await?;
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, device_id, name, metadata, created_at FROM devices
+             WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(after(&page))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        let devices = rows
+            .iter()
+            .map(|row| decode_device!(row, err))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_fetched(devices, page.limit, |d| d.id))
+    }
+
+    async fn get_device(
+        &self,
+        scope: &TenantScope,
+        device_id: &str,
+    ) -> StoreResult<Option<DeviceRecord>> {
+        let mut tx = self.read(scope).await?;
+        let row = sqlx::query(
+            "SELECT id, tenant_id, device_id, name, metadata, created_at FROM devices WHERE tenant_id = $1 AND device_id = $2",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        row.map(|row| decode_device!(&row, err)).transpose()
+    }
+
+    async fn delete_device(
+        &self,
+        scope: &TenantScope,
+        device_id: &str,
+        at: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        let mut tx = self.write(scope).await?;
+        sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND device_id = $2 AND revoked_at IS NULL")
+            .bind(scope.tenant_id().as_uuid())
+            .bind(device_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let done = sqlx::query("DELETE FROM devices WHERE tenant_id = $1 AND device_id = $2")
+            .bind(scope.tenant_id().as_uuid())
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)
     }
 
     async fn list_audit(
@@ -458,9 +717,35 @@ impl Store for PgStore {
     }
 }
 
-async fn applied_versions(pool: &PgPool) -> Vec<i64> {
+async fn applied_versions(conn: &mut PgConnection) -> Vec<i64> {
     sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .unwrap_or_default()
+}
+
+async fn insert_key(conn: &mut PgConnection, k: &ApiKeyRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, kind, lookup, secret_hash, name, tenant_id, created_at, expires_at, revoked_at,
+                               scopes, roles, rate_limit_per_minute, device_id, rotated_to)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(k.id.as_uuid())
+    .bind(k.kind.as_str())
+    .bind(&k.lookup)
+    .bind(&k.secret_hash)
+    .bind(&k.name)
+    .bind(k.tenant_id.map(uuid::Uuid::from))
+    .bind(k.created_at)
+    .bind(k.expires_at)
+    .bind(k.revoked_at)
+    .bind(Json(k.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()))
+    .bind(Json(k.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()))
+    .bind(k.rate_limit_per_minute.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+    .bind(&k.device_id)
+    .bind(k.rotated_to.map(uuid::Uuid::from))
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(())
 }

@@ -16,6 +16,13 @@ where
         .map_err(|e| StoreError::corrupt(format!("{what} '{s}': {e}")))
 }
 
+pub(crate) fn parse_all<T: FromStr>(what: &str, items: Vec<String>) -> StoreResult<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    items.iter().map(|s| parse(what, s)).collect()
+}
+
 pub(crate) fn slug(s: String) -> StoreResult<Slug> {
     Slug::parse(&s).map_err(|e| StoreError::corrupt(format!("slug '{s}': {e}")))
 }
@@ -106,6 +113,53 @@ macro_rules! decode_api_key {
             created_at: row.try_get("created_at").map_err(map)?,
             expires_at: row.try_get("expires_at").map_err(map)?,
             revoked_at: row.try_get("revoked_at").map_err(map)?,
+            scopes: $crate::rows::parse_all(
+                "scope",
+                row.try_get::<sqlx::types::Json<Vec<String>>, _>("scopes")
+                    .map_err(map)?
+                    .0,
+            )?,
+            roles: $crate::rows::parse_all(
+                "role",
+                row.try_get::<sqlx::types::Json<Vec<String>>, _>("roles")
+                    .map_err(map)?
+                    .0,
+            )?,
+            rate_limit_per_minute: row
+                .try_get::<Option<i32>, _>("rate_limit_per_minute")
+                .map_err(map)?
+                .map(|n| u32::try_from(n).map_err(|e| $crate::port::StoreError::corrupt(e)))
+                .transpose()?,
+            device_id: row.try_get("device_id").map_err(map)?,
+            rotated_to: row
+                .try_get::<Option<uuid::Uuid>, _>("rotated_to")
+                .map_err(map)?
+                .map(tenantry_domain::ApiKeyId::from_uuid),
+        })
+    }};
+}
+
+/// The API key column list (a macro so that `concat!` can use it).
+macro_rules! api_key_columns {
+    () => {
+        "id, kind, lookup, secret_hash, name, tenant_id, created_at, expires_at, revoked_at, scopes, roles, rate_limit_per_minute, device_id, rotated_to"
+    };
+}
+
+macro_rules! decode_device {
+    ($row:expr, $map:expr) => {{
+        use sqlx::Row;
+        let row = $row;
+        let map = $map;
+        let metadata: sqlx::types::Json<serde_json::Value> =
+            row.try_get("metadata").map_err(map)?;
+        Ok::<_, $crate::port::StoreError>($crate::port::DeviceRecord {
+            id: row.try_get("id").map_err(map)?,
+            tenant_id: tenantry_domain::TenantId::from_uuid(row.try_get("tenant_id").map_err(map)?),
+            device_id: row.try_get("device_id").map_err(map)?,
+            name: row.try_get("name").map_err(map)?,
+            metadata: metadata.0,
+            created_at: row.try_get("created_at").map_err(map)?,
         })
     }};
 }
@@ -190,6 +244,6 @@ macro_rules! decode_idempotency {
 }
 
 pub(crate) use {
-    decode_api_key, decode_audit, decode_edition, decode_event, decode_idempotency, decode_tenant,
-    tenant_columns,
+    api_key_columns, decode_api_key, decode_audit, decode_device, decode_edition, decode_event,
+    decode_idempotency, decode_tenant, tenant_columns,
 };

@@ -15,7 +15,8 @@ use sqlx::sqlite::{
 use sqlx::types::Json;
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tenantry_domain::{
-    AuditRecord, Edition, EditionKey, EventEnvelope, Page, PageRequest, Tenant, TenantRef,
+    ApiKeyId, AuditRecord, Edition, EditionKey, EventEnvelope, Page, PageRequest, Tenant,
+    TenantRef, TenantScope,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
@@ -65,6 +66,8 @@ fn constraint_of(db: &dyn sqlx::error::DatabaseError) -> Constraint {
         Constraint::EditionKey
     } else if m.contains("api_keys.lookup") {
         Constraint::ApiKeyLookup
+    } else if m.contains("devices.tenant_id, devices.device_id") {
+        Constraint::DeviceId
     } else if m.contains("idempotency_keys.") {
         Constraint::IdempotencyKey
     } else {
@@ -106,6 +109,15 @@ impl SqliteStore {
         let slot = Arc::clone(&self.writer).lock_owned().await;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
         Ok(WriteTx { tx, _slot: slot })
+    }
+
+    /// Tenant-scoped reads: SQLite has no row-level security; the `tenant_id` filter is the fence.
+    async fn read(&self, _scope: &TenantScope) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool.begin().await.map_err(err)
+    }
+
+    async fn write(&self, _scope: &TenantScope) -> StoreResult<WriteTx> {
+        self.begin().await
     }
 
     async fn write_changes(conn: &mut SqliteConnection, changes: &Changes) -> StoreResult<()> {
@@ -393,29 +405,16 @@ impl Store for SqliteStore {
     async fn insert_api_key(&self, k: &ApiKeyRecord, changes: &Changes) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         Self::write_changes(&mut tx, changes).await?;
-        sqlx::query(
-            "INSERT INTO api_keys (id, kind, lookup, secret_hash, name, tenant_id, created_at, expires_at, revoked_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .bind(k.id.as_uuid())
-        .bind(k.kind.as_str())
-        .bind(&k.lookup)
-        .bind(&k.secret_hash)
-        .bind(&k.name)
-        .bind(k.tenant_id.map(uuid::Uuid::from))
-        .bind(k.created_at)
-        .bind(k.expires_at)
-        .bind(k.revoked_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
+        insert_key(&mut tx, k).await?;
         tx.commit().await.map_err(err)
     }
 
     async fn find_api_key(&self, lookup: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = sqlx::query(
-            "SELECT id, kind, lookup, secret_hash, name, tenant_id, created_at, expires_at, revoked_at FROM api_keys WHERE lookup = ?1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE lookup = ?1"
+        ))
         .bind(lookup)
         .fetch_optional(&self.pool)
         .await
@@ -431,6 +430,210 @@ impl Store for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .map_err(err)
+    }
+
+    async fn insert_tenant_key(
+        &self,
+        scope: &TenantScope,
+        k: &ApiKeyRecord,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        ensure_same_tenant(scope, k.tenant_id)?;
+        let mut tx = self.begin().await?;
+        Self::write_changes(&mut tx, changes).await?;
+        insert_key(&mut tx, k).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn list_tenant_keys(
+        &self,
+        scope: &TenantScope,
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiKeyRecord>> {
+        let mut tx = self.read(scope).await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE tenant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ))
+        .bind(scope.tenant_id().as_uuid())
+        .bind(after(&page))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        let keys = rows
+            .iter()
+            .map(|row| decode_api_key!(row, err))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_fetched(keys, page.limit, |k| *k.id.as_uuid()))
+    }
+
+    async fn get_tenant_key(
+        &self,
+        scope: &TenantScope,
+        id: ApiKeyId,
+    ) -> StoreResult<Option<ApiKeyRecord>> {
+        let mut tx = self.read(scope).await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE tenant_id = ?1 AND id = ?2"
+        ))
+        .bind(scope.tenant_id().as_uuid())
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        row.map(|row| decode_api_key!(&row, err)).transpose()
+    }
+
+    async fn revoke_tenant_key(
+        &self,
+        scope: &TenantScope,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        let mut tx = self.write(scope).await?;
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = ?3 WHERE tenant_id = ?1 AND id = ?2 AND revoked_at IS NULL")
+            .bind(scope.tenant_id().as_uuid())
+            .bind(id.as_uuid())
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn rotate_tenant_key(
+        &self,
+        scope: &TenantScope,
+        old: ApiKeyId,
+        old_expires_at: DateTime<Utc>,
+        successor: &ApiKeyRecord,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        ensure_same_tenant(scope, successor.tenant_id)?;
+        let mut tx = self.write(scope).await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > ?3 THEN ?3 ELSE expires_at END, rotated_to = ?4
+             WHERE tenant_id = ?1 AND id = ?2 AND revoked_at IS NULL AND rotated_to IS NULL",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(old.as_uuid())
+        .bind(old_expires_at)
+        .bind(successor.id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_key(&mut tx, successor).await?;
+        Self::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn insert_device(
+        &self,
+        scope: &TenantScope,
+        d: &DeviceRecord,
+        key: &ApiKeyRecord,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        ensure_same_tenant(scope, Some(d.tenant_id))?;
+        ensure_same_tenant(scope, key.tenant_id)?;
+        let mut tx = self.write(scope).await?;
+        Self::write_changes(&mut tx, changes).await?;
+        sqlx::query("INSERT INTO devices (id, tenant_id, device_id, name, metadata, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .bind(d.id)
+            .bind(d.tenant_id.as_uuid())
+            .bind(&d.device_id)
+            .bind(&d.name)
+            .bind(Json(&d.metadata))
+            .bind(d.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        insert_key(&mut tx, key).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn list_devices(
+        &self,
+        scope: &TenantScope,
+        page: PageRequest,
+    ) -> StoreResult<Page<DeviceRecord>> {
+        let mut tx = self.read(scope).await?;
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, device_id, name, metadata, created_at FROM devices
+             WHERE tenant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(after(&page))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        let devices = rows
+            .iter()
+            .map(|row| decode_device!(row, err))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_fetched(devices, page.limit, |d| d.id))
+    }
+
+    async fn get_device(
+        &self,
+        scope: &TenantScope,
+        device_id: &str,
+    ) -> StoreResult<Option<DeviceRecord>> {
+        let mut tx = self.read(scope).await?;
+        let row = sqlx::query(
+            "SELECT id, tenant_id, device_id, name, metadata, created_at FROM devices WHERE tenant_id = ?1 AND device_id = ?2",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        row.map(|row| decode_device!(&row, err)).transpose()
+    }
+
+    async fn delete_device(
+        &self,
+        scope: &TenantScope,
+        device_id: &str,
+        at: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        let mut tx = self.write(scope).await?;
+        sqlx::query("UPDATE api_keys SET revoked_at = ?3 WHERE tenant_id = ?1 AND device_id = ?2 AND revoked_at IS NULL")
+            .bind(scope.tenant_id().as_uuid())
+            .bind(device_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let done = sqlx::query("DELETE FROM devices WHERE tenant_id = ?1 AND device_id = ?2")
+            .bind(scope.tenant_id().as_uuid())
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Self::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)
     }
 
     async fn list_audit(
@@ -508,4 +711,30 @@ async fn applied_versions(pool: &SqlitePool) -> Vec<i64> {
         .fetch_all(pool)
         .await
         .unwrap_or_default()
+}
+
+async fn insert_key(conn: &mut SqliteConnection, k: &ApiKeyRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, kind, lookup, secret_hash, name, tenant_id, created_at, expires_at, revoked_at,
+                               scopes, roles, rate_limit_per_minute, device_id, rotated_to)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )
+    .bind(k.id.as_uuid())
+    .bind(k.kind.as_str())
+    .bind(&k.lookup)
+    .bind(&k.secret_hash)
+    .bind(&k.name)
+    .bind(k.tenant_id.map(uuid::Uuid::from))
+    .bind(k.created_at)
+    .bind(k.expires_at)
+    .bind(k.revoked_at)
+    .bind(Json(k.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()))
+    .bind(Json(k.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()))
+    .bind(k.rate_limit_per_minute.map(i64::from))
+    .bind(&k.device_id)
+    .bind(k.rotated_to.map(uuid::Uuid::from))
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(())
 }

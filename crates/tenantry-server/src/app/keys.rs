@@ -93,6 +93,11 @@ impl App {
             created_at: now(),
             expires_at,
             revoked_at: None,
+            scopes: Vec::new(),
+            roles: vec![tenantry_domain::Role::Operator],
+            rate_limit_per_minute: None,
+            device_id: None,
+            rotated_to: None,
         };
         let details = json!({ "key_id": record.id, "lookup": record.lookup, "name": record.name, "kind": "operator" });
         let audit = ctx.audit(
