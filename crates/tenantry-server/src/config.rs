@@ -62,6 +62,10 @@ pub struct Config {
     pub idempotency_ttl_hours: u32,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_seconds: u32,
+    /// Base host whose subdomains name tenants (`acme.api.example.com` → `acme`); empty: off.
+    pub tenant_base_host: String,
+    /// How long a rotated key's old secret keeps working, in hours.
+    pub key_rotation_grace_hours: u32,
 }
 
 impl Default for Config {
@@ -78,6 +82,8 @@ impl Default for Config {
             tenant_delete_grace_days: 30,
             idempotency_ttl_hours: 24,
             shutdown_grace_seconds: 10,
+            tenant_base_host: String::new(),
+            key_rotation_grace_hours: 24,
         }
     }
 }
@@ -96,6 +102,8 @@ pub const KEYS: &[&str] = &[
     "tenant_delete_grace_days",
     "idempotency_ttl_hours",
     "shutdown_grace_seconds",
+    "tenant_base_host",
+    "key_rotation_grace_hours",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers' value.
@@ -213,6 +221,22 @@ impl Config {
                 "idempotency_ttl_hours",
                 "must be between 24 and 8760".into(),
             );
+        }
+        let host = self.tenant_base_host.trim();
+        if !host.is_empty()
+            && (host.starts_with('.')
+                || host.contains('/')
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b)))
+        {
+            return invalid(
+                "tenant_base_host",
+                format!("'{host}' is not a host name like api.example.com"),
+            );
+        }
+        if self.key_rotation_grace_hours > 24 * 30 {
+            return invalid("key_rotation_grace_hours", "must be at most 720".into());
         }
         if self.shutdown_grace_seconds > 3600 {
             return invalid("shutdown_grace_seconds", "must be at most 3600".into());

@@ -54,6 +54,7 @@ pub fn app_settings(config: &Config) -> AppSettings {
     AppSettings {
         delete_grace: chrono::Duration::days(i64::from(config.tenant_delete_grace_days)),
         idempotency_ttl: chrono::Duration::hours(i64::from(config.idempotency_ttl_hours)),
+        key_rotation_grace: chrono::Duration::hours(i64::from(config.key_rotation_grace_hours)),
     }
 }
 
@@ -69,6 +70,9 @@ pub async fn serve(
     let state = http::AppState {
         app: app.clone(),
         metrics: telemetry::metrics_handle(),
+        tenant_base_host: Some(config.tenant_base_host.trim())
+            .filter(|h| !h.is_empty())
+            .map(std::sync::Arc::from),
     };
     let router = http::router(state, config.body_limit_bytes);
     let grace = std::time::Duration::from_secs(u64::from(config.shutdown_grace_seconds));

@@ -504,6 +504,7 @@ pub async fn api_keys_are_found_by_lookup(store: &dyn Store) {
         rate_limit_per_minute: None,
         device_id: None,
         rotated_to: None,
+        last_used_at: None,
     };
     assert_eq!(store.count_active_operator_keys(now()).await.unwrap(), 0);
     let live = key("tnt_op_aaaaaaaaaaaa", None, false);
@@ -582,6 +583,7 @@ fn tenant_key(scope: &TenantScope, lookup: &str, device: Option<&str>) -> ApiKey
         rate_limit_per_minute: Some(30),
         device_id: device.map(str::to_owned),
         rotated_to: None,
+        last_used_at: None,
     }
 }
 

@@ -71,6 +71,8 @@ pub struct ApiKeyRecord {
     pub device_id: Option<String>,
     /// Set on a rotated key: its successor.
     pub rotated_to: Option<ApiKeyId>,
+    /// Recorded at most about once a minute.
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// A registered device of a tenant.
@@ -216,6 +218,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_api_key(&self, key: &ApiKeyRecord, changes: &Changes) -> StoreResult<()>;
     async fn find_api_key(&self, lookup: &str) -> StoreResult<Option<ApiKeyRecord>>;
     async fn count_active_operator_keys(&self, now: DateTime<Utc>) -> StoreResult<i64>;
+    /// Records that a key was used (platform context: authentication precedes the tenant).
+    async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()>;
 
     // tenant-scoped API keys and devices: reachable only through a TenantScope
     /// Inserts a key of the scope's tenant (its `tenant_id` must be the scope's).

@@ -433,6 +433,16 @@ impl Store for PgStore {
         row.map(|row| decode_api_key!(&row, err)).transpose()
     }
 
+    async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     async fn count_active_operator_keys(&self, now: DateTime<Utc>) -> StoreResult<i64> {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM api_keys WHERE kind = 'operator' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)",

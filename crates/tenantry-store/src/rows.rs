@@ -135,6 +135,7 @@ macro_rules! decode_api_key {
                 .try_get::<Option<uuid::Uuid>, _>("rotated_to")
                 .map_err(map)?
                 .map(tenantry_domain::ApiKeyId::from_uuid),
+            last_used_at: row.try_get("last_used_at").map_err(map)?,
         })
     }};
 }
@@ -142,7 +143,7 @@ macro_rules! decode_api_key {
 /// The API key column list (a macro so that `concat!` can use it).
 macro_rules! api_key_columns {
     () => {
-        "id, kind, lookup, secret_hash, name, tenant_id, created_at, expires_at, revoked_at, scopes, roles, rate_limit_per_minute, device_id, rotated_to"
+        "id, kind, lookup, secret_hash, name, tenant_id, created_at, expires_at, revoked_at, scopes, roles, rate_limit_per_minute, device_id, rotated_to, last_used_at"
     };
 }
 

@@ -49,6 +49,7 @@ async fn tenant_rows_are_invisible_without_the_tenant_setting() {
             rate_limit_per_minute: None,
             device_id: Some(device.device_id.clone()),
             rotated_to: None,
+            last_used_at: None,
         };
         ts.insert_device(&scope, &device, &key, &Default::default())
             .await

@@ -10,44 +10,29 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tenantry_domain::api_key::{GENERATED_RANDOM_LEN, KeyKind, PresentedKey};
-use tenantry_domain::{Actor, ActorKind, ApiKeyId, EventEnvelope};
+use tenantry_domain::{Actor, ApiKeyId, CredentialKind, EventEnvelope, Principal, ScopeSet};
 use tenantry_store::{ApiKeyRecord, Changes, Constraint, StoreError};
 
 use super::{App, AppResult, Ctx, now};
 
-/// Who is calling, once authenticated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Principal {
-    Operator { key_id: ApiKeyId },
-}
-
-impl Principal {
-    pub fn actor(&self) -> Actor {
-        match self {
-            Principal::Operator { key_id } => Actor {
-                kind: ActorKind::OperatorKey,
-                id: key_id.to_string(),
-            },
-        }
-    }
-    /// A stable, non-secret name of the principal (for idempotency scopes).
-    pub fn scope_id(&self) -> String {
-        match self {
-            Principal::Operator { key_id } => format!("op:{key_id}"),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("this endpoint needs an operator API key: Authorization: Bearer tnt_op_…")]
+    #[error("this endpoint needs a credential: Authorization: Bearer <API key or token>")]
     Missing,
-    #[error("the credential is not a valid API key")]
+    #[error("the credential is not valid (unknown, revoked, expired or malformed)")]
     Invalid,
-    #[error("this endpoint needs an operator key; the presented key is a {0} key")]
-    WrongKind(KeyKind),
+    #[error("this endpoint is for operators; the presented credential is a {0} key")]
+    NotOperator(KeyKind),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A stable, non-secret name of a principal (for idempotency scopes and logs).
+pub fn scope_id(p: &Principal) -> String {
+    match p.key_id {
+        Some(id) => format!("key:{id}"),
+        None => format!("sub:{}", p.subject),
+    }
 }
 
 pub fn hash_key(key: &str) -> Vec<u8> {
@@ -98,6 +83,7 @@ impl App {
             rate_limit_per_minute: None,
             device_id: None,
             rotated_to: None,
+            last_used_at: None,
         };
         let details = json!({ "key_id": record.id, "lookup": record.lookup, "name": record.name, "kind": "operator" });
         let audit = ctx.audit(
@@ -167,12 +153,8 @@ impl App {
         Ok(Some(issued.secret))
     }
 
-    /// Checks an `Authorization: Bearer` credential and returns the principal it stands for.
-    pub async fn authenticate_operator(
-        &self,
-        bearer: Option<&str>,
-    ) -> Result<Principal, AuthError> {
-        let bearer = bearer.ok_or(AuthError::Missing)?;
+    /// Checks an API key (`Authorization: Bearer tnt_…`) and returns the principal it stands for.
+    pub async fn authenticate_key(&self, bearer: &str) -> Result<Principal, AuthError> {
         let presented = PresentedKey::parse(bearer).map_err(|_| AuthError::Invalid)?;
         let record = self
             .store
@@ -180,17 +162,81 @@ impl App {
             .await?
             .ok_or(AuthError::Invalid)?;
         let matches: bool = record.secret_hash.ct_eq(&hash_key(presented.full)).into();
-        if !matches {
-            return Err(AuthError::Invalid);
-        }
         let at = now();
-        if record.revoked_at.is_some() || record.expires_at.is_some_and(|e| e <= at) {
+        if !matches
+            || record.kind != presented.kind
+            || record.revoked_at.is_some()
+            || record.expires_at.is_some_and(|e| e <= at)
+        {
             return Err(AuthError::Invalid);
         }
-        if record.kind != KeyKind::Operator {
-            return Err(AuthError::WrongKind(record.kind));
+        let credential = match record.kind {
+            KeyKind::Operator => CredentialKind::OperatorKey,
+            KeyKind::TenantSecret => CredentialKind::TenantKey,
+            KeyKind::Device => CredentialKind::DeviceKey,
+        };
+        let scopes = match record.kind {
+            KeyKind::Operator => ScopeSet::all(),
+            _ => ScopeSet::granted(&record.scopes, &record.roles),
+        };
+        self.touch_key(record.id);
+        Ok(Principal {
+            credential,
+            subject: record.id.to_string(),
+            key_id: Some(record.id),
+            tenant: record.tenant_id,
+            device_id: record.device_id,
+            scopes,
+            rate_limit_per_minute: record.rate_limit_per_minute,
+        })
+    }
+
+    /// Operator-only endpoints.
+    pub async fn authenticate_operator(
+        &self,
+        bearer: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        let p = self
+            .authenticate_key(bearer.ok_or(AuthError::Missing)?)
+            .await?;
+        match p.credential {
+            CredentialKind::OperatorKey => Ok(p),
+            CredentialKind::TenantKey => Err(AuthError::NotOperator(KeyKind::TenantSecret)),
+            CredentialKind::DeviceKey | CredentialKind::Jwt => {
+                Err(AuthError::NotOperator(KeyKind::Device))
+            }
         }
-        Ok(Principal::Operator { key_id: record.id })
+    }
+
+    /// Records `last_used_at`, at most once a minute per key and off the request path.
+    fn touch_key(&self, id: ApiKeyId) {
+        let due = {
+            let mut seen = self
+                .key_use
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = std::time::Instant::now();
+            match seen.get(&id) {
+                Some(last) if now.duration_since(*last) < std::time::Duration::from_secs(60) => {
+                    false
+                }
+                _ => {
+                    if seen.len() > 100_000 {
+                        seen.clear();
+                    }
+                    seen.insert(id, now);
+                    true
+                }
+            }
+        };
+        if due {
+            let store = std::sync::Arc::clone(&self.store);
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_api_key(id, now()).await {
+                    tracing::debug!(error = %e, "could not record key use");
+                }
+            });
+        }
     }
 }
 

@@ -1,10 +1,13 @@
 //! Use cases. Each write decides with the domain, then commits the change together with its audit
 //! record and outbox event (and the request's idempotency record) as one unit of work.
 
+pub mod access;
 mod audit;
+pub mod devices;
 pub mod editions;
 pub mod idempotency;
 pub mod keys;
+pub mod tenant_keys;
 mod tenants;
 pub mod views;
 
@@ -15,7 +18,8 @@ use tenantry_domain::clock::to_stored_precision;
 use tenantry_domain::{Actor, AuditId, AuditRecord, TenantId, TransitionError, ValidationErrors};
 use tenantry_store::{IdempotencyRecord, Store, StoreError};
 
-pub use keys::{AuthError, Principal};
+pub use keys::AuthError;
+pub use tenantry_domain::Principal;
 pub use tenants::{Lifecycle, NewTenant, TenantPatchIn};
 pub use views::{EditionView, TenantView};
 
@@ -23,6 +27,7 @@ pub use views::{EditionView, TenantView};
 pub struct AppSettings {
     pub delete_grace: Duration,
     pub idempotency_ttl: Duration,
+    pub key_rotation_grace: Duration,
 }
 
 impl Default for AppSettings {
@@ -30,6 +35,7 @@ impl Default for AppSettings {
         Self {
             delete_grace: Duration::days(30),
             idempotency_ttl: Duration::hours(24),
+            key_rotation_grace: Duration::hours(24),
         }
     }
 }
@@ -39,6 +45,8 @@ impl Default for AppSettings {
 pub struct App {
     store: Arc<dyn Store>,
     settings: AppSettings,
+    /// When each key was last recorded as used (to write `last_used_at` at most once a minute).
+    key_use: Arc<Mutex<std::collections::HashMap<tenantry_domain::ApiKeyId, std::time::Instant>>>,
 }
 
 /// Who is acting, under which trace, and (once known) for which tenant. The tenant slot is shared
@@ -136,6 +144,26 @@ pub enum AppError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is being processed; retry shortly")]
     IdempotencyRace,
+    #[error("{0}")]
+    TenantAmbiguous(String),
+    #[error(
+        "no tenant named: send X-Tenant-Id, use the tenant's subdomain or a /t/{{tenant}}/ path"
+    )]
+    TenantRequired,
+    #[error("this credential may not act on that tenant")]
+    TenantMismatch,
+    #[error("the tenant is suspended: reads work, changes are refused")]
+    TenantSuspended,
+    #[error("this operation needs the scope '{0}'")]
+    InsufficientScope(tenantry_domain::Scope),
+    #[error("no API key '{0}' in this tenant")]
+    KeyNotFound(String),
+    #[error("the API key '{0}' is revoked, expired or already rotated")]
+    KeyNotRotatable(String),
+    #[error("no device '{0}' in this tenant")]
+    DeviceNotFound(String),
+    #[error("a device '{0}' is already registered in this tenant")]
+    DeviceExists(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -144,7 +172,11 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl App {
     pub fn new(store: Arc<dyn Store>, settings: AppSettings) -> Self {
-        Self { store, settings }
+        Self {
+            store,
+            settings,
+            key_use: Arc::default(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -1,9 +1,8 @@
 //! `GET /v1/audit`: the audit log, newest first, filtered by tenant, action and time.
 
-use axum::Router;
 use axum::extract::State;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tenantry_domain::TenantRef;
@@ -12,10 +11,11 @@ use tenantry_store::AuditFilter;
 use super::AppState;
 use super::extract::{ApiQuery, Operator};
 use super::problem::{Kind, Problem};
+use super::routes::{Access, Api};
 use super::tenants::page_request;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/audit", get(list))
+pub fn register(api: Api) -> Api {
+    api.add(Method::GET, "/v1/audit", Access::Operator, list)
 }
 
 #[derive(Deserialize)]

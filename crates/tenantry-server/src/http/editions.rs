@@ -1,10 +1,8 @@
 //! `/v1/editions`: the catalog of editions and their limits.
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::json;
 use tenantry_domain::Edition;
 use tenantry_store::IdempotencyRecord;
@@ -13,13 +11,14 @@ use super::AppState;
 use super::extract::{ApiJson, Operator};
 use super::idempotency::{self, Prepared, Reply};
 use super::problem::Problem;
+use super::routes::{Access, Api};
 use crate::app::EditionView;
 use crate::app::editions::NewEdition;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/editions", get(list).post(create))
-        .route("/v1/editions/{key}", get(show))
+pub fn register(api: Api) -> Api {
+    api.add(Method::GET, "/v1/editions", Access::Operator, list)
+        .add(Method::POST, "/v1/editions", Access::Operator, create)
+        .add(Method::GET, "/v1/editions/{key}", Access::Operator, show)
 }
 
 fn edition_reply(status: StatusCode, e: &Edition) -> Reply {
@@ -63,7 +62,7 @@ async fn create(
 ) -> Result<Response, Problem> {
     let idem = match idempotency::prepare(
         &state,
-        &op,
+        &op.principal,
         "POST",
         "/v1/editions",
         &headers,

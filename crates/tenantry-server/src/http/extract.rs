@@ -5,15 +5,18 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::header;
+use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
 use axum::http::request::Parts;
+use axum::http::{Method, header};
 use serde::de::DeserializeOwned;
-use tenantry_domain::{FieldError, TenantId, TraceContext};
+use tenantry_domain::api_key::KeyKind;
+use tenantry_domain::resolution::{self, Source};
+use tenantry_domain::{FieldError, Principal, Scope, TenantId, TraceContext};
 
 use super::AppState;
 use super::problem::{Kind, Problem};
-use crate::app::{Ctx, Principal};
+use crate::app::access::{TenantAccess, require_scope};
+use crate::app::{AuthError, Ctx};
 
 /// Per-request facts set by the edge middleware.
 #[derive(Clone, Debug)]
@@ -42,7 +45,60 @@ fn request_context(parts: &Parts) -> RequestContext {
         })
 }
 
-/// An authenticated operator and the context its use cases run in.
+fn bearer(parts: &Parts) -> Result<Option<String>, Problem> {
+    let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| AuthError::Invalid)?;
+    let (scheme, token) = v.split_once(' ').ok_or(AuthError::Invalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::Invalid.into());
+    }
+    Ok(Some(token.trim().to_owned()))
+}
+
+/// Any authenticated caller (operator, tenant or device key) and the context its use cases run in.
+pub struct Caller {
+    pub principal: Principal,
+    pub ctx: Ctx,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<CallerCache>() {
+            return Ok(Caller {
+                principal: caller.0.clone(),
+                ctx: caller.1.clone(),
+            });
+        }
+        let rc = request_context(parts);
+        let token = bearer(parts)?.ok_or(AuthError::Missing)?;
+        let principal = state.app.authenticate_key(&token).await?;
+        if let Some(t) = principal.tenant {
+            tracing::Span::current().record("tenant_id", tracing::field::display(t));
+        }
+        let ctx = Ctx::with_tenant_slot(
+            principal.actor(),
+            Some(rc.trace.trace_id_hex()),
+            rc.tenant.clone(),
+        );
+        parts
+            .extensions
+            .insert(CallerCache(principal.clone(), ctx.clone()));
+        Ok(Caller { principal, ctx })
+    }
+}
+
+/// A caller authenticated earlier in the same request (middleware and handler share it).
+#[derive(Clone)]
+struct CallerCache(Principal, Ctx);
+
+/// An authenticated operator.
 pub struct Operator {
     pub principal: Principal,
     pub ctx: Ctx,
@@ -55,26 +111,135 @@ impl FromRequestParts<AppState> for Operator {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let rc = request_context(parts);
-        let bearer = match parts.headers.get(header::AUTHORIZATION) {
-            None => None,
-            Some(v) => {
-                let v = v.to_str().map_err(|_| crate::app::AuthError::Invalid)?;
-                let (scheme, token) = v.split_once(' ').ok_or(crate::app::AuthError::Invalid)?;
-                if !scheme.eq_ignore_ascii_case("bearer") {
-                    return Err(crate::app::AuthError::Invalid.into());
-                }
-                Some(token.trim().to_owned())
-            }
-        };
-        let principal = state.app.authenticate_operator(bearer.as_deref()).await?;
-        let ctx = Ctx::with_tenant_slot(
-            principal.actor(),
-            Some(rc.trace.trace_id_hex()),
-            rc.tenant.clone(),
-        );
+        let Caller { principal, ctx } = Caller::from_request_parts(parts, state).await?;
+        if !principal.is_operator() {
+            let kind = match principal.credential {
+                tenantry_domain::CredentialKind::DeviceKey => KeyKind::Device,
+                _ => KeyKind::TenantSecret,
+            };
+            return Err(AuthError::NotOperator(kind).into());
+        }
         Ok(Operator { principal, ctx })
     }
+}
+
+/// The scope a route needs, as a type: `TenantCtx<need::DevicesManage>`.
+pub trait Need: Send + Sync + 'static {
+    const SCOPE: Scope;
+}
+
+pub mod need {
+    use tenantry_domain::Scope;
+
+    macro_rules! needs {
+        ($($name:ident),+) => {
+            $(
+                pub struct $name;
+                impl super::Need for $name {
+                    const SCOPE: Scope = Scope::$name;
+                }
+            )+
+        };
+    }
+    needs!(KeysRead, KeysManage, DevicesRead, DevicesManage);
+}
+
+/// `/t/{tenant}/…`: the tenant named by the path prefix (set by [`strip_tenant_prefix`]).
+#[derive(Clone, Debug)]
+pub struct PathTenant(pub String);
+
+/// A caller allowed on one resolved tenant: the route's scope is checked first (so that an
+/// under-scoped credential learns nothing about tenants), then the tenant is resolved from the
+/// `X-Tenant-Id` header, the subdomain, the `/t/{tenant}` prefix or a `{tenant}` path segment, and
+/// the credential; writes to a suspended tenant are refused.
+pub struct TenantCtx<N: Need> {
+    pub principal: Principal,
+    pub ctx: Ctx,
+    pub access: TenantAccess,
+    _need: std::marker::PhantomData<N>,
+}
+
+impl<N: Need> TenantCtx<N> {
+    pub fn scope(&self) -> &tenantry_domain::TenantScope {
+        &self.access.scope
+    }
+}
+
+impl<N: Need> FromRequestParts<AppState> for TenantCtx<N> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller { principal, ctx } = Caller::from_request_parts(parts, state).await?;
+        require_scope(&principal, N::SCOPE)?;
+        let mut explicit = Vec::new();
+        if let Some(v) = parts.headers.get("x-tenant-id") {
+            let v = v.to_str().map_err(|_| {
+                Problem::new(Kind::InvalidHeader, "X-Tenant-Id must be visible ASCII")
+            })?;
+            explicit.push((Source::Header, v.trim().to_owned()));
+        }
+        if let Some(base) = state.tenant_base_host.as_deref()
+            && let Some(host) = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+            && let Some(label) = resolution::subdomain(host, base)
+        {
+            explicit.push((Source::Subdomain, label.to_owned()));
+        }
+        if let Some(PathTenant(t)) = parts.extensions.get::<PathTenant>() {
+            explicit.push((Source::Path, t.clone()));
+        }
+        if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
+            && let Some((_, t)) = params.iter().find(|(k, _)| *k == "tenant")
+        {
+            explicit.push((Source::Path, t.to_owned()));
+        }
+        let access = state
+            .app
+            .resolve_tenant(&ctx, &principal, &explicit)
+            .await?;
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            access.require_writable(&principal)?;
+        }
+        Ok(TenantCtx {
+            principal,
+            ctx,
+            access,
+            _need: std::marker::PhantomData,
+        })
+    }
+}
+
+/// Rewrites `/t/{tenant}/rest` to `/rest`, remembering the tenant (runs before routing).
+pub async fn strip_tenant_prefix(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/t/")
+        && let Some((tenant, tail)) = rest.split_once('/')
+        && !tenant.is_empty()
+    {
+        let tenant = tenant.to_owned();
+        let new_path = format!("/{tail}");
+        let pq = match req.uri().query() {
+            Some(q) => format!("{new_path}?{q}"),
+            None => new_path,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+                req.extensions_mut().insert(PathTenant(tenant));
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// A JSON body: `application/json` or any `application/*+json` (such as merge-patch). Keeps the
@@ -125,28 +290,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 format!("cannot read the request body: {other}"),
             ),
         })?;
-        let document: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Problem::new(
-                Kind::MalformedJson,
-                format!("the body is not valid JSON: {e}"),
-            )
-        })?;
-        let value = serde_path_to_error::deserialize::<_, T>(&document).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                String::from("(body)")
-            } else {
-                path
-            };
-            let message = e.into_inner().to_string();
-            Problem::new(
-                Kind::ValidationFailed,
-                format!("the body does not match the expected shape: {field}: {message}"),
-            )
-            .with_errors(vec![FieldError { field, message }])
-        })?;
-        Ok(ApiJson { value, document })
+        parse_json(&bytes)
     }
+}
+
+/// Parses a JSON body: syntax errors are `400 malformed_json`, shape errors `422` with the path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, Problem> {
+    let document: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Problem::new(
+            Kind::MalformedJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    let value = serde_path_to_error::deserialize::<_, T>(&document).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            String::from("(body)")
+        } else {
+            path
+        };
+        let message = e.into_inner().to_string();
+        Problem::new(
+            Kind::ValidationFailed,
+            format!("the body does not match the expected shape: {field}: {message}"),
+        )
+        .with_errors(vec![FieldError { field, message }])
+    })?;
+    Ok(ApiJson { value, document })
 }
 
 /// Query parameters; unknown or ill-typed ones are a `400 invalid_query`.

@@ -1,21 +1,19 @@
 //! `/healthz` (the process is up), `/readyz` (the store is reachable and migrated), `/metrics`
 //! (Prometheus text format).
 
-use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::json;
 
 use super::AppState;
 use super::problem::{Kind, Problem};
+use super::routes::{Access, Api};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+pub fn register(api: Api) -> Api {
+    api.add(Method::GET, "/healthz", Access::Public, healthz)
+        .add(Method::GET, "/readyz", Access::Public, readyz)
+        .add(Method::GET, "/metrics", Access::Public, metrics)
 }
 
 async fn healthz() -> Response {

@@ -7,10 +7,10 @@ use axum::response::Response;
 use tenantry_store::IdempotencyRecord;
 
 use super::AppState;
-use super::extract::Operator;
 use super::problem::{Kind, Problem};
 use crate::app::AppError;
 use crate::app::idempotency::IdempotentRequest;
+use tenantry_domain::Principal;
 
 pub const HEADER: &str = "idempotency-key";
 
@@ -81,7 +81,7 @@ pub enum Prepared {
 
 pub async fn prepare(
     state: &AppState,
-    op: &Operator,
+    principal: &Principal,
     method: &str,
     path: &str,
     headers: &HeaderMap,
@@ -93,8 +93,14 @@ pub async fn prepare(
     let key = value
         .to_str()
         .map_err(|_| Problem::new(Kind::InvalidHeader, "Idempotency-Key must be visible ASCII"))?;
-    let req = IdempotentRequest::new(&op.principal.scope_id(), method, path, key, document)
-        .map_err(|e| Problem::new(Kind::InvalidHeader, e.to_string()))?;
+    let req = IdempotentRequest::new(
+        &crate::app::keys::scope_id(principal),
+        method,
+        path,
+        key,
+        document,
+    )
+    .map_err(|e| Problem::new(Kind::InvalidHeader, e.to_string()))?;
     match state.app.idempotent_replay(&req).await? {
         Some(r) => Ok(Prepared::Replay(replay(r))),
         None => Ok(Prepared::Fresh(Some(req))),

@@ -1,12 +1,15 @@
 //! The HTTP API: one router per resource, the edge middleware, Problem+JSON errors.
 
 mod audit;
+mod devices;
 mod edge;
 mod editions;
 pub mod extract;
 mod health;
 mod idempotency;
+mod keys;
 pub mod problem;
+pub mod routes;
 mod tenants;
 
 use axum::Router;
@@ -23,6 +26,8 @@ use problem::{Kind, Problem};
 pub struct AppState {
     pub app: App,
     pub metrics: PrometheusHandle,
+    /// Subdomains of this host name tenants (`None`: subdomain resolution off).
+    pub tenant_base_host: Option<std::sync::Arc<str>>,
 }
 
 async fn not_found(method: Method, uri: Uri) -> Problem {
@@ -34,12 +39,13 @@ async fn not_found(method: Method, uri: Uri) -> Problem {
 
 /// The whole API with its middleware.
 pub fn router(state: AppState, body_limit: usize) -> Router {
-    let routes = Router::new()
-        .merge(tenants::routes())
-        .merge(editions::routes())
-        .merge(audit::routes())
-        .merge(health::routes());
-    with_edge(routes, body_limit).with_state(state)
+    let api = with_edge(routes::api().into_router(), body_limit).with_state(state);
+    // `/t/{tenant}/…` is rewritten before routing, so it works for every route.
+    let prefixed = tower::Layer::layer(
+        &axum::middleware::from_fn(extract::strip_tenant_prefix),
+        api,
+    );
+    Router::new().fallback_service(prefixed)
 }
 
 /// The middleware every route gets: body limits, panics as problems, and the edge (trace, logs,

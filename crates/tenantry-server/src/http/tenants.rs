@@ -1,10 +1,8 @@
 //! `/v1/tenants`: create, read, list, update, and lifecycle operations (operators only).
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use tenantry_domain::{Cursor, PageRequest, Tenant, TenantRef, TenantStatus};
 use tenantry_store::{IdempotencyRecord, TenantFilter};
@@ -13,14 +11,42 @@ use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Operator};
 use super::idempotency::{self, Prepared, Reply};
 use super::problem::{Kind, Problem};
+use super::routes::{Access, Api};
 use crate::app::{Lifecycle, NewTenant, TenantPatchIn, TenantView};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants", get(list).post(create))
-        .route(
+pub fn register(api: Api) -> Api {
+    api.add(Method::GET, "/v1/tenants", Access::Operator, list)
+        .add(Method::POST, "/v1/tenants", Access::Operator, create)
+        .add(Method::GET, "/v1/tenants/{target}", Access::Operator, show)
+        .add(
+            Method::PATCH,
             "/v1/tenants/{target}",
-            get(show).patch(update).delete(delete).post(operation),
+            Access::Operator,
+            update,
+        )
+        .add(
+            Method::DELETE,
+            "/v1/tenants/{target}",
+            Access::Operator,
+            delete,
+        )
+        .add(
+            Method::POST,
+            "/v1/tenants/{target}:suspend",
+            Access::Operator,
+            operation,
+        )
+        .add(
+            Method::POST,
+            "/v1/tenants/{target}:resume",
+            Access::Operator,
+            operation,
+        )
+        .add(
+            Method::POST,
+            "/v1/tenants/{target}:restore",
+            Access::Operator,
+            operation,
         )
 }
 
@@ -95,13 +121,19 @@ async fn create(
     headers: HeaderMap,
     body: ApiJson<NewTenant>,
 ) -> Result<Response, Problem> {
-    let idem =
-        match idempotency::prepare(&state, &op, "POST", "/v1/tenants", &headers, &body.document)
-            .await?
-        {
-            Prepared::Replay(resp) => return Ok(resp),
-            Prepared::Fresh(idem) => idem,
-        };
+    let idem = match idempotency::prepare(
+        &state,
+        &op.principal,
+        "POST",
+        "/v1/tenants",
+        &headers,
+        &body.document,
+    )
+    .await?
+    {
+        Prepared::Replay(resp) => return Ok(resp),
+        Prepared::Fresh(idem) => idem,
+    };
     let record = |t: &Tenant| -> IdempotencyRecord {
         tenant_reply(StatusCode::CREATED, t)
             .record(&state, idem.as_ref().expect("only built with a key"))
@@ -185,7 +217,7 @@ async fn lifecycle(
     let path = format!("/v1/tenants/{target}:{action:?}");
     let idem = match idempotency::prepare(
         &state,
-        &op,
+        &op.principal,
         method,
         &path,
         &headers,

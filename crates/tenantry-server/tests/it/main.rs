@@ -11,6 +11,11 @@ mod observability;
 mod support;
 mod tenants;
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_413() {
+    errors::oversized_bodies_are_413().await;
+}
+
 /// Generates `sqlite::<case>` and `postgres::<case>` tests for each listed `module::case`.
 macro_rules! on_every_backend {
     ($($module:ident :: $case:ident),+ $(,)?) => {
