@@ -12,6 +12,9 @@ use crate::app::App;
 use crate::app::keys::generate_key;
 use crate::config::{Config, Secret};
 
+/// Subdomains of this host name tenants in test servers.
+pub const TEST_BASE_HOST: &str = "api.tenantry.test";
+
 pub struct TestServer {
     pub base_url: String,
     pub operator_key: String,
@@ -31,6 +34,7 @@ impl TestServer {
             database_url: store.url.clone(),
             bootstrap_operator_key: Some(Secret::new(key.clone())),
             shutdown_grace_seconds: 2,
+            tenant_base_host: TEST_BASE_HOST.into(),
             ..Config::default()
         };
         tweak(&mut config);
@@ -81,6 +85,28 @@ impl TestServer {
         self.client
             .request(method, self.url(path))
             .bearer_auth(&self.operator_key)
+    }
+
+    /// A second server (another instance) on the same database, with the same operator key.
+    pub async fn second_instance(&self) -> TestServer {
+        let store = self.store.attach().await;
+        let key = self.operator_key.clone();
+        let mut srv = Self::start(store, |c| {
+            c.bootstrap_operator_key = Some(Secret::new(key.clone()))
+        })
+        .await;
+        srv.operator_key = self.operator_key.clone();
+        srv
+    }
+
+    /// A request with a given bearer credential.
+    pub fn with_key(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(key)
     }
 
     pub async fn stop(mut self) {

@@ -111,6 +111,22 @@ pub struct TestStore {
 enum Guard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres(#[allow(dead_code)] PgTestDatabase),
+    /// Another handle on a database some other `TestStore` owns.
+    Attached,
+}
+
+impl TestStore {
+    /// A second, independent connection pool on the same database (a second instance).
+    pub async fn attach(&self) -> TestStore {
+        let store = connect(&self.url, &ConnectOptions::default())
+            .await
+            .expect("attach to test database");
+        TestStore {
+            store,
+            url: self.url.clone(),
+            _guard: Guard::Attached,
+        }
+    }
 }
 
 impl std::ops::Deref for TestStore {

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod audit;
+mod cross_tenant;
 mod editions;
 mod errors;
 mod idempotency;
@@ -65,4 +67,12 @@ on_every_backend!(
     errors::store_outage_is_503,
     observability::trace_context_and_request_id_are_honoured,
     observability::health_readiness_and_metrics,
+    access::tenant_keys_create_list_rotate_revoke,
+    access::scopes_are_enforced_and_cannot_be_escalated,
+    access::tenant_resolution_sources,
+    access::suspended_tenants_read_but_do_not_write,
+    access::devices_register_with_their_own_keys,
+    access::key_and_device_changes_are_audited,
+    access::revocation_and_rotation_across_two_instances,
+    cross_tenant::no_route_lets_tenant_b_touch_tenant_a,
 );

@@ -1,0 +1,181 @@
+//! The cross-tenant harness. It walks the route table (`tenantry_server::http::routes::api()`), so
+//! every route — including ones added later — is tried with tenant B's credentials against tenant
+//! A's resources, in every way a tenant can be named. No attempt may succeed, no response may carry
+//! A's data, and afterwards A's data must be exactly as before.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tenantry_server::http::routes::{Access, api};
+use tenantry_server::testing::TestServer;
+
+use crate::access::tenant_key;
+use crate::support::*;
+
+struct Fixture {
+    a_id: String,
+    a_slug: String,
+    a_device: String,
+    a_key_id: String,
+    a_admin: String,
+    b_admin: String,
+}
+
+/// Fills a route's path parameters with tenant A's resources. A parameter without a fixture fails
+/// the harness: whoever adds a route with a new kind of parameter must teach the harness about it.
+fn concrete_path(path: &str, f: &Fixture) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("balanced braces") + start;
+        let value = match &rest[start + 1..end] {
+            "tenant" | "target" => f.a_id.as_str(),
+            "device_id" => f.a_device.as_str(),
+            "key" => f.a_key_id.as_str(),
+            other => panic!(
+                "the cross-tenant harness has no fixture for path parameter {{{other}}} in {path}; add one"
+            ),
+        };
+        out.push_str(value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A plausible body for each write, so that authorization — not validation — decides.
+fn body_for(path: &str) -> Value {
+    if path.contains("api-keys") {
+        json!({ "name": "smuggled", "roles": ["member"] })
+    } else if path.contains("devices") {
+        json!({ "device_id": "smuggled" })
+    } else {
+        json!({ "name": "smuggled" })
+    }
+}
+
+async fn snapshot(srv: &TestServer, f: &Fixture) -> (Value, Value) {
+    let devices = body(
+        srv.with_key(&f.a_admin, Method::GET, "/v1/devices")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let keys = body(
+        srv.with_key(
+            &f.a_admin,
+            Method::GET,
+            &format!("/v1/tenants/{}/api-keys", f.a_id),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    (devices, keys)
+}
+
+pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
+    let a = tenant_named(srv, "Victim").await;
+    let b = tenant_named(srv, "Intruder").await;
+    let (a_id, b_id) = (
+        a["id"].as_str().unwrap().to_owned(),
+        b["id"].as_str().unwrap().to_owned(),
+    );
+    let (_, a_admin) = tenant_key(srv, &a_id, &["tenant_admin"]).await;
+    let (a_key_id, _) = tenant_key(srv, &a_id, &["member"]).await;
+    let (_, b_admin) = tenant_key(srv, &b_id, &["tenant_admin"]).await;
+    let resp = srv
+        .with_key(&a_admin, Method::POST, "/v1/devices")
+        .json(&json!({ "device_id": "a-secret-device" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let f = Fixture {
+        a_slug: a["slug"].as_str().unwrap().to_owned(),
+        a_id,
+        a_device: "a-secret-device".into(),
+        a_key_id,
+        a_admin,
+        b_admin,
+    };
+    let before = snapshot(srv, &f).await;
+    let a_markers = [
+        f.a_id.as_str(),
+        f.a_slug.as_str(),
+        f.a_device.as_str(),
+        f.a_key_id.as_str(),
+    ];
+
+    let specs = api().specs;
+    let mut tried = 0;
+    for spec in specs.iter().filter(|s| s.access != Access::Public) {
+        let path = concrete_path(spec.path, &f);
+        // every way of pointing B's credential at A
+        let attempts = [
+            ("as is", path.clone(), None),
+            ("X-Tenant-Id id", path.clone(), Some(f.a_id.clone())),
+            ("X-Tenant-Id slug", path.clone(), Some(f.a_slug.clone())),
+            ("/t/ prefix", format!("/t/{}{path}", f.a_id), None),
+        ];
+        for (how, url, header) in attempts {
+            let mut req = srv.with_key(&f.b_admin, spec.method.clone(), &url);
+            if let Some(h) = &header {
+                req = req.header("x-tenant-id", h);
+            }
+            if matches!(spec.method, Method::POST | Method::PATCH | Method::PUT) {
+                req = req.header("if-match", "*").json(&body_for(spec.path));
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            let what = format!("{} {} ({how}) → {status}: {text}", spec.method, spec.path);
+            tried += 1;
+            match spec.access {
+                Access::Operator => assert_eq!(status, StatusCode::FORBIDDEN, "{what}"),
+                Access::Tenant(_) => {
+                    let names_a =
+                        spec.path.contains("{tenant}") || header.is_some() || how == "/t/ prefix";
+                    if names_a {
+                        assert_eq!(status, StatusCode::FORBIDDEN, "{what}");
+                        assert!(text.contains("tenant_mismatch"), "{what}");
+                    } else if status.is_success() {
+                        // B acting on B's own tenant: allowed, but nothing of A may show or change
+                        assert!(
+                            a_markers.iter().skip(2).all(|m| !text.contains(m)),
+                            "A's data leaked: {what}"
+                        );
+                    } else {
+                        assert!(
+                            status == StatusCode::NOT_FOUND
+                                || status == StatusCode::UNPROCESSABLE_ENTITY,
+                            "{what}"
+                        );
+                    }
+                }
+                Access::Public => unreachable!(),
+            }
+            assert!(!text.contains(&f.a_admin), "a secret leaked: {what}");
+        }
+    }
+    assert!(
+        tried >= 4 * 14,
+        "the harness walked only {tried} attempts: is the route table complete?"
+    );
+    assert_eq!(snapshot(srv, &f).await, before, "tenant A's data changed");
+    // and A's credential still works on A
+    assert_eq!(
+        srv.with_key(
+            &f.a_admin,
+            Method::GET,
+            &format!("/v1/devices/{}", f.a_device)
+        )
+        .send()
+        .await
+        .unwrap()
+        .status(),
+        StatusCode::OK
+    );
+}
