@@ -15,6 +15,7 @@ pub struct InProcess {
     epoch: Instant,
     /// Per bucket: the TAT and the emission interval it was counted in.
     buckets: Mutex<HashMap<String, (u64, u64)>>,
+    checks: std::sync::atomic::AtomicU64,
 }
 
 impl Default for InProcess {
@@ -22,6 +23,7 @@ impl Default for InProcess {
         Self {
             epoch: Instant::now(),
             buckets: Mutex::new(HashMap::new()),
+            checks: Default::default(),
         }
     }
 }
@@ -55,7 +57,10 @@ impl InProcess {
                 );
             }
         }
-        if buckets.len() > 10_000 && now_us % 64 == 0 {
+        let n = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if buckets.len() > 10_000 && n.is_multiple_of(1024) {
             buckets.retain(|_, (tat, _)| *tat > now_us);
         }
         verdict
