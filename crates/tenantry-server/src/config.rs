@@ -66,6 +66,16 @@ pub struct Config {
     pub tenant_base_host: String,
     /// How long a rotated key's old secret keeps working, in hours.
     pub key_rotation_grace_hours: u32,
+    /// `redis://…`: rate limits shared by every instance. Empty: each instance limits alone.
+    pub redis_url: String,
+    /// Milliseconds a Redis rate-limit decision may take before the instance falls back to its own.
+    pub redis_timeout_ms: u32,
+    /// Requests per minute across the whole platform (0: no global limit).
+    pub global_rate_limit_per_minute: u32,
+    /// Burst of the global limit (0: twice the per-minute rate).
+    pub global_rate_limit_burst: u32,
+    /// Seconds a tenant's edition limits are cached (an edition change applies within this time).
+    pub edition_cache_seconds: u32,
 }
 
 impl Default for Config {
@@ -84,6 +94,11 @@ impl Default for Config {
             shutdown_grace_seconds: 10,
             tenant_base_host: String::new(),
             key_rotation_grace_hours: 24,
+            redis_url: String::new(),
+            redis_timeout_ms: 100,
+            global_rate_limit_per_minute: 0,
+            global_rate_limit_burst: 0,
+            edition_cache_seconds: 5,
         }
     }
 }
@@ -104,6 +119,11 @@ pub const KEYS: &[&str] = &[
     "shutdown_grace_seconds",
     "tenant_base_host",
     "key_rotation_grace_hours",
+    "redis_url",
+    "redis_timeout_ms",
+    "global_rate_limit_per_minute",
+    "global_rate_limit_burst",
+    "edition_cache_seconds",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers' value.
@@ -237,6 +257,23 @@ impl Config {
         }
         if self.key_rotation_grace_hours > 24 * 30 {
             return invalid("key_rotation_grace_hours", "must be at most 720".into());
+        }
+        let redis = self.redis_url.trim();
+        if !redis.is_empty()
+            && !(redis.starts_with("redis://")
+                || redis.starts_with("rediss://")
+                || redis.starts_with("redis+unix://"))
+        {
+            return invalid(
+                "redis_url",
+                "must start with redis:// (or be empty for in-process limits)".into(),
+            );
+        }
+        if !(5..=10_000).contains(&self.redis_timeout_ms) {
+            return invalid("redis_timeout_ms", "must be between 5 and 10000".into());
+        }
+        if self.edition_cache_seconds > 300 {
+            return invalid("edition_cache_seconds", "must be at most 300".into());
         }
         if self.shutdown_grace_seconds > 3600 {
             return invalid("shutdown_grace_seconds", "must be at most 3600".into());

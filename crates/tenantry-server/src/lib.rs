@@ -67,13 +67,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let housekeeping_task = tokio::spawn(housekeeping(app.clone()));
-    let state = http::AppState {
-        app: app.clone(),
-        metrics: telemetry::metrics_handle(),
-        tenant_base_host: Some(config.tenant_base_host.trim())
-            .filter(|h| !h.is_empty())
-            .map(std::sync::Arc::from),
-    };
+    let state = app_state(app.clone(), config).await;
     let router = http::router(state, config.body_limit_bytes);
     let grace = std::time::Duration::from_secs(u64::from(config.shutdown_grace_seconds));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -105,6 +99,45 @@ async fn housekeeping(app: App) {
             Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
             Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency keys"),
         }
+    }
+}
+
+/// The rate limiter the configuration asks for: in-process, or Redis with an in-process fallback.
+pub async fn build_limiter(config: &Config) -> std::sync::Arc<dyn tenantry_limiter::RateLimiter> {
+    let url = config.redis_url.trim();
+    if url.is_empty() {
+        return std::sync::Arc::new(tenantry_limiter::InProcess::new());
+    }
+    let timeout = std::time::Duration::from_millis(u64::from(config.redis_timeout_ms));
+    let limiter = tenantry_limiter::Resilient::new(
+        url,
+        "tenantry:rl:",
+        timeout,
+        std::time::Duration::from_secs(1),
+    )
+    .await;
+    if limiter.is_degraded() {
+        tracing::warn!(
+            "Redis is unreachable at start-up: rate limits are per instance until it answers"
+        );
+    }
+    std::sync::Arc::new(limiter)
+}
+
+/// Everything the HTTP layer shares.
+pub async fn app_state(app: App, config: &Config) -> http::AppState {
+    http::AppState {
+        app,
+        metrics: telemetry::metrics_handle(),
+        tenant_base_host: Some(config.tenant_base_host.trim())
+            .filter(|h| !h.is_empty())
+            .map(std::sync::Arc::from),
+        limiter: build_limiter(config).await,
+        limits: std::sync::Arc::new(app::limits::LimitPolicy::new(
+            config.global_rate_limit_per_minute,
+            config.global_rate_limit_burst,
+            std::time::Duration::from_secs(u64::from(config.edition_cache_seconds)),
+        )),
     }
 }
 

@@ -35,10 +35,15 @@ impl TestServer {
             bootstrap_operator_key: Some(Secret::new(key.clone())),
             shutdown_grace_seconds: 2,
             tenant_base_host: TEST_BASE_HOST.into(),
+            edition_cache_seconds: 0,
             ..Config::default()
         };
         tweak(&mut config);
         let app = App::new(Arc::clone(&store.store), crate::app_settings(&config));
+        let key = config
+            .bootstrap_operator_key
+            .as_ref()
+            .map_or(key, |k| k.expose().to_owned());
         app.ensure_bootstrap_key(Some(&key))
             .await
             .expect("install operator key");
@@ -89,12 +94,13 @@ impl TestServer {
 
     /// A second server (another instance) on the same database, with the same operator key.
     pub async fn second_instance(&self) -> TestServer {
+        self.second_instance_with(|_| {}).await
+    }
+
+    /// A second instance with its own configuration tweaks (e.g. the same Redis).
+    pub async fn second_instance_with(&self, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let store = self.store.attach().await;
-        let key = self.operator_key.clone();
-        let mut srv = Self::start(store, |c| {
-            c.bootstrap_operator_key = Some(Secret::new(key.clone()))
-        })
-        .await;
+        let mut srv = Self::start(store, tweak).await;
         srv.operator_key = self.operator_key.clone();
         srv
     }

@@ -7,6 +7,7 @@ pub mod devices;
 pub mod editions;
 pub mod idempotency;
 pub mod keys;
+pub mod limits;
 pub mod tenant_keys;
 mod tenants;
 pub mod views;

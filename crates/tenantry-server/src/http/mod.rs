@@ -8,6 +8,7 @@ pub mod extract;
 mod health;
 mod idempotency;
 mod keys;
+mod limits;
 pub mod problem;
 pub mod routes;
 mod tenants;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Subdomains of this host name tenants (`None`: subdomain resolution off).
     pub tenant_base_host: Option<std::sync::Arc<str>>,
+    pub limiter: std::sync::Arc<dyn tenantry_limiter::RateLimiter>,
+    pub limits: std::sync::Arc<crate::app::limits::LimitPolicy>,
 }
 
 async fn not_found(method: Method, uri: Uri) -> Problem {
@@ -39,7 +42,13 @@ async fn not_found(method: Method, uri: Uri) -> Problem {
 
 /// The whole API with its middleware.
 pub fn router(state: AppState, body_limit: usize) -> Router {
-    let api = with_edge(routes::api().into_router(), body_limit).with_state(state);
+    let limited = routes::api()
+        .into_router()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ));
+    let api = with_edge(limited, body_limit).with_state(state);
     // `/t/{tenant}/…` is rewritten before routing, so it works for every route.
     let prefixed = tower::Layer::layer(
         &axum::middleware::from_fn(extract::strip_tenant_prefix),

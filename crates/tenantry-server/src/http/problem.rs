@@ -62,6 +62,7 @@ problem_kinds! {
     ValidationFailed => ("validation_failed", StatusCode::UNPROCESSABLE_ENTITY, "Validation failed"),
     IdempotencyKeyReused => ("idempotency_key_reused", StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key reused with a different request"),
     PreconditionRequired => ("precondition_required", StatusCode::PRECONDITION_REQUIRED, "Precondition required"),
+    RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded"),
     Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
     ServiceUnavailable => ("service_unavailable", StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
 }
@@ -83,6 +84,7 @@ impl Kind {
             StatusCode::UNAUTHORIZED => Kind::Unauthorized,
             StatusCode::FORBIDDEN => Kind::Forbidden,
             StatusCode::SERVICE_UNAVAILABLE => Kind::ServiceUnavailable,
+            StatusCode::TOO_MANY_REQUESTS => Kind::RateLimited,
             s if s.is_server_error() => Kind::Internal,
             _ => Kind::BadRequest,
         }

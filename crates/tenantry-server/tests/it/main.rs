@@ -9,6 +9,7 @@ mod cross_tenant;
 mod editions;
 mod errors;
 mod idempotency;
+mod limits;
 mod observability;
 mod support;
 mod tenants;
@@ -16,6 +17,16 @@ mod tenants;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_are_413() {
     errors::oversized_bodies_are_413().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_limit_applies_to_everyone() {
+    limits::the_global_limit_applies_to_everyone().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_limits_through_redis() {
+    limits::instances_share_limits_through_redis().await;
 }
 
 /// Generates `sqlite::<case>` and `postgres::<case>` tests for each listed `module::case`.
@@ -75,4 +86,7 @@ on_every_backend!(
     access::key_and_device_changes_are_audited,
     access::revocation_and_rotation_across_two_instances,
     cross_tenant::no_route_lets_tenant_b_touch_tenant_a,
+    limits::headers_then_429_after_the_burst,
+    limits::limits_are_per_tenant_and_per_key,
+    limits::edition_changes_apply_without_restart,
 );
