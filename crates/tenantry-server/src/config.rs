@@ -259,11 +259,10 @@ impl Config {
             return invalid("key_rotation_grace_hours", "must be at most 720".into());
         }
         let redis = self.redis_url.trim();
-        if !redis.is_empty()
-            && !(redis.starts_with("redis://")
-                || redis.starts_with("rediss://")
-                || redis.starts_with("redis+unix://"))
-        {
+        let redis_ok = ["redis://", "rediss://", "redis+unix://"]
+            .iter()
+            .any(|p| redis.starts_with(p));
+        if !redis.is_empty() && !redis_ok {
             return invalid(
                 "redis_url",
                 "must start with redis:// (or be empty for in-process limits)".into(),
