@@ -11,9 +11,11 @@ pub mod edition;
 pub mod event;
 pub mod gcra;
 pub mod id;
+pub mod job;
 pub mod page;
 pub mod resolution;
 pub mod tenant;
+pub mod token;
 pub mod trace;
 pub mod validation;
 

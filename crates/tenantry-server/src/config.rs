@@ -76,6 +76,24 @@ pub struct Config {
     pub global_rate_limit_burst: u32,
     /// Seconds a tenant's edition limits are cached (an edition change applies within this time).
     pub edition_cache_seconds: u32,
+    /// HS256 secret for bearer tokens (development; at least 32 bytes). Empty: HS256 off.
+    pub auth_jwt_hs256_secret: Option<Secret>,
+    /// JWKS document of the identity provider (RS256, ES256, EdDSA). Empty: off.
+    pub auth_jwt_jwks_url: String,
+    /// Required `iss` of bearer tokens (required with a JWKS URL).
+    pub auth_jwt_issuer: String,
+    /// Required `aud` of bearer tokens (required with a JWKS URL).
+    pub auth_jwt_audience: String,
+    /// Least seconds between two JWKS downloads (an unknown `kid` triggers one).
+    pub auth_jwt_jwks_min_refresh_seconds: u32,
+    /// What this process does, comma-separated: `api`, `worker`, `scheduler` (default: all).
+    pub roles: String,
+    /// Jobs one worker process runs at once.
+    pub worker_concurrency: u32,
+    /// Queues this process's worker claims from, comma-separated.
+    pub worker_queues: String,
+    /// Days completed and cancelled jobs are kept (dead jobs are kept until replayed or purged).
+    pub job_retention_days: u32,
 }
 
 impl Default for Config {
@@ -99,6 +117,15 @@ impl Default for Config {
             global_rate_limit_per_minute: 0,
             global_rate_limit_burst: 0,
             edition_cache_seconds: 5,
+            auth_jwt_hs256_secret: None,
+            auth_jwt_jwks_url: String::new(),
+            auth_jwt_issuer: String::new(),
+            auth_jwt_audience: String::new(),
+            auth_jwt_jwks_min_refresh_seconds: 30,
+            roles: "api,worker,scheduler".into(),
+            worker_concurrency: 16,
+            worker_queues: "default".into(),
+            job_retention_days: 7,
         }
     }
 }
@@ -124,6 +151,15 @@ pub const KEYS: &[&str] = &[
     "global_rate_limit_per_minute",
     "global_rate_limit_burst",
     "edition_cache_seconds",
+    "auth_jwt_hs256_secret",
+    "auth_jwt_jwks_url",
+    "auth_jwt_issuer",
+    "auth_jwt_audience",
+    "auth_jwt_jwks_min_refresh_seconds",
+    "roles",
+    "worker_concurrency",
+    "worker_queues",
+    "job_retention_days",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers' value.
@@ -139,6 +175,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +312,50 @@ impl Config {
         if self.edition_cache_seconds > 300 {
             return invalid("edition_cache_seconds", "must be at most 300".into());
         }
+        if let Some(secret) = &self.auth_jwt_hs256_secret
+            && secret.expose().len() < 32
+        {
+            return invalid(
+                "auth_jwt_hs256_secret",
+                "must be at least 32 bytes (256 bits)".into(),
+            );
+        }
+        let jwks = self.auth_jwt_jwks_url.trim();
+        if !jwks.is_empty() {
+            if !(jwks.starts_with("https://") || jwks.starts_with("http://")) {
+                return invalid("auth_jwt_jwks_url", "must be an https:// URL".into());
+            }
+            if self.auth_jwt_issuer.trim().is_empty() {
+                return invalid(
+                    "auth_jwt_issuer",
+                    "is required when auth_jwt_jwks_url is set (tokens from any issuer would be accepted)".into(),
+                );
+            }
+            if self.auth_jwt_audience.trim().is_empty() {
+                return invalid(
+                    "auth_jwt_audience",
+                    "is required when auth_jwt_jwks_url is set (tokens for other services would be accepted)".into(),
+                );
+            }
+        }
+        if !(1..=3600).contains(&self.auth_jwt_jwks_min_refresh_seconds) {
+            return invalid(
+                "auth_jwt_jwks_min_refresh_seconds",
+                "must be between 1 and 3600".into(),
+            );
+        }
+        if let Err(e) = Roles::parse(&self.roles) {
+            return invalid("roles", e);
+        }
+        if !(1..=1024).contains(&self.worker_concurrency) {
+            return invalid("worker_concurrency", "must be between 1 and 1024".into());
+        }
+        if self.queues().is_empty() {
+            return invalid("worker_queues", "name at least one queue".into());
+        }
+        if !(1..=3650).contains(&self.job_retention_days) {
+            return invalid("job_retention_days", "must be between 1 and 3650".into());
+        }
         if self.shutdown_grace_seconds > 3600 {
             return invalid("shutdown_grace_seconds", "must be at most 3600".into());
         }
@@ -295,6 +377,20 @@ impl Config {
         }
     }
 
+    /// The roles in effect (validated at load).
+    pub fn roles(&self) -> Roles {
+        Roles::parse(&self.roles).unwrap_or_default()
+    }
+
+    pub fn queues(&self) -> Vec<String> {
+        self.worker_queues
+            .split(',')
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub fn uses_sqlite(&self) -> bool {
         self.database_url().starts_with("sqlite:")
     }
@@ -306,12 +402,61 @@ impl Config {
             if self.bootstrap_operator_key.is_some() {
                 obj.insert("bootstrap_operator_key".into(), "***".into());
             }
+            if self.auth_jwt_hs256_secret.is_some() {
+                obj.insert("auth_jwt_hs256_secret".into(), "***".into());
+            }
             obj.insert(
                 "database_url".into(),
                 redact_url(&self.database_url()).into(),
             );
         }
         v
+    }
+}
+
+/// What a `tenantry serve` process does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// The HTTP API (without it, only `/healthz`, `/readyz` and `/metrics` are served).
+    pub api: bool,
+    /// Runs jobs and recovers expired leases.
+    pub worker: bool,
+    /// Fires schedules (one leader at a time among all scheduler processes).
+    pub scheduler: bool,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Self {
+            api: true,
+            worker: true,
+            scheduler: true,
+        }
+    }
+}
+
+impl Roles {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut r = Self {
+            api: false,
+            worker: false,
+            scheduler: false,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "api" => r.api = true,
+                "worker" => r.worker = true,
+                "scheduler" => r.scheduler = true,
+                "all" => r = Self::default(),
+                other => {
+                    return Err(format!("unknown role '{other}' (api, worker, scheduler)"));
+                }
+            }
+        }
+        if !(r.api || r.worker || r.scheduler) {
+            return Err("name at least one role: api, worker, scheduler".into());
+        }
+        Ok(r)
     }
 }
 
@@ -431,6 +576,35 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("body_limit_bytes"), "{err}");
+    }
+
+    #[test]
+    fn token_settings_are_checked() {
+        let err = |vars: &[(&str, &str)]| {
+            load_env(vars, None, Overrides::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&[("TENANTRY_AUTH_JWT_HS256_SECRET", "short")]).contains("at least 32 bytes"));
+        let e = err(&[("TENANTRY_AUTH_JWT_JWKS_URL", "https://idp.example/jwks")]);
+        assert!(e.contains("TENANTRY_AUTH_JWT_ISSUER"), "{e}");
+        let e = err(&[
+            ("TENANTRY_AUTH_JWT_JWKS_URL", "https://idp.example/jwks"),
+            ("TENANTRY_AUTH_JWT_ISSUER", "https://idp.example/"),
+        ]);
+        assert!(e.contains("TENANTRY_AUTH_JWT_AUDIENCE"), "{e}");
+        let c = load_env(
+            &[
+                ("TENANTRY_AUTH_JWT_JWKS_URL", "https://idp.example/jwks"),
+                ("TENANTRY_AUTH_JWT_ISSUER", "https://idp.example/"),
+                ("TENANTRY_AUTH_JWT_AUDIENCE", "tenantry"),
+                ("TENANTRY_AUTH_JWT_HS256_SECRET", &"s".repeat(32)),
+            ],
+            None,
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.redacted()["auth_jwt_hs256_secret"], "***");
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl TestServer {
             base_url: format!("http://{addr}"),
             operator_key: key,
             app,
-            client: reqwest::Client::new(),
+            client: crate::http_client().build().expect("http client"),
             store,
             stop: Some(stop),
             task: Some(task),

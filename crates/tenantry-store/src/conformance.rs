@@ -808,6 +808,17 @@ macro_rules! conformance_suite {
             devices_are_fenced_by_scope,
         );
     };
+    (@cases_in $module:ident; $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                match $make {
+                    Some(store) => $crate::$module::$case(&*store).await,
+                    None => $crate::testing::skip_notice(stringify!($case)),
+                }
+            }
+        )+
+    };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,8 @@
 //! PostgreSQL (at scale). One [`conformance`] suite runs the same cases against both.
 
 pub mod conformance;
+pub mod job_conformance;
+pub mod jobs;
 mod migrations;
 mod port;
 mod postgres;

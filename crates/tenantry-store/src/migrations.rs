@@ -20,11 +20,15 @@ macro_rules! migrations {
 }
 
 pub(crate) fn sqlite() -> Migrator {
-    Migrator::with_migrations(migrations!("sqlite": 1 => "0001_init", 2 => "0002_access"))
+    Migrator::with_migrations(
+        migrations!("sqlite": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs"),
+    )
 }
 
 pub(crate) fn postgres() -> Migrator {
-    Migrator::with_migrations(migrations!("postgres": 1 => "0001_init", 2 => "0002_access"))
+    Migrator::with_migrations(
+        migrations!("postgres": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs"),
+    )
 }
 
 /// The newest version a migrator knows.

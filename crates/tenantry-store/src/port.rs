@@ -22,6 +22,8 @@ pub struct Changes {
     /// `Idempotency-Key`. Written first: a duplicate key fails the whole unit of work with
     /// [`StoreError::Duplicate`]`(`[`Constraint::IdempotencyKey`]`)`.
     pub idempotency: Option<IdempotencyRecord>,
+    /// Jobs enqueued only if the change commits (unique keys already taken are skipped).
+    pub jobs: Vec<crate::jobs::NewJob>,
 }
 
 impl Changes {
@@ -30,6 +32,7 @@ impl Changes {
             audit: vec![audit],
             events: vec![event],
             idempotency: None,
+            jobs: Vec::new(),
         }
     }
 }
@@ -182,7 +185,7 @@ impl Backend {
 /// The persistence port. Implemented by [`crate::SqliteStore`] and [`crate::PgStore`]; both pass
 /// [`crate::conformance`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: crate::jobs::JobQueue + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// Applies pending migrations under a database lock; returns the versions this call applied.

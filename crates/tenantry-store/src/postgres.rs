@@ -25,6 +25,10 @@ pub struct PgStore {
     /// Tenant context: every transaction sets `tenantry.tenant_id`; without it nothing is visible.
     tenant_pool: PgPool,
     options: PgConnectOptions,
+    /// Wakes idle workers when jobs may be available (local enqueues and `NOTIFY`).
+    signal: std::sync::Arc<tokio::sync::Notify>,
+    listener_started: std::sync::Arc<std::sync::Once>,
+    announce_pending: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The role the application works as, so that row-level security applies (ADR 0006).
@@ -48,6 +52,9 @@ async fn assume_app_role(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     }
     Ok(())
 }
+
+#[path = "postgres_jobs.rs"]
+mod jobs;
 
 fn constraint_of(db: &dyn sqlx::error::DatabaseError) -> Constraint {
     match db.constraint() {
@@ -98,6 +105,9 @@ impl PgStore {
             pool,
             tenant_pool,
             options: connect,
+            signal: std::sync::Arc::default(),
+            listener_started: std::sync::Arc::new(std::sync::Once::new()),
+            announce_pending: std::sync::Arc::default(),
         })
     }
 
@@ -124,6 +134,10 @@ impl PgStore {
         tx: &mut Transaction<'static, Postgres>,
         changes: &Changes,
     ) -> StoreResult<()> {
+        if !changes.jobs.is_empty() {
+            jobs::insert_jobs(&mut *tx, &changes.jobs).await?;
+            jobs::notify(&mut *tx).await?;
+        }
         if let Some(r) = &changes.idempotency {
             sqlx::query(
                 "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND expires_at <= $3",

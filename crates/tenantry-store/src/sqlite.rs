@@ -31,12 +31,17 @@ pub struct SqliteStore {
     /// SQLite has one writer at a time. Writers queue here, in FIFO order, instead of polling
     /// SQLite's busy handler (which sleeps and retries, and makes tail latency explode under load).
     writer: Arc<Mutex<()>>,
+    /// Wakes idle workers when jobs are enqueued.
+    signal: Arc<tokio::sync::Notify>,
 }
 
 /// A write transaction holding the in-process writer slot.
 struct WriteTx {
     tx: Transaction<'static, Sqlite>,
     _slot: OwnedMutexGuard<()>,
+    /// Woken after commit when the transaction enqueued jobs.
+    signal: Arc<tokio::sync::Notify>,
+    enqueued: bool,
 }
 
 impl std::ops::Deref for WriteTx {
@@ -52,9 +57,16 @@ impl std::ops::DerefMut for WriteTx {
 }
 impl WriteTx {
     async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        if self.enqueued {
+            self.signal.notify_waiters();
+        }
+        Ok(())
     }
 }
+
+#[path = "sqlite_jobs.rs"]
+mod jobs;
 
 fn constraint_of(db: &dyn sqlx::error::DatabaseError) -> Constraint {
     let m = db.message();
@@ -102,13 +114,19 @@ impl SqliteStore {
         Ok(Self {
             pool,
             writer: Arc::new(Mutex::new(())),
+            signal: Arc::default(),
         })
     }
 
     async fn begin(&self) -> StoreResult<WriteTx> {
         let slot = Arc::clone(&self.writer).lock_owned().await;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-        Ok(WriteTx { tx, _slot: slot })
+        Ok(WriteTx {
+            tx,
+            _slot: slot,
+            signal: Arc::clone(&self.signal),
+            enqueued: false,
+        })
     }
 
     /// Tenant-scoped reads: SQLite has no row-level security; the `tenant_id` filter is the fence.
@@ -120,7 +138,12 @@ impl SqliteStore {
         self.begin().await
     }
 
-    async fn write_changes(conn: &mut SqliteConnection, changes: &Changes) -> StoreResult<()> {
+    async fn write_changes(tx: &mut WriteTx, changes: &Changes) -> StoreResult<()> {
+        if !changes.jobs.is_empty() {
+            jobs::insert_jobs(&mut *tx, &changes.jobs).await?;
+            tx.enqueued = true;
+        }
+        let conn: &mut SqliteConnection = &mut *tx;
         if let Some(r) = &changes.idempotency {
             sqlx::query(
                 "DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2 AND expires_at <= ?3",

@@ -51,6 +51,9 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
         #[arg(long)]
         listen: Option<String>,
+        /// What this process does: api, worker, scheduler (repeatable; default: all three).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
     },
     /// Apply pending database migrations and exit (safe to run from many replicas at once).
     Migrate,
@@ -63,9 +66,68 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Inspect and operate background jobs (the dead-letter console), offline on the database.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Reproducible benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum JobsCommand {
+    /// Enqueue a job of a registered kind (noop, sleep, fail, ...).
+    Enqueue {
+        #[arg(long)]
+        kind: String,
+        /// JSON payload.
+        #[arg(long)]
+        payload: Option<String>,
+        /// Tenant id or slug.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        unique_key: Option<String>,
+    },
+    /// List jobs, newest first (one page; pass --cursor for the next).
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one job with its error history.
+    Show { id: String },
+    /// Send a dead, cancelled, retryable or scheduled job back to the queue now.
+    Retry { id: String },
+    /// Cancel a job (a running one stops at its next heartbeat).
+    Cancel { id: String },
+    /// Replay dead jobs matching a filter (--dry-run only counts them).
+    Replay {
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// RFC 3339; jobs that died at or after.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// RFC 3339; jobs that died before.
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// retryable, permanent, lease_expired or unknown_kind (of the last attempt).
+        #[arg(long)]
+        error_kind: Option<String>,
+        #[arg(long)]
+        include_cancelled: bool,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,6 +195,15 @@ struct KeyCreate {
 enum BenchCommand {
     /// Tenant creation and reads over HTTP at a fixed concurrency, against /healthz as baseline.
     Http(tenantry_server::bench::HttpBenchArgs),
+    /// Added latency of authentication + tenant resolution + rate limiting, against /healthz.
+    Auth(tenantry_server::bench::AuthBenchArgs),
+    /// A well-behaved tenant's latency while another floods at N times its limit.
+    NoisyNeighbour(tenantry_server::bench::NoisyBenchArgs),
+    /// Two serve processes on one PostgreSQL + Redis: is the limit cluster-wide?
+    ClusterLimit(tenantry_server::bench::ClusterBenchArgs),
+    /// The job engine: enqueue rate, end-to-end throughput with 1 and 2 worker processes,
+    /// enqueue-to-start latency, against a raw SQL loop measured in the same run.
+    Jobs(tenantry_server::bench_jobs::JobsBenchArgs),
 }
 
 /// A failure with the exit code to leave with: 2 for configuration, 1 for everything else.
@@ -199,7 +270,11 @@ fn tenant_ref(s: &str) -> Result<TenantRef, Failure> {
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let listen = match &cli.command {
-        Command::Serve { listen } => listen.clone(),
+        Command::Serve { listen, .. } => listen.clone(),
+        _ => None,
+    };
+    let roles = match &cli.command {
+        Command::Serve { roles, .. } if !roles.is_empty() => Some(roles.join(",")),
         _ => None,
     };
     let overrides = Overrides {
@@ -208,11 +283,18 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         database_url: cli.database_url.clone(),
         log_level: cli.log_level.clone(),
         log_format: cli.log_format,
+        roles,
     };
-    if let Command::Bench(BenchCommand::Http(args)) = cli.command {
-        return tenantry_server::bench::run_http(args)
-            .await
-            .map_err(Failure::from);
+    if let Command::Bench(bench) = cli.command {
+        use tenantry_server::bench;
+        let run = match bench {
+            BenchCommand::Http(args) => bench::run_http(args).await,
+            BenchCommand::Auth(args) => bench::run_auth(args).await,
+            BenchCommand::NoisyNeighbour(args) => bench::run_noisy(args).await,
+            BenchCommand::ClusterLimit(args) => bench::run_cluster(args).await,
+            BenchCommand::Jobs(args) => tenantry_server::bench_jobs::run_jobs(args).await,
+        };
+        return run.map_err(Failure::from);
     }
     let config = Config::load(cli.config.as_deref(), &overrides).map_err(Failure::config)?;
     let to_stdout = matches!(cli.command, Command::Serve { .. });
@@ -232,6 +314,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Tenant(cmd) => tenant(config, cmd).await,
+        Command::Jobs(cmd) => jobs(config, cmd).await,
         Command::Key(KeyCommand::Create(args)) => {
             let app = open_app(&config).await?;
             let expires = args
@@ -263,6 +346,144 @@ fn chrono_days(d: u32) -> chrono::Duration {
 async fn open_app(config: &Config) -> Result<App, Failure> {
     let store = tenantry_server::open_store(config).await?;
     Ok(App::new(store, tenantry_server::app_settings(config)))
+}
+
+fn parse_job_id(id: &str) -> Result<uuid::Uuid, Failure> {
+    uuid::Uuid::parse_str(id).map_err(|_| Failure {
+        code: 1,
+        message: format!("'{id}' is not a job id (a UUID)"),
+    })
+}
+
+async fn jobs(config: Config, cmd: JobsCommand) -> Result<(), Failure> {
+    use tenantry_server::app::jobs::{JobRequest, JobsAccess};
+    use tenantry_server::http::jobs::JobView;
+    let app = open_app(&config).await?;
+    let ctx = cli_ctx();
+    let access = JobsAccess::Platform;
+    let view = |j| serde_json::to_value(JobView::from(j)).unwrap_or_default();
+    let result = match cmd {
+        JobsCommand::Enqueue {
+            kind,
+            payload,
+            tenant,
+            unique_key,
+        } => {
+            let payload = payload
+                .map(|p| serde_json::from_str(&p))
+                .transpose()
+                .map_err(|e| Failure {
+                    code: 1,
+                    message: format!("--payload is not JSON: {e}"),
+                })?;
+            let registry = tenantry_server::workers::Registry::with_builtins();
+            let out = app
+                .enqueue_jobs(
+                    &ctx,
+                    access,
+                    &registry,
+                    vec![JobRequest {
+                        kind,
+                        payload,
+                        tenant,
+                        queue: None,
+                        priority: None,
+                        run_at: None,
+                        unique_key,
+                        unique_window_seconds: None,
+                        max_attempts: None,
+                        lease_seconds: None,
+                    }],
+                    None,
+                )
+                .await?;
+            let e = out[0];
+            json!({ "id": e.id(), "status": if matches!(e, tenantry_store::jobs::Enqueued::New(_)) { "created" } else { "existing" } })
+        }
+        JobsCommand::List {
+            state,
+            kind,
+            tenant,
+            limit,
+            cursor,
+        } => {
+            let state = state
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(|e: String| Failure {
+                    code: 1,
+                    message: e,
+                })?;
+            let tenant_id = match tenant {
+                Some(t) => {
+                    let r = tenantry_domain::TenantRef::parse(&t).ok_or_else(|| Failure {
+                        code: 1,
+                        message: format!("'{t}' is not a tenant id or slug"),
+                    })?;
+                    Some(app.get_tenant(&ctx, &r).await?.id)
+                }
+                None => None,
+            };
+            let after = cursor
+                .map(|c| tenantry_domain::Cursor::decode(&c))
+                .transpose()
+                .map_err(|_| Failure {
+                    code: 1,
+                    message: "--cursor is not a cursor from a previous page".into(),
+                })?;
+            let page =
+                tenantry_domain::PageRequest::new(Some(limit), after).map_err(|e| Failure {
+                    code: 1,
+                    message: e.to_string(),
+                })?;
+            let filter = tenantry_store::jobs::JobFilter {
+                state,
+                kind,
+                tenant_id,
+            };
+            let page = app.list_jobs(access, &filter, page).await?;
+            serde_json::to_value(page.map(JobView::from)).unwrap_or_default()
+        }
+        JobsCommand::Show { id } => view(app.get_job(access, parse_job_id(&id)?).await?),
+        JobsCommand::Retry { id } => view(app.retry_job(&ctx, access, parse_job_id(&id)?).await?),
+        JobsCommand::Cancel { id } => view(app.cancel_job(&ctx, access, parse_job_id(&id)?).await?),
+        JobsCommand::Replay {
+            kind,
+            tenant,
+            since,
+            until,
+            error_kind,
+            include_cancelled,
+            dry_run,
+        } => {
+            let error_kind = error_kind
+                .map(|k| k.parse())
+                .transpose()
+                .map_err(|e: String| Failure {
+                    code: 1,
+                    message: e,
+                })?;
+            let filter = tenantry_store::jobs::ReplayFilter {
+                kind,
+                tenant_id: None,
+                since,
+                until,
+                error_kind,
+                include_cancelled,
+            };
+            let n = app
+                .replay_jobs(&ctx, access, filter, tenant.as_deref(), dry_run)
+                .await?;
+            if dry_run {
+                json!({ "would_replay": n, "dry_run": true })
+            } else {
+                json!({ "replayed": n, "dry_run": false })
+            }
+        }
+    };
+    print_json(&result);
+    app.store().close().await;
+    Ok(())
 }
 
 async fn tenant(config: Config, cmd: TenantCommand) -> Result<(), Failure> {

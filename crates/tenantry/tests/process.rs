@@ -105,7 +105,7 @@ fn sqlite_url(dir: &Path) -> String {
 
 async fn durability_after_sigkill(db_url: &str) {
     let key = operator_key();
-    let client = reqwest::Client::new();
+    let client = tenantry_server::http_client().build().expect("http client");
     let mut first = serve(db_url, Some(&key)).await;
     let resp = client
         .post(format!("{}/v1/tenants", first.base))
@@ -214,7 +214,9 @@ async fn first_start_prints_a_one_time_operator_key() {
         .find(|w| w.starts_with("tnt_op_"))
         .unwrap()
         .to_owned();
-    let resp = reqwest::Client::new()
+    let resp = tenantry_server::http_client()
+        .build()
+        .expect("http client")
         .get(format!("{}/v1/tenants", first.base))
         .bearer_auth(&key)
         .send()
@@ -253,7 +255,9 @@ async fn json_logs_carry_trace_and_tenant_ids_and_no_secrets() {
     let key = operator_key();
     let mut s = serve(&sqlite_url(dir.path()), Some(&key)).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let created: Value = reqwest::Client::new()
+    let created: Value = tenantry_server::http_client()
+        .build()
+        .expect("http client")
         .post(format!("{}/v1/tenants", s.base))
         .bearer_auth(&key)
         .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
@@ -372,7 +376,9 @@ async fn cli_manages_tenants_offline() {
     assert!(key.starts_with("tnt_op_"));
     // the new key works against a server on the same database, and the CLI's changes are audited
     let mut s = serve(&url, None).await;
-    let audit: Value = reqwest::Client::new()
+    let audit: Value = tenantry_server::http_client()
+        .build()
+        .expect("http client")
         .get(format!("{}/v1/audit?tenant=offline-co", s.base))
         .bearer_auth(&key)
         .send()

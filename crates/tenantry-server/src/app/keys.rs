@@ -21,8 +21,12 @@ pub enum AuthError {
     Missing,
     #[error("the credential is not valid (unknown, revoked, expired or malformed)")]
     Invalid,
+    #[error("the bearer token is not accepted: {0}")]
+    InvalidToken(String),
     #[error("this endpoint is for operators; the presented credential is a {0} key")]
     NotOperator(KeyKind),
+    #[error("this endpoint is for operators; bearer tokens are always tenant-bound")]
+    NotOperatorToken,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -31,7 +35,10 @@ pub enum AuthError {
 pub fn scope_id(p: &Principal) -> String {
     match p.key_id {
         Some(id) => format!("key:{id}"),
-        None => format!("sub:{}", p.subject),
+        None => match p.tenant {
+            Some(t) => format!("sub:{t}:{}", p.subject),
+            None => format!("sub:{}", p.subject),
+        },
     }
 }
 
@@ -202,9 +209,8 @@ impl App {
         match p.credential {
             CredentialKind::OperatorKey => Ok(p),
             CredentialKind::TenantKey => Err(AuthError::NotOperator(KeyKind::TenantSecret)),
-            CredentialKind::DeviceKey | CredentialKind::Jwt => {
-                Err(AuthError::NotOperator(KeyKind::Device))
-            }
+            CredentialKind::DeviceKey => Err(AuthError::NotOperator(KeyKind::Device)),
+            CredentialKind::Jwt => Err(AuthError::NotOperatorToken),
         }
     }
 

@@ -109,7 +109,7 @@ impl LimitPolicy {
             checks.push((
                 Bucket::Key,
                 Check {
-                    key: format!("key:{}", principal.subject),
+                    key: super::keys::scope_id(principal),
                     limit: key_limit,
                 },
             ));

@@ -6,10 +6,13 @@ mod audit;
 pub mod devices;
 pub mod editions;
 pub mod idempotency;
+pub mod jobs;
 pub mod keys;
 pub mod limits;
+pub mod schedules;
 pub mod tenant_keys;
 mod tenants;
+pub mod tokens;
 pub mod views;
 
 use std::sync::{Arc, Mutex};
@@ -165,6 +168,10 @@ pub enum AppError {
     DeviceNotFound(String),
     #[error("a device '{0}' is already registered in this tenant")]
     DeviceExists(String),
+    #[error(transparent)]
+    Jobs(#[from] jobs::JobsError),
+    #[error("no schedule '{0}'")]
+    ScheduleNotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -78,7 +78,11 @@ impl FromRequestParts<AppState> for Caller {
         }
         let rc = request_context(parts);
         let token = bearer(parts)?.ok_or(AuthError::Missing)?;
-        let principal = state.app.authenticate_key(&token).await?;
+        let principal = if token.starts_with("tnt_") {
+            state.app.authenticate_key(&token).await?
+        } else {
+            state.tokens.verify(&token).await?
+        };
         if let Some(t) = principal.tenant {
             tracing::Span::current().record("tenant_id", tracing::field::display(t));
         }
@@ -113,11 +117,14 @@ impl FromRequestParts<AppState> for Operator {
     ) -> Result<Self, Self::Rejection> {
         let Caller { principal, ctx } = Caller::from_request_parts(parts, state).await?;
         if !principal.is_operator() {
-            let kind = match principal.credential {
-                tenantry_domain::CredentialKind::DeviceKey => KeyKind::Device,
-                _ => KeyKind::TenantSecret,
-            };
-            return Err(AuthError::NotOperator(kind).into());
+            return Err(match principal.credential {
+                tenantry_domain::CredentialKind::DeviceKey => {
+                    AuthError::NotOperator(KeyKind::Device)
+                }
+                tenantry_domain::CredentialKind::Jwt => AuthError::NotOperatorToken,
+                _ => AuthError::NotOperator(KeyKind::TenantSecret),
+            }
+            .into());
         }
         Ok(Operator { principal, ctx })
     }
@@ -141,7 +148,15 @@ pub mod need {
             )+
         };
     }
-    needs!(KeysRead, KeysManage, DevicesRead, DevicesManage);
+    needs!(
+        TenantsRead,
+        KeysRead,
+        KeysManage,
+        DevicesRead,
+        DevicesManage,
+        JobsRead,
+        JobsManage
+    );
 }
 
 /// `/t/{tenant}/…`: the tenant named by the path prefix (set by [`strip_tenant_prefix`]).

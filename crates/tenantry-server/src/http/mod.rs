@@ -7,11 +7,14 @@ mod editions;
 pub mod extract;
 mod health;
 mod idempotency;
+pub mod jobs;
 mod keys;
 mod limits;
 pub mod problem;
 pub mod routes;
+mod schedules;
 mod tenants;
+mod whoami;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -31,6 +34,9 @@ pub struct AppState {
     pub tenant_base_host: Option<std::sync::Arc<str>>,
     pub limiter: std::sync::Arc<dyn tenantry_limiter::RateLimiter>,
     pub limits: std::sync::Arc<crate::app::limits::LimitPolicy>,
+    pub tokens: std::sync::Arc<crate::app::tokens::TokenVerifier>,
+    /// The job kinds this process knows (enqueue validates against it).
+    pub jobs: std::sync::Arc<crate::workers::Registry>,
 }
 
 async fn not_found(method: Method, uri: Uri) -> Problem {
@@ -55,6 +61,12 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         api,
     );
     Router::new().fallback_service(prefixed)
+}
+
+/// Only `/healthz`, `/readyz` and `/metrics`: processes without the `api` role.
+pub fn ops_router(state: AppState) -> Router {
+    let ops = health::register(routes::Api::new()).into_router();
+    with_edge(ops, 1024).with_state(state)
 }
 
 /// The middleware every route gets: body limits, panics as problems, and the edge (trace, logs,

@@ -47,11 +47,14 @@ problem_kinds! {
     EditionNotFound => ("edition_not_found", StatusCode::NOT_FOUND, "Edition not found"),
     ApiKeyNotFound => ("api_key_not_found", StatusCode::NOT_FOUND, "API key not found"),
     DeviceNotFound => ("device_not_found", StatusCode::NOT_FOUND, "Device not found"),
+    JobNotFound => ("job_not_found", StatusCode::NOT_FOUND, "Job not found"),
+    ScheduleNotFound => ("schedule_not_found", StatusCode::NOT_FOUND, "Schedule not found"),
     MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
     RequestTimeout => ("request_timeout", StatusCode::REQUEST_TIMEOUT, "Request timeout"),
     SlugTaken => ("slug_taken", StatusCode::CONFLICT, "Slug already taken"),
     EditionExists => ("edition_exists", StatusCode::CONFLICT, "Edition already exists"),
     DeviceExists => ("device_exists", StatusCode::CONFLICT, "Device already registered"),
+    JobStateConflict => ("job_state_conflict", StatusCode::CONFLICT, "Operation not allowed in the job's current state"),
     ApiKeyNotRotatable => ("api_key_not_rotatable", StatusCode::CONFLICT, "API key cannot be rotated"),
     InvalidTransition => ("invalid_transition", StatusCode::CONFLICT, "Operation not allowed in the tenant's current status"),
     RestoreWindowClosed => ("restore_window_closed", StatusCode::CONFLICT, "Restore window closed"),
@@ -200,6 +203,11 @@ impl From<AppError> for Problem {
             AppError::KeyNotRotatable(_) => Problem::new(Kind::ApiKeyNotRotatable, detail),
             AppError::DeviceNotFound(_) => Problem::new(Kind::DeviceNotFound, detail),
             AppError::DeviceExists(_) => Problem::new(Kind::DeviceExists, detail),
+            AppError::Jobs(crate::app::jobs::JobsError::NotFound(_)) => {
+                Problem::new(Kind::JobNotFound, detail)
+            }
+            AppError::Jobs(_) => Problem::new(Kind::JobStateConflict, detail),
+            AppError::ScheduleNotFound(_) => Problem::new(Kind::ScheduleNotFound, detail),
             AppError::Store(s) => store_problem(&s),
         }
     }
@@ -214,7 +222,17 @@ impl From<AuthError> for Problem {
                 header::WWW_AUTHENTICATE,
                 "Bearer realm=\"tenantry\", error=\"invalid_token\"",
             ),
-            AuthError::NotOperator(_) => Problem::new(Kind::OperatorRequired, e.to_string()),
+            AuthError::InvalidToken(ref why) => {
+                let challenge = format!(
+                    "Bearer realm=\"tenantry\", error=\"invalid_token\", error_description=\"{}\"",
+                    why.replace(['"', '\\'], "'")
+                );
+                Problem::new(Kind::Unauthorized, e.to_string())
+                    .with_header(header::WWW_AUTHENTICATE, &challenge)
+            }
+            AuthError::NotOperator(_) | AuthError::NotOperatorToken => {
+                Problem::new(Kind::OperatorRequired, e.to_string())
+            }
             AuthError::Store(s) => store_problem(&s),
         }
     }

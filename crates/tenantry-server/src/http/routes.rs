@@ -97,7 +97,10 @@ pub fn api() -> Api {
     let api = super::editions::register(api);
     let api = super::audit::register(api);
     let api = super::keys::register(api);
-    super::devices::register(api)
+    let api = super::devices::register(api);
+    let api = super::jobs::register(api);
+    let api = super::schedules::register(api);
+    super::whoami::register(api)
 }
 
 #[cfg(test)]

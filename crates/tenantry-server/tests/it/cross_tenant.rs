@@ -16,6 +16,8 @@ struct Fixture {
     a_slug: String,
     a_device: String,
     a_key_id: String,
+    a_job: String,
+    a_schedule: String,
     a_admin: String,
     b_admin: String,
 }
@@ -32,6 +34,8 @@ fn concrete_path(path: &str, f: &Fixture) -> String {
             "tenant" | "target" => f.a_id.as_str(),
             "device_id" => f.a_device.as_str(),
             "key" => f.a_key_id.as_str(),
+            "job" => f.a_job.as_str(),
+            "name" => f.a_schedule.as_str(),
             other => panic!(
                 "the cross-tenant harness has no fixture for path parameter {{{other}}} in {path}; add one"
             ),
@@ -45,7 +49,11 @@ fn concrete_path(path: &str, f: &Fixture) -> String {
 
 /// A plausible body for each write, so that authorization — not validation — decides.
 fn body_for(path: &str) -> Value {
-    if path.contains("api-keys") {
+    if path.contains("schedules") {
+        json!({ "name": "smuggled", "interval_seconds": 60, "kind": "noop" })
+    } else if path.contains("jobs") {
+        json!({ "kind": "noop" })
+    } else if path.contains("api-keys") {
         json!({ "name": "smuggled", "roles": ["member"] })
     } else if path.contains("devices") {
         json!({ "device_id": "smuggled" })
@@ -54,7 +62,33 @@ fn body_for(path: &str) -> Value {
     }
 }
 
-async fn snapshot(srv: &TestServer, f: &Fixture) -> (Value, Value) {
+async fn snapshot(srv: &TestServer, f: &Fixture) -> (Value, Value, Value, Value) {
+    let mut job = body(
+        srv.with_key(&f.a_admin, Method::GET, &format!("/v1/jobs/{}", f.a_job))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    // the worker may run it meanwhile; what matters is that it is A's and unchanged by B
+    for volatile in [
+        "state",
+        "attempt",
+        "lease_owner",
+        "lease_expires_at",
+        "heartbeat_at",
+        "attempted_at",
+        "finished_at",
+    ] {
+        job.as_object_mut().unwrap().remove(volatile);
+    }
+    let schedules = body(
+        srv.with_key(&f.a_admin, Method::GET, "/v1/schedules")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let devices = body(
         srv.with_key(&f.a_admin, Method::GET, "/v1/devices")
             .send()
@@ -73,12 +107,12 @@ async fn snapshot(srv: &TestServer, f: &Fixture) -> (Value, Value) {
         .unwrap(),
     )
     .await;
-    (devices, keys)
+    (devices, keys, job, schedules)
 }
 
 pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
-    let a = tenant_named(srv, "Victim").await;
-    let b = tenant_named(srv, "Intruder").await;
+    let a = create_tenant(srv, json!({"name": "Victim", "edition": "enterprise"})).await;
+    let b = create_tenant(srv, json!({"name": "Intruder", "edition": "enterprise"})).await;
     let (a_id, b_id) = (
         a["id"].as_str().unwrap().to_owned(),
         b["id"].as_str().unwrap().to_owned(),
@@ -93,7 +127,26 @@ pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
+    let job = body(
+        srv.with_key(&a_admin, Method::POST, "/v1/jobs")
+            .json(
+                &json!({ "kind": "sleep", "payload": {"ms": 1}, "run_at": "2100-01-01T00:00:00Z" }),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let resp = srv
+        .with_key(&a_admin, Method::POST, "/v1/schedules")
+        .json(&json!({ "name": "a-secret-schedule", "interval_seconds": 3600, "kind": "noop", "enabled": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
     let f = Fixture {
+        a_job: job["id"].as_str().unwrap().to_owned(),
+        a_schedule: "a-secret-schedule".into(),
         a_slug: a["slug"].as_str().unwrap().to_owned(),
         a_id,
         a_device: "a-secret-device".into(),
@@ -107,6 +160,8 @@ pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
         f.a_slug.as_str(),
         f.a_device.as_str(),
         f.a_key_id.as_str(),
+        f.a_job.as_str(),
+        f.a_schedule.as_str(),
     ];
 
     let specs = api().specs;

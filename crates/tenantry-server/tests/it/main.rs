@@ -9,10 +9,32 @@ mod cross_tenant;
 mod editions;
 mod errors;
 mod idempotency;
+mod jobs;
 mod limits;
 mod observability;
 mod support;
 mod tenants;
+mod tokens;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hs256_tokens_authenticate_and_resolve_their_tenant() {
+    tokens::hs256_tokens_authenticate_and_resolve_their_tenant().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_tokens_are_401_with_a_reason() {
+    tokens::invalid_tokens_are_401_with_a_reason().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_refused_when_no_method_is_configured() {
+    tokens::tokens_are_refused_when_no_method_is_configured().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_keys_verify_rs256_es256_and_eddsa_and_refresh_on_unknown_kid() {
+    tokens::jwks_keys_verify_rs256_es256_and_eddsa_and_refresh_on_unknown_kid().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_are_413() {
@@ -56,6 +78,12 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    jobs::jobs_run_retry_and_die,
+    jobs::a_busy_tenant_does_not_starve_a_small_one,
+    jobs::running_jobs_can_be_cancelled,
+    jobs::enqueue_validates_batches_and_deduplicates,
+    jobs::tenants_see_and_touch_only_their_jobs,
+    jobs::interval_schedules_fire_at_once_and_then_on_time,
     tenants::create_returns_201_with_location_etag_and_body,
     tenants::slugs_are_derived_and_unique,
     tenants::get_by_id_or_slug,

@@ -1,0 +1,1052 @@
+//! The job queue on PostgreSQL: claims are one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`
+//! statement; heartbeats and completions are one statement per batch (`unnest` of the fences);
+//! enqueues `NOTIFY tenantry_jobs` in their transaction so idle workers on every instance wake at
+//! commit. Tenant-scoped reads run in the tenant's row-level-security context.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgListener, PgRow};
+use sqlx::types::Json;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row, Transaction};
+use tenantry_domain::job::{AttemptError, FailureKind, JobState};
+use tenantry_domain::{Page, PageRequest, TenantId};
+use uuid::Uuid;
+
+use super::{PgStore, err};
+use crate::jobs::*;
+use crate::port::{Changes, StoreResult};
+
+const CHANNEL: &str = "tenantry_jobs";
+
+fn decode(row: &PgRow) -> StoreResult<JobRecord> {
+    let state: String = row.try_get("state").map_err(err)?;
+    let errors: Json<Vec<AttemptError>> = row.try_get("errors").map_err(err)?;
+    Ok(JobRecord {
+        id: row.try_get("id").map_err(err)?,
+        queue: row.try_get("queue").map_err(err)?,
+        kind: row.try_get("kind").map_err(err)?,
+        tenant_id: row
+            .try_get::<Option<Uuid>, _>("tenant_id")
+            .map_err(err)?
+            .map(TenantId::from_uuid),
+        unique_key: row.try_get("unique_key").map_err(err)?,
+        payload: row.try_get::<Json<Value>, _>("payload").map_err(err)?.0,
+        priority: row.try_get("priority").map_err(err)?,
+        state: crate::rows::parse("job state", &state)?,
+        attempt: u32::try_from(row.try_get::<i32, _>("attempt").map_err(err)?).unwrap_or(0),
+        max_attempts: u32::try_from(row.try_get::<i32, _>("max_attempts").map_err(err)?)
+            .unwrap_or(0),
+        run_at: row.try_get("run_at").map_err(err)?,
+        lease: std::time::Duration::from_millis(
+            u64::try_from(row.try_get::<i64, _>("lease_ms").map_err(err)?).unwrap_or(0),
+        ),
+        lease_owner: row.try_get("lease_owner").map_err(err)?,
+        lease_expires_at: row.try_get("lease_expires_at").map_err(err)?,
+        heartbeat_at: row.try_get("heartbeat_at").map_err(err)?,
+        cancel_requested: row.try_get("cancel_requested").map_err(err)?,
+        checkpoint: row
+            .try_get::<Option<Json<Value>>, _>("checkpoint")
+            .map_err(err)?
+            .map(|j| j.0),
+        errors: errors.0,
+        created_at: row.try_get("created_at").map_err(err)?,
+        attempted_at: row.try_get("attempted_at").map_err(err)?,
+        finished_at: row.try_get("finished_at").map_err(err)?,
+    })
+}
+
+fn fence_arrays(jobs: &[Fence]) -> (Vec<Uuid>, Vec<i32>) {
+    jobs.iter()
+        .map(|f| (f.id, i32::try_from(f.attempt).unwrap_or(i32::MAX)))
+        .unzip()
+}
+
+/// Inserts jobs in the caller's transaction: unique keys first, then one multi-row insert.
+pub(super) async fn insert_jobs(
+    conn: &mut PgConnection,
+    jobs: &[NewJob],
+) -> StoreResult<Vec<Enqueued>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut fresh: Vec<&NewJob> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let Some(key) = &job.unique_key {
+            sqlx::query("DELETE FROM job_unique_keys WHERE key = $1 AND expires_at IS NOT NULL AND expires_at <= $2")
+                .bind(key)
+                .bind(job.created_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
+            let existing: Option<Uuid> = sqlx::query_scalar(
+                "WITH ins AS (INSERT INTO job_unique_keys (key, job_id) VALUES ($1, $2)
+                              ON CONFLICT (key) DO NOTHING RETURNING job_id)
+                 SELECT job_id FROM job_unique_keys WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM ins)",
+            )
+            .bind(key)
+            .bind(job.id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(err)?;
+            if let Some(id) = existing {
+                out.push(Enqueued::Existing(id));
+                continue;
+            }
+        }
+        out.push(Enqueued::New(job.id));
+        fresh.push(job);
+    }
+    if fresh.is_empty() {
+        return Ok(out);
+    }
+    let head: Option<i64> = sqlx::query_scalar(concat!(
+        "SELECT fair_key FROM jobs WHERE state IN ",
+        pending!(),
+        " ORDER BY priority DESC, fair_key, id LIMIT 1"
+    ))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err)?;
+    let head = head.unwrap_or(0);
+    let lanes: Vec<String> = {
+        let mut l: Vec<String> = fresh.iter().map(|j| lane(j.tenant_id)).collect();
+        l.sort();
+        l.dedup();
+        l
+    };
+    let mut next: HashMap<String, i64> = HashMap::with_capacity(lanes.len());
+    for l in &lanes {
+        // the lane's tail: a backward scan of the lane index, not an aggregate over the lane
+        let tail: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT fair_key FROM jobs WHERE lane = $1 AND state IN ",
+            pending!(),
+            " ORDER BY fair_key DESC LIMIT 1"
+        ))
+        .bind(l)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err)?;
+        next.insert(l.clone(), head.max(tail.unwrap_or(0)) + 1);
+    }
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
+        "INSERT INTO jobs (id, queue, kind, tenant_id, lane, fair_key, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at) ",
+    );
+    qb.push_values(fresh, |mut b, job| {
+        let lane = lane(job.tenant_id);
+        let slot = next.entry(lane.clone()).or_insert(head + 1);
+        let fair = *slot;
+        *slot += 1;
+        b.push_bind(job.id)
+            .push_bind(job.queue.clone())
+            .push_bind(job.kind.clone())
+            .push_bind(job.tenant_id.map(Uuid::from))
+            .push_bind(lane)
+            .push_bind(fair)
+            .push_bind(job.unique_key.clone())
+            .push_bind(millis(job.unique_window))
+            .push_bind(Json(job.payload.clone()))
+            .push_bind(job.priority)
+            .push_bind(if job.run_at > job.created_at {
+                "scheduled"
+            } else {
+                "available"
+            })
+            .push_bind(0_i32)
+            .push_bind(i32::try_from(job.max_attempts.max(1)).unwrap_or(i32::MAX))
+            .push_bind(job.run_at)
+            .push_bind(millis(job.lease).max(1))
+            .push_bind(millis(job.retry.base))
+            .push_bind(millis(job.retry.cap))
+            .push_bind(job.created_at);
+    });
+    qb.build().execute(&mut *conn).await.map_err(err)?;
+    Ok(out)
+}
+
+async fn finish_unique(
+    conn: &mut PgConnection,
+    id: Uuid,
+    unique_key: Option<String>,
+    window_ms: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let Some(key) = unique_key else {
+        return Ok(());
+    };
+    sqlx::query(
+        "WITH d AS (DELETE FROM job_unique_keys WHERE key = $1 AND job_id = $2 AND $3 <= 0)
+         UPDATE job_unique_keys SET expires_at = $4 + $3 * interval '1 millisecond'
+         WHERE key = $1 AND job_id = $2 AND $3 > 0",
+    )
+    .bind(&key)
+    .bind(id)
+    .bind(window_ms)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+async fn retake_unique(conn: &mut PgConnection, ids: &[Uuid]) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO job_unique_keys (key, job_id, expires_at)
+         SELECT unique_key, id, NULL FROM jobs WHERE id = ANY($1) AND unique_key IS NOT NULL
+         ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, expires_at = NULL",
+    )
+    .bind(ids)
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+async fn apply_failure(
+    conn: &mut PgConnection,
+    job: &JobRecord,
+    d: &FailureDecision,
+    now: DateTime<Utc>,
+    window_ms: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = $2, run_at = $3, errors = errors || $4, lease_owner = NULL,
+             lease_expires_at = NULL, finished_at = $5, cancel_requested = FALSE
+         WHERE id = $1",
+    )
+    .bind(job.id)
+    .bind(d.state.as_str())
+    .bind(d.run_at)
+    .bind(Json(d.error.iter().collect::<Vec<_>>()))
+    .bind(d.state.is_finished().then_some(now))
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    if d.state.is_finished() {
+        finish_unique(conn, job.id, job.unique_key.clone(), window_ms, now).await?;
+    }
+    Ok(())
+}
+
+/// `NOTIFY` inside a transaction (for jobs enqueued through another unit of work's `Changes`).
+pub(super) async fn notify(conn: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Jobs may be available: wake this instance's workers now, and other instances' through
+    /// `NOTIFY` — coalesced to at most one every couple of milliseconds, because `NOTIFY`
+    /// serialises the commits of the transactions that send it.
+    pub(super) fn announce(&self) {
+        self.signal.notify_waiters();
+        if self
+            .announce_pending
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let pool = self.pool.clone();
+        let pending = Arc::clone(&self.announce_pending);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            pending.store(false, std::sync::atomic::Ordering::Release);
+            if pool.is_closed() {
+                return;
+            }
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "NOTIFY failed; other instances find the jobs by polling");
+            }
+        });
+    }
+
+    /// A transaction that sees the jobs of `scope`: every job (system) or one tenant's (RLS).
+    async fn jobs_tx(&self, scope: JobScope<'_>) -> StoreResult<Transaction<'static, Postgres>> {
+        match scope {
+            JobScope::System => self.begin().await,
+            JobScope::Tenant(s) => self.read(s).await,
+        }
+    }
+
+    /// Forwards `NOTIFY tenantry_jobs` from any instance to `signal`, for as long as it lives.
+    fn spawn_listener(&self, signal: &Arc<tokio::sync::Notify>) {
+        let pool = self.pool.clone();
+        let weak: Weak<tokio::sync::Notify> = Arc::downgrade(signal);
+        tokio::spawn(async move {
+            let mut listener = loop {
+                match PgListener::connect_with(&pool).await {
+                    Ok(mut l) => match l.listen(CHANNEL).await {
+                        Ok(()) => break l,
+                        Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "job listener cannot connect; retrying"),
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            };
+            loop {
+                let got =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv()).await;
+                let Some(signal) = weak.upgrade() else {
+                    return;
+                };
+                match got {
+                    Ok(Ok(_)) => signal.notify_waiters(),
+                    // the store is closing: let go of the connection so the pool can close
+                    Ok(Err(_)) if pool.is_closed() => return,
+                    // reconnects by itself on the next recv; wake workers in case we missed one
+                    Ok(Err(e)) => {
+                        signal.notify_waiters();
+                        tracing::debug!(error = %e, "job listener lost its connection; reconnecting");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    Err(_) if pool.is_closed() => return,
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl JobQueue for PgStore {
+    async fn enqueue_recorded(
+        &self,
+        jobs: &[NewJob],
+        record: Option<&RecordFn<'_>>,
+    ) -> StoreResult<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let out = insert_jobs(&mut tx, jobs).await?;
+        if let Some(record) = record {
+            let changes = Changes {
+                idempotency: Some(record(&out)),
+                ..Changes::default()
+            };
+            PgStore::write_changes(&mut tx, &changes).await?;
+        }
+        tx.commit().await.map_err(err)?;
+        self.announce();
+        Ok(out)
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        queues: &[String],
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<JobRecord>> {
+        if limit == 0 || queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(concat!(
+            "WITH picked AS (
+                 SELECT id FROM jobs
+                 WHERE state IN ",
+            pending!(),
+            " AND run_at <= $2 AND queue = ANY($3)
+                 ORDER BY priority DESC, fair_key, id LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_owner = $1,
+                 lease_expires_at = $2 + j.lease_ms * interval '1 millisecond',
+                 heartbeat_at = $2, attempted_at = $2
+             FROM picked WHERE j.id = picked.id
+             RETURNING j.*"
+        ))
+        .bind(owner)
+        .bind(now)
+        .bind(queues)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let mut jobs = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
+        jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
+        Ok(jobs)
+    }
+
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        jobs: &[Fence],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Fence, Lease)>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, attempts) = fence_arrays(jobs);
+        let rows: Vec<(Uuid, i32, bool)> = sqlx::query_as(
+            "UPDATE jobs j SET lease_expires_at = $1 + j.lease_ms * interval '1 millisecond', heartbeat_at = $1
+             FROM unnest($2::uuid[], $3::int[]) AS f(id, attempt)
+             WHERE j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'
+             RETURNING j.id, j.attempt, j.cancel_requested",
+        )
+        .bind(now)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let held: HashMap<(Uuid, i32), bool> =
+            rows.into_iter().map(|(id, a, c)| ((id, a), c)).collect();
+        Ok(jobs
+            .iter()
+            .map(|f| {
+                let key = (f.id, i32::try_from(f.attempt).unwrap_or(i32::MAX));
+                (
+                    *f,
+                    match held.get(&key) {
+                        Some(c) => Lease::Held { cancel: *c },
+                        None => Lease::Lost,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn complete(
+        &self,
+        owner: &str,
+        jobs: &[Fence],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Fence>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, attempts) = fence_arrays(jobs);
+        let rows: Vec<(Uuid, i32)> = sqlx::query_as(
+            "WITH done AS (
+                 UPDATE jobs j SET state = 'completed', finished_at = $1, lease_owner = NULL,
+                     lease_expires_at = NULL
+                 FROM unnest($2::uuid[], $3::int[]) AS f(id, attempt)
+                 WHERE j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'
+                 RETURNING j.id, j.attempt, j.unique_key, j.unique_window_ms),
+             freed AS (
+                 DELETE FROM job_unique_keys k USING done
+                 WHERE k.key = done.unique_key AND k.job_id = done.id AND done.unique_window_ms <= 0),
+             windowed AS (
+                 UPDATE job_unique_keys k SET expires_at = $1 + done.unique_window_ms * interval '1 millisecond'
+                 FROM done WHERE k.key = done.unique_key AND k.job_id = done.id AND done.unique_window_ms > 0)
+             SELECT id, attempt FROM done",
+        )
+        .bind(now)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, a)| Fence {
+                id,
+                attempt: u32::try_from(a).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn fail(
+        &self,
+        owner: &str,
+        job: Fence,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+        unit: f64,
+    ) -> StoreResult<Option<JobState>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT * FROM jobs WHERE id = $1 AND attempt = $2 AND lease_owner = $3 AND state = 'running' FOR UPDATE",
+        )
+        .bind(job.id)
+        .bind(i32::try_from(job.attempt).unwrap_or(i32::MAX))
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let current = decode(&row)?;
+        let d = decide_failure(
+            current.attempt,
+            current.max_attempts,
+            row.try_get("retry_base_ms").map_err(err)?,
+            row.try_get("retry_cap_ms").map_err(err)?,
+            outcome,
+            now,
+            unit,
+        );
+        apply_failure(
+            &mut tx,
+            &current,
+            &d,
+            now,
+            row.try_get("unique_window_ms").map_err(err)?,
+        )
+        .await?;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(d.state))
+    }
+
+    async fn checkpoint(
+        &self,
+        owner: &str,
+        job: Fence,
+        checkpoint: &Value,
+        _now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE jobs SET checkpoint = $1
+             WHERE id = $2 AND attempt = $3 AND lease_owner = $4 AND state = 'running'",
+        )
+        .bind(Json(checkpoint))
+        .bind(job.id)
+        .bind(i32::try_from(job.attempt).unwrap_or(i32::MAX))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn release(&self, owner: &str, jobs: &[Fence], now: DateTime<Utc>) -> StoreResult<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let (ids, attempts) = fence_arrays(jobs);
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE jobs j SET state = 'available', attempt = j.attempt - 1, run_at = $1,
+                 lease_owner = NULL, lease_expires_at = NULL
+             FROM unnest($2::uuid[], $3::int[]) AS f(id, attempt)
+             WHERE j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'",
+        )
+        .bind(now)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        tx.commit().await.map_err(err)?;
+        self.announce();
+        Ok(n)
+    }
+
+    async fn recover_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        unit: f64,
+    ) -> StoreResult<Vec<(Uuid, JobState)>> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at < $1
+             ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job = decode(row)?;
+            let d = decide_failure(
+                job.attempt,
+                job.max_attempts,
+                row.try_get("retry_base_ms").map_err(err)?,
+                row.try_get("retry_cap_ms").map_err(err)?,
+                &Outcome::Failed {
+                    kind: FailureKind::LeaseExpired,
+                    message: format!(
+                        "lease of {} expired without a heartbeat",
+                        job.lease_owner.as_deref().unwrap_or("?")
+                    ),
+                },
+                now,
+                unit,
+            );
+            apply_failure(
+                &mut tx,
+                &job,
+                &d,
+                now,
+                row.try_get("unique_window_ms").map_err(err)?,
+            )
+            .await?;
+            out.push((job.id, d.state));
+        }
+        tx.commit().await.map_err(err)?;
+        if !out.is_empty() {
+            self.announce();
+        }
+        Ok(out)
+    }
+
+    async fn get_job(&self, scope: JobScope<'_>, id: Uuid) -> StoreResult<Option<JobRecord>> {
+        let mut tx = self.jobs_tx(scope).await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)"
+        ))
+        .bind(id)
+        .bind(scope.tenant_id().map(Uuid::from))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn list_jobs(
+        &self,
+        scope: JobScope<'_>,
+        filter: &JobFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<JobRecord>> {
+        if let (Some(a), Some(b)) = (scope.tenant_id(), filter.tenant_id)
+            && a != b
+        {
+            return Ok(Page::from_fetched(
+                Vec::new(),
+                page.limit,
+                |j: &JobRecord| j.id,
+            ));
+        }
+        let tenant = scope.tenant_id().or(filter.tenant_id).map(Uuid::from);
+        let mut tx = self.jobs_tx(scope).await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs
+             WHERE ($1::uuid IS NULL OR tenant_id = $1) AND ($2::text IS NULL OR state = $2)
+               AND ($3::text IS NULL OR kind = $3) AND ($4::uuid IS NULL OR id < $4)
+             ORDER BY id DESC LIMIT $5"
+        ))
+        .bind(tenant)
+        .bind(filter.state.map(JobState::as_str))
+        .bind(&filter.kind)
+        .bind(page.after.map(|c| c.0))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        let jobs = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_fetched(jobs, page.limit, |j| j.id))
+    }
+
+    async fn cancel_job(
+        &self,
+        scope: JobScope<'_>,
+        id: Uuid,
+        now: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<Option<JobState>> {
+        let mut tx = self.jobs_tx(scope).await?;
+        let row = sqlx::query(
+            "SELECT * FROM jobs WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2) FOR UPDATE",
+        )
+        .bind(id)
+        .bind(scope.tenant_id().map(Uuid::from))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let job = decode(&row)?;
+        let state = match job.state {
+            s if s.is_pending() => {
+                sqlx::query("UPDATE jobs SET state = 'cancelled', finished_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                finish_unique(
+                    &mut tx,
+                    id,
+                    job.unique_key.clone(),
+                    row.try_get("unique_window_ms").map_err(err)?,
+                    now,
+                )
+                .await?;
+                JobState::Cancelled
+            }
+            JobState::Running => {
+                sqlx::query("UPDATE jobs SET cancel_requested = TRUE WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                JobState::Running
+            }
+            finished => return Ok(Some(finished)),
+        };
+        PgStore::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(state))
+    }
+
+    async fn retry_job(
+        &self,
+        scope: JobScope<'_>,
+        id: Uuid,
+        now: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<Option<JobState>> {
+        let mut tx = self.jobs_tx(scope).await?;
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM jobs WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2) FOR UPDATE",
+        )
+        .bind(id)
+        .bind(scope.tenant_id().map(Uuid::from))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let state: JobState = crate::rows::parse("job state", &state)?;
+        if !state.can_retry() {
+            return Ok(Some(state));
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = 'available', attempt = 0, run_at = $2, finished_at = NULL,
+                 cancel_requested = FALSE, lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        retake_unique(&mut tx, &[id]).await?;
+        PgStore::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)?;
+        self.announce();
+        Ok(Some(JobState::Available))
+    }
+
+    async fn replay_jobs(
+        &self,
+        scope: JobScope<'_>,
+        filter: &ReplayFilter,
+        dry_run: bool,
+        now: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<u64> {
+        let tenant = scope.tenant_id().or(filter.tenant_id).map(Uuid::from);
+        let mut tx = self.jobs_tx(scope).await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM jobs
+             WHERE (state = 'dead' OR ($6 AND state = 'cancelled'))
+               AND ($1::uuid IS NULL OR tenant_id = $1) AND ($2::text IS NULL OR kind = $2)
+               AND ($3::timestamptz IS NULL OR finished_at >= $3)
+               AND ($4::timestamptz IS NULL OR finished_at < $4)
+               AND ($5::text IS NULL OR errors -> -1 ->> 'kind' = $5)
+             FOR UPDATE",
+        )
+        .bind(tenant)
+        .bind(&filter.kind)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.error_kind.map(|k| k.as_str()))
+        .bind(filter.include_cancelled)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        if dry_run || ids.is_empty() {
+            return Ok(ids.len() as u64);
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = 'available', attempt = 0, run_at = $2, finished_at = NULL,
+                 cancel_requested = FALSE WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        retake_unique(&mut tx, &ids).await?;
+        PgStore::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)?;
+        self.announce();
+        Ok(ids.len() as u64)
+    }
+
+    async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT state, kind, COUNT(*) FROM jobs GROUP BY state, kind")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.into_iter()
+            .map(|(state, kind, count)| {
+                Ok(QueueDepth {
+                    state: crate::rows::parse("job state", &state)?,
+                    kind,
+                    count,
+                })
+            })
+            .collect()
+    }
+
+    async fn dead_letters(&self) -> StoreResult<DeadLetters> {
+        let (count, oldest): (i64, Option<DateTime<Utc>>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(finished_at) FROM jobs WHERE state = 'dead'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(DeadLetters { count, oldest })
+    }
+
+    async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        let n = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
+                 WHERE state IN ('completed','cancelled') AND finished_at < $1 LIMIT $2)",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        sqlx::query("DELETE FROM job_unique_keys WHERE expires_at IS NOT NULL AND expires_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(n)
+    }
+
+    async fn put_schedule(&self, sc: &ScheduleRecord, changes: &Changes) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO schedules (name, tenant_id, cron, interval_ms, kind, payload, enabled, next_fire_at, last_fired_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (name) DO UPDATE SET tenant_id = excluded.tenant_id, cron = excluded.cron,
+                 interval_ms = excluded.interval_ms, kind = excluded.kind, payload = excluded.payload,
+                 enabled = excluded.enabled, next_fire_at = excluded.next_fire_at,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&sc.name)
+        .bind(sc.tenant_id.map(Uuid::from))
+        .bind(&sc.cron)
+        .bind(sc.interval_ms)
+        .bind(&sc.kind)
+        .bind(Json(&sc.payload))
+        .bind(sc.enabled)
+        .bind(sc.next_fire_at)
+        .bind(sc.last_fired_at)
+        .bind(sc.created_at)
+        .bind(sc.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        PgStore::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn get_schedule(
+        &self,
+        scope: JobScope<'_>,
+        name: &str,
+    ) -> StoreResult<Option<ScheduleRecord>> {
+        let mut tx = self.jobs_tx(scope).await?;
+        let row = sqlx::query(
+            "SELECT * FROM schedules WHERE name = $1 AND ($2::uuid IS NULL OR tenant_id = $2)",
+        )
+        .bind(name)
+        .bind(scope.tenant_id().map(Uuid::from))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        row.as_ref().map(decode_schedule).transpose()
+    }
+
+    async fn list_schedules(&self, scope: JobScope<'_>) -> StoreResult<Vec<ScheduleRecord>> {
+        let mut tx = self.jobs_tx(scope).await?;
+        let rows = sqlx::query(
+            "SELECT * FROM schedules WHERE ($1::uuid IS NULL OR tenant_id = $1) ORDER BY name",
+        )
+        .bind(scope.tenant_id().map(Uuid::from))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        rows.iter().map(decode_schedule).collect()
+    }
+
+    async fn delete_schedule(
+        &self,
+        scope: JobScope<'_>,
+        name: &str,
+        changes: &Changes,
+    ) -> StoreResult<bool> {
+        let mut tx = self.jobs_tx(scope).await?;
+        let n = sqlx::query(
+            "DELETE FROM schedules WHERE name = $1 AND ($2::uuid IS NULL OR tenant_id = $2)",
+        )
+        .bind(name)
+        .bind(scope.tenant_id().map(Uuid::from))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        PgStore::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<ScheduleRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM schedules WHERE enabled AND next_fire_at <= $1
+             ORDER BY next_fire_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(decode_schedule).collect()
+    }
+
+    async fn reschedule(
+        &self,
+        name: &str,
+        expected: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE schedules SET next_fire_at = $3 WHERE name = $1 AND next_fire_at = $2",
+        )
+        .bind(name)
+        .bind(expected)
+        .bind(next)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn fire_schedule(
+        &self,
+        name: &str,
+        fired: DateTime<Utc>,
+        next: DateTime<Utc>,
+        job: &NewJob,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE schedules SET next_fire_at = $3, last_fired_at = $2
+             WHERE name = $1 AND next_fire_at = $2 AND enabled",
+        )
+        .bind(name)
+        .bind(fired)
+        .bind(next)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        insert_jobs(&mut tx, std::slice::from_ref(job)).await?;
+        tx.commit().await.map_err(err)?;
+        self.announce();
+        Ok(true)
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "INSERT INTO worker_leases (name, owner, expires_at, acquired_at) VALUES ($1, $2, $4, $3)
+             ON CONFLICT (name) DO UPDATE SET
+                 acquired_at = CASE WHEN worker_leases.owner = excluded.owner THEN worker_leases.acquired_at ELSE excluded.acquired_at END,
+                 owner = excluded.owner, expires_at = excluded.expires_at
+             WHERE worker_leases.owner = excluded.owner OR worker_leases.expires_at < $3",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(now)
+        .bind(until)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM worker_leases WHERE name = $1 AND owner = $2")
+            .bind(name)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn job_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.listener_started
+            .call_once(|| self.spawn_listener(&self.signal));
+        Arc::clone(&self.signal)
+    }
+}
+
+fn decode_schedule(row: &PgRow) -> StoreResult<ScheduleRecord> {
+    Ok(ScheduleRecord {
+        name: row.try_get("name").map_err(err)?,
+        tenant_id: row
+            .try_get::<Option<Uuid>, _>("tenant_id")
+            .map_err(err)?
+            .map(TenantId::from_uuid),
+        cron: row.try_get("cron").map_err(err)?,
+        interval_ms: row.try_get("interval_ms").map_err(err)?,
+        kind: row.try_get("kind").map_err(err)?,
+        payload: row.try_get::<Json<Value>, _>("payload").map_err(err)?.0,
+        enabled: row.try_get("enabled").map_err(err)?,
+        next_fire_at: row.try_get("next_fire_at").map_err(err)?,
+        last_fired_at: row.try_get("last_fired_at").map_err(err)?,
+        created_at: row.try_get("created_at").map_err(err)?,
+        updated_at: row.try_get("updated_at").map_err(err)?,
+    })
+}

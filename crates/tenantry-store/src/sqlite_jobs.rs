@@ -1,0 +1,977 @@
+//! The job queue on SQLite: claims are one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`
+//! inside a short immediate transaction (SQLite has one writer, so nothing can claim in between).
+//! Times are stored as microseconds since the epoch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::types::Json;
+use sqlx::{Row, SqliteConnection};
+use tenantry_domain::job::{AttemptError, JobState};
+use tenantry_domain::{Page, PageRequest, TenantId};
+use uuid::Uuid;
+
+use super::{SqliteStore, err};
+use crate::jobs::*;
+use crate::port::{Changes, StoreError, StoreResult};
+
+fn us(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_us(v: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(v).ok_or_else(|| StoreError::corrupt(format!("time {v}")))
+}
+
+fn opt_us(v: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
+    v.map(from_us).transpose()
+}
+
+fn decode(row: &SqliteRow) -> StoreResult<JobRecord> {
+    let state: String = row.try_get("state").map_err(err)?;
+    let errors: Json<Vec<AttemptError>> = row.try_get("errors").map_err(err)?;
+    Ok(JobRecord {
+        id: row.try_get("id").map_err(err)?,
+        queue: row.try_get("queue").map_err(err)?,
+        kind: row.try_get("kind").map_err(err)?,
+        tenant_id: row
+            .try_get::<Option<Uuid>, _>("tenant_id")
+            .map_err(err)?
+            .map(TenantId::from_uuid),
+        unique_key: row.try_get("unique_key").map_err(err)?,
+        payload: row.try_get::<Json<Value>, _>("payload").map_err(err)?.0,
+        priority: i16::try_from(row.try_get::<i64, _>("priority").map_err(err)?).unwrap_or(0),
+        state: crate::rows::parse("job state", &state)?,
+        attempt: u32::try_from(row.try_get::<i64, _>("attempt").map_err(err)?).unwrap_or(0),
+        max_attempts: u32::try_from(row.try_get::<i64, _>("max_attempts").map_err(err)?)
+            .unwrap_or(0),
+        run_at: from_us(row.try_get("run_at").map_err(err)?)?,
+        lease: std::time::Duration::from_millis(
+            u64::try_from(row.try_get::<i64, _>("lease_ms").map_err(err)?).unwrap_or(0),
+        ),
+        lease_owner: row.try_get("lease_owner").map_err(err)?,
+        lease_expires_at: opt_us(row.try_get("lease_expires_at").map_err(err)?)?,
+        heartbeat_at: opt_us(row.try_get("heartbeat_at").map_err(err)?)?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested").map_err(err)? != 0,
+        checkpoint: row
+            .try_get::<Option<Json<Value>>, _>("checkpoint")
+            .map_err(err)?
+            .map(|j| j.0),
+        errors: errors.0,
+        created_at: from_us(row.try_get("created_at").map_err(err)?)?,
+        attempted_at: opt_us(row.try_get("attempted_at").map_err(err)?)?,
+        finished_at: opt_us(row.try_get("finished_at").map_err(err)?)?,
+    })
+}
+
+/// Inserts jobs in the caller's transaction, honouring unique keys and assigning fair keys.
+pub(super) async fn insert_jobs(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+) -> StoreResult<Vec<Enqueued>> {
+    let head: Option<i64> = sqlx::query_scalar(concat!(
+        "SELECT fair_key FROM jobs WHERE state IN ",
+        pending!(),
+        " ORDER BY priority DESC, fair_key, id LIMIT 1"
+    ))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err)?;
+    let head = head.unwrap_or(0);
+    let mut next: HashMap<String, i64> = HashMap::new();
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let now = us(job.created_at);
+        if let Some(key) = &job.unique_key {
+            sqlx::query("DELETE FROM job_unique_keys WHERE key = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2")
+                .bind(key)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
+            let taken = sqlx::query("INSERT INTO job_unique_keys (key, job_id, expires_at) VALUES (?1, ?2, NULL) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(job.id)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?
+                .rows_affected()
+                == 0;
+            if taken {
+                let existing: Uuid =
+                    sqlx::query_scalar("SELECT job_id FROM job_unique_keys WHERE key = ?1")
+                        .bind(key)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(err)?;
+                out.push(Enqueued::Existing(existing));
+                continue;
+            }
+        }
+        let lane = lane(job.tenant_id);
+        let fair = match next.get(&lane) {
+            Some(k) => *k,
+            None => {
+                let tail: Option<i64> = sqlx::query_scalar(concat!(
+                    "SELECT fair_key FROM jobs WHERE lane = ?1 AND state IN ",
+                    pending!(),
+                    " ORDER BY fair_key DESC LIMIT 1"
+                ))
+                .bind(&lane)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(err)?;
+                head.max(tail.unwrap_or(0)) + 1
+            }
+        };
+        next.insert(lane.clone(), fair + 1);
+        let state = if job.run_at > job.created_at {
+            "scheduled"
+        } else {
+            "available"
+        };
+        sqlx::query(
+            "INSERT INTO jobs (id, queue, kind, tenant_id, lane, fair_key, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?14, ?15, ?16, ?17)",
+        )
+        .bind(job.id)
+        .bind(&job.queue)
+        .bind(&job.kind)
+        .bind(job.tenant_id.map(Uuid::from))
+        .bind(&lane)
+        .bind(fair)
+        .bind(&job.unique_key)
+        .bind(millis(job.unique_window))
+        .bind(Json(&job.payload))
+        .bind(i64::from(job.priority))
+        .bind(state)
+        .bind(i64::from(job.max_attempts.max(1)))
+        .bind(us(job.run_at))
+        .bind(millis(job.lease).max(1))
+        .bind(millis(job.retry.base))
+        .bind(millis(job.retry.cap))
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+        out.push(Enqueued::New(job.id));
+    }
+    Ok(out)
+}
+
+/// After a job finished: its unique key stays taken for the job's window, or is freed.
+async fn finish_unique(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+    unique_key: Option<String>,
+    window_ms: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let Some(key) = unique_key else {
+        return Ok(());
+    };
+    if window_ms <= 0 {
+        sqlx::query("DELETE FROM job_unique_keys WHERE key = ?1 AND job_id = ?2")
+            .bind(&key)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+    } else {
+        sqlx::query("UPDATE job_unique_keys SET expires_at = ?3 WHERE key = ?1 AND job_id = ?2")
+            .bind(&key)
+            .bind(id)
+            .bind(us(now) + window_ms * 1000)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A unique key taken again when a finished job goes back to the queue (retry, replay).
+async fn retake_unique(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO job_unique_keys (key, job_id, expires_at)
+         SELECT unique_key, id, NULL FROM jobs WHERE id = ?1 AND unique_key IS NOT NULL
+         ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, expires_at = NULL",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+fn tenant_clause(scope: JobScope<'_>) -> Option<Uuid> {
+    scope.tenant_id().map(Uuid::from)
+}
+
+#[async_trait]
+impl JobQueue for SqliteStore {
+    async fn enqueue_recorded(
+        &self,
+        jobs: &[NewJob],
+        record: Option<&RecordFn<'_>>,
+    ) -> StoreResult<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let out = insert_jobs(&mut tx, jobs).await?;
+        if let Some(record) = record {
+            let changes = Changes {
+                idempotency: Some(record(&out)),
+                ..Changes::default()
+            };
+            SqliteStore::write_changes(&mut tx, &changes).await?;
+        }
+        tx.enqueued = out.iter().any(|e| matches!(e, Enqueued::New(_)));
+        tx.commit().await.map_err(err)?;
+        Ok(out)
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        queues: &[String],
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<JobRecord>> {
+        if limit == 0 || queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(concat!(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
+                 lease_expires_at = ?2 + lease_ms * 1000, heartbeat_at = ?2, attempted_at = ?2
+             WHERE id IN (
+                 SELECT id FROM jobs
+                 WHERE state IN ",
+            pending!(),
+            " AND run_at <= ?2
+                   AND queue IN (SELECT value FROM json_each(?3))
+                 ORDER BY priority DESC, fair_key, id LIMIT ?4)
+             RETURNING ",
+            job_columns!(),
+            ""
+        ))
+        .bind(owner)
+        .bind(us(now))
+        .bind(Json(queues))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        let mut jobs = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
+        jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
+        Ok(jobs)
+    }
+
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        jobs: &[Fence],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Fence, Lease)>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for f in jobs {
+            let cancel: Option<i64> = sqlx::query_scalar(
+                "UPDATE jobs SET lease_expires_at = ?1 + lease_ms * 1000, heartbeat_at = ?1
+                 WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND state = 'running'
+                 RETURNING cancel_requested",
+            )
+            .bind(us(now))
+            .bind(f.id)
+            .bind(i64::from(f.attempt))
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+            out.push((
+                *f,
+                match cancel {
+                    Some(c) => Lease::Held { cancel: c != 0 },
+                    None => Lease::Lost,
+                },
+            ));
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(out)
+    }
+
+    async fn complete(
+        &self,
+        owner: &str,
+        jobs: &[Fence],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Fence>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let mut done = Vec::with_capacity(jobs.len());
+        for f in jobs {
+            let row = sqlx::query(
+                "UPDATE jobs SET state = 'completed', finished_at = ?1, lease_owner = NULL,
+                     lease_expires_at = NULL
+                 WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND state = 'running'
+                 RETURNING unique_key, unique_window_ms",
+            )
+            .bind(us(now))
+            .bind(f.id)
+            .bind(i64::from(f.attempt))
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+            if let Some(row) = row {
+                finish_unique(
+                    &mut tx,
+                    f.id,
+                    row.try_get("unique_key").map_err(err)?,
+                    row.try_get("unique_window_ms").map_err(err)?,
+                    now,
+                )
+                .await?;
+                done.push(*f);
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(done)
+    }
+
+    async fn fail(
+        &self,
+        owner: &str,
+        job: Fence,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+        unit: f64,
+    ) -> StoreResult<Option<JobState>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs
+             WHERE id = ?1 AND attempt = ?2 AND lease_owner = ?3 AND state = 'running'"
+        ))
+        .bind(job.id)
+        .bind(i64::from(job.attempt))
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let current = decode(&row)?;
+        let decision = decide_failure(
+            current.attempt,
+            current.max_attempts,
+            row.try_get("retry_base_ms").map_err(err)?,
+            row.try_get("retry_cap_ms").map_err(err)?,
+            outcome,
+            now,
+            unit,
+        );
+        apply_failure(
+            &mut tx,
+            &current,
+            &decision,
+            now,
+            row.try_get("unique_window_ms").map_err(err)?,
+        )
+        .await?;
+        tx.enqueued = decision.state == JobState::Retryable;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(decision.state))
+    }
+
+    async fn checkpoint(
+        &self,
+        owner: &str,
+        job: Fence,
+        checkpoint: &Value,
+        _now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE jobs SET checkpoint = ?1
+             WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND state = 'running'",
+        )
+        .bind(Json(checkpoint))
+        .bind(job.id)
+        .bind(i64::from(job.attempt))
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        tx.commit().await.map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn release(&self, owner: &str, jobs: &[Fence], now: DateTime<Utc>) -> StoreResult<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let mut n = 0;
+        for f in jobs {
+            n += sqlx::query(
+                "UPDATE jobs SET state = 'available', attempt = attempt - 1, run_at = ?1,
+                     lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND state = 'running'",
+            )
+            .bind(us(now))
+            .bind(f.id)
+            .bind(i64::from(f.attempt))
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        }
+        tx.enqueued = n > 0;
+        tx.commit().await.map_err(err)?;
+        Ok(n)
+    }
+
+    async fn recover_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        unit: f64,
+    ) -> StoreResult<Vec<(Uuid, JobState)>> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE state = 'running' AND lease_expires_at < ?1
+             ORDER BY lease_expires_at LIMIT ?2"
+        ))
+        .bind(us(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job = decode(row)?;
+            let decision = decide_failure(
+                job.attempt,
+                job.max_attempts,
+                row.try_get("retry_base_ms").map_err(err)?,
+                row.try_get("retry_cap_ms").map_err(err)?,
+                &Outcome::Failed {
+                    kind: tenantry_domain::job::FailureKind::LeaseExpired,
+                    message: format!(
+                        "lease of {} expired without a heartbeat",
+                        job.lease_owner.as_deref().unwrap_or("?")
+                    ),
+                },
+                now,
+                unit,
+            );
+            apply_failure(
+                &mut tx,
+                &job,
+                &decision,
+                now,
+                row.try_get("unique_window_ms").map_err(err)?,
+            )
+            .await?;
+            out.push((job.id, decision.state));
+        }
+        tx.enqueued = !out.is_empty();
+        tx.commit().await.map_err(err)?;
+        Ok(out)
+    }
+
+    async fn get_job(&self, scope: JobScope<'_>, id: Uuid) -> StoreResult<Option<JobRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"
+        ))
+        .bind(id)
+        .bind(tenant_clause(scope))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn list_jobs(
+        &self,
+        scope: JobScope<'_>,
+        filter: &JobFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<JobRecord>> {
+        let tenant = tenant_clause(scope).or(filter.tenant_id.map(Uuid::from));
+        if let (Some(a), Some(b)) = (scope.tenant_id(), filter.tenant_id)
+            && a != b
+        {
+            return Ok(Page::from_fetched(
+                Vec::new(),
+                page.limit,
+                |j: &JobRecord| j.id,
+            ));
+        }
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs
+             WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR state = ?2)
+               AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR id < ?4)
+             ORDER BY id DESC LIMIT ?5"
+        ))
+        .bind(tenant)
+        .bind(filter.state.map(JobState::as_str))
+        .bind(&filter.kind)
+        .bind(page.after.map(|c| c.0))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let jobs = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_fetched(jobs, page.limit, |j| j.id))
+    }
+
+    async fn cancel_job(
+        &self,
+        scope: JobScope<'_>,
+        id: Uuid,
+        now: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<Option<JobState>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"
+        ))
+        .bind(id)
+        .bind(tenant_clause(scope))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let job = decode(&row)?;
+        let state = match job.state {
+            s if s.is_pending() => {
+                sqlx::query("UPDATE jobs SET state = 'cancelled', finished_at = ?2 WHERE id = ?1")
+                    .bind(id)
+                    .bind(us(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                finish_unique(
+                    &mut tx,
+                    id,
+                    job.unique_key.clone(),
+                    row.try_get("unique_window_ms").map_err(err)?,
+                    now,
+                )
+                .await?;
+                JobState::Cancelled
+            }
+            JobState::Running => {
+                sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                JobState::Running
+            }
+            finished => return Ok(Some(finished)),
+        };
+        SqliteStore::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(state))
+    }
+
+    async fn retry_job(
+        &self,
+        scope: JobScope<'_>,
+        id: Uuid,
+        now: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<Option<JobState>> {
+        let mut tx = self.begin().await?;
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
+        )
+        .bind(id)
+        .bind(tenant_clause(scope))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let state: JobState = crate::rows::parse("job state", &state)?;
+        if !state.can_retry() {
+            return Ok(Some(state));
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = 'available', attempt = 0, run_at = ?2, finished_at = NULL,
+                 cancel_requested = 0, lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(us(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        retake_unique(&mut tx, id).await?;
+        SqliteStore::write_changes(&mut tx, changes).await?;
+        tx.enqueued = true;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(JobState::Available))
+    }
+
+    async fn replay_jobs(
+        &self,
+        scope: JobScope<'_>,
+        filter: &ReplayFilter,
+        dry_run: bool,
+        now: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<u64> {
+        let tenant = tenant_clause(scope).or(filter.tenant_id.map(Uuid::from));
+        let mut tx = self.begin().await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM jobs
+             WHERE (state = 'dead' OR (?6 AND state = 'cancelled')) AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR kind = ?2)
+               AND (?3 IS NULL OR finished_at >= ?3) AND (?4 IS NULL OR finished_at < ?4)
+               AND (?5 IS NULL OR json_extract(errors, '$[#-1].kind') = ?5)",
+        )
+        .bind(tenant)
+        .bind(&filter.kind)
+        .bind(filter.since.map(us))
+        .bind(filter.until.map(us))
+        .bind(filter.error_kind.map(|k| k.as_str()))
+        .bind(filter.include_cancelled)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        if dry_run || ids.is_empty() {
+            return Ok(ids.len() as u64);
+        }
+        for id in &ids {
+            sqlx::query(
+                "UPDATE jobs SET state = 'available', attempt = 0, run_at = ?2, finished_at = NULL,
+                     cancel_requested = 0 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(us(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            retake_unique(&mut tx, *id).await?;
+        }
+        SqliteStore::write_changes(&mut tx, changes).await?;
+        tx.enqueued = true;
+        tx.commit().await.map_err(err)?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {
+        let rows = sqlx::query("SELECT state, kind, COUNT(*) AS n FROM jobs GROUP BY state, kind")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueDepth {
+                    state: crate::rows::parse(
+                        "job state",
+                        &r.try_get::<String, _>("state").map_err(err)?,
+                    )?,
+                    kind: r.try_get("kind").map_err(err)?,
+                    count: r.try_get("n").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn dead_letters(&self) -> StoreResult<DeadLetters> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(finished_at) AS oldest FROM jobs WHERE state = 'dead'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(DeadLetters {
+            count: row.try_get("n").map_err(err)?,
+            oldest: opt_us(row.try_get("oldest").map_err(err)?)?,
+        })
+    }
+
+    async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
+                 WHERE state IN ('completed','cancelled') AND finished_at < ?1 LIMIT ?2)",
+        )
+        .bind(us(before))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        sqlx::query("DELETE FROM job_unique_keys WHERE expires_at IS NOT NULL AND expires_at < ?1")
+            .bind(us(before))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(n)
+    }
+
+    async fn put_schedule(&self, sc: &ScheduleRecord, changes: &Changes) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO schedules (name, tenant_id, cron, interval_ms, kind, payload, enabled, next_fire_at, last_fired_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (name) DO UPDATE SET tenant_id = excluded.tenant_id, cron = excluded.cron,
+                 interval_ms = excluded.interval_ms, kind = excluded.kind, payload = excluded.payload,
+                 enabled = excluded.enabled, next_fire_at = excluded.next_fire_at,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&sc.name)
+        .bind(sc.tenant_id.map(Uuid::from))
+        .bind(&sc.cron)
+        .bind(sc.interval_ms)
+        .bind(&sc.kind)
+        .bind(Json(&sc.payload))
+        .bind(sc.enabled)
+        .bind(sc.next_fire_at.map(us))
+        .bind(sc.last_fired_at.map(us))
+        .bind(us(sc.created_at))
+        .bind(us(sc.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        SqliteStore::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn get_schedule(
+        &self,
+        scope: JobScope<'_>,
+        name: &str,
+    ) -> StoreResult<Option<ScheduleRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM schedules WHERE name = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
+        )
+        .bind(name)
+        .bind(tenant_clause(scope))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.as_ref().map(decode_schedule).transpose()
+    }
+
+    async fn list_schedules(&self, scope: JobScope<'_>) -> StoreResult<Vec<ScheduleRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM schedules WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY name",
+        )
+        .bind(tenant_clause(scope))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(decode_schedule).collect()
+    }
+
+    async fn delete_schedule(
+        &self,
+        scope: JobScope<'_>,
+        name: &str,
+        changes: &Changes,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n =
+            sqlx::query("DELETE FROM schedules WHERE name = ?1 AND (?2 IS NULL OR tenant_id = ?2)")
+                .bind(name)
+                .bind(tenant_clause(scope))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        SqliteStore::write_changes(&mut tx, changes).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<ScheduleRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM schedules WHERE enabled = 1 AND next_fire_at <= ?1
+             ORDER BY next_fire_at LIMIT ?2",
+        )
+        .bind(us(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(decode_schedule).collect()
+    }
+
+    async fn reschedule(
+        &self,
+        name: &str,
+        expected: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE schedules SET next_fire_at = ?3 WHERE name = ?1 AND next_fire_at = ?2",
+        )
+        .bind(name)
+        .bind(us(expected))
+        .bind(us(next))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        tx.commit().await.map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn fire_schedule(
+        &self,
+        name: &str,
+        fired: DateTime<Utc>,
+        next: DateTime<Utc>,
+        job: &NewJob,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE schedules SET next_fire_at = ?3, last_fired_at = ?2
+             WHERE name = ?1 AND next_fire_at = ?2 AND enabled = 1",
+        )
+        .bind(name)
+        .bind(us(fired))
+        .bind(us(next))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        let out = insert_jobs(&mut tx, std::slice::from_ref(job)).await?;
+        tx.enqueued = out.iter().any(|e| matches!(e, Enqueued::New(_)));
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "INSERT INTO worker_leases (name, owner, expires_at, acquired_at) VALUES (?1, ?2, ?4, ?3)
+             ON CONFLICT (name) DO UPDATE SET
+                 acquired_at = CASE WHEN worker_leases.owner = excluded.owner THEN worker_leases.acquired_at ELSE excluded.acquired_at END,
+                 owner = excluded.owner, expires_at = excluded.expires_at
+             WHERE worker_leases.owner = excluded.owner OR worker_leases.expires_at < ?3",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(us(now))
+        .bind(us(until))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        tx.commit().await.map_err(err)?;
+        Ok(n == 1)
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM worker_leases WHERE name = ?1 AND owner = ?2")
+            .bind(name)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    fn job_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.signal)
+    }
+}
+
+async fn apply_failure(
+    conn: &mut SqliteConnection,
+    job: &JobRecord,
+    d: &FailureDecision,
+    now: DateTime<Utc>,
+    window_ms: i64,
+) -> StoreResult<()> {
+    let mut errors = job.errors.clone();
+    errors.extend(d.error.clone());
+    sqlx::query(
+        "UPDATE jobs SET state = ?2, run_at = ?3, errors = ?4, lease_owner = NULL,
+             lease_expires_at = NULL, finished_at = ?5, cancel_requested = 0
+         WHERE id = ?1",
+    )
+    .bind(job.id)
+    .bind(d.state.as_str())
+    .bind(us(d.run_at))
+    .bind(Json(&errors))
+    .bind(d.state.is_finished().then(|| us(now)))
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    if d.state.is_finished() {
+        finish_unique(conn, job.id, job.unique_key.clone(), window_ms, now).await?;
+    }
+    Ok(())
+}
+
+fn decode_schedule(row: &SqliteRow) -> StoreResult<ScheduleRecord> {
+    Ok(ScheduleRecord {
+        name: row.try_get("name").map_err(err)?,
+        tenant_id: row
+            .try_get::<Option<Uuid>, _>("tenant_id")
+            .map_err(err)?
+            .map(TenantId::from_uuid),
+        cron: row.try_get("cron").map_err(err)?,
+        interval_ms: row.try_get("interval_ms").map_err(err)?,
+        kind: row.try_get("kind").map_err(err)?,
+        payload: row.try_get::<Json<Value>, _>("payload").map_err(err)?.0,
+        enabled: row.try_get::<i64, _>("enabled").map_err(err)? != 0,
+        next_fire_at: opt_us(row.try_get("next_fire_at").map_err(err)?)?,
+        last_fired_at: opt_us(row.try_get("last_fired_at").map_err(err)?)?,
+        created_at: from_us(row.try_get("created_at").map_err(err)?)?,
+        updated_at: from_us(row.try_get("updated_at").map_err(err)?)?,
+    })
+}
