@@ -104,49 +104,32 @@ pub(super) async fn insert_jobs(
     if fresh.is_empty() {
         return Ok(out);
     }
-    let head: Option<i64> = sqlx::query_scalar(concat!(
-        "SELECT fair_key FROM jobs WHERE state IN ",
-        pending!(),
-        " ORDER BY priority DESC, fair_key, id LIMIT 1"
-    ))
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(err)?;
-    let head = head.unwrap_or(0);
-    let lanes: Vec<String> = {
-        let mut l: Vec<String> = fresh.iter().map(|j| lane(j.tenant_id)).collect();
-        l.sort();
-        l.dedup();
-        l
-    };
-    let mut next: HashMap<String, i64> = HashMap::with_capacity(lanes.len());
-    for l in &lanes {
-        // the lane's tail: a backward scan of the lane index, not an aggregate over the lane
-        let tail: Option<i64> = sqlx::query_scalar(concat!(
-            "SELECT fair_key FROM jobs WHERE lane = $1 AND state IN ",
-            pending!(),
-            " ORDER BY fair_key DESC LIMIT 1"
-        ))
-        .bind(l)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(err)?;
-        next.insert(l.clone(), head.max(tail.unwrap_or(0)) + 1);
-    }
+    insert_fresh(conn, &fresh).await?;
+    Ok(out)
+}
+
+/// One statement for a whole batch: the fair keys are computed in the same statement as the insert
+/// (each lane continues from the larger of the queue's head and its own tail), so an enqueue
+/// without unique keys is a single round trip.
+async fn insert_fresh<'c, E>(conn: E, fresh: &[&NewJob]) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    // position of each job within its lane, in the order given
+    let mut seq: HashMap<String, i64> = HashMap::new();
     let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-        "INSERT INTO jobs (id, queue, kind, tenant_id, lane, fair_key, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at) ",
+        "WITH v (id, queue, kind, tenant_id, lane, seq, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at) AS (",
     );
     qb.push_values(fresh, |mut b, job| {
         let lane = lane(job.tenant_id);
-        let slot = next.entry(lane.clone()).or_insert(head + 1);
-        let fair = *slot;
-        *slot += 1;
+        let n = seq.entry(lane.clone()).or_insert(0);
+        *n += 1;
         b.push_bind(job.id)
             .push_bind(job.queue.clone())
             .push_bind(job.kind.clone())
             .push_bind(job.tenant_id.map(Uuid::from))
             .push_bind(lane)
-            .push_bind(fair)
+            .push_bind(*n)
             .push_bind(job.unique_key.clone())
             .push_bind(millis(job.unique_window))
             .push_bind(Json(job.payload.clone()))
@@ -164,8 +147,16 @@ pub(super) async fn insert_jobs(
             .push_bind(millis(job.retry.cap))
             .push_bind(job.created_at);
     });
-    qb.build().execute(&mut *conn).await.map_err(err)?;
-    Ok(out)
+    qb.push(
+        "), head AS (SELECT tenantry_queue_head() AS h),
+         tails AS (SELECT l.lane, GREATEST((SELECT h FROM head), tenantry_lane_tail(l.lane)) AS t
+                   FROM (SELECT DISTINCT lane FROM v) l)
+         INSERT INTO jobs (id, queue, kind, tenant_id, lane, fair_key, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at)
+         SELECT v.id, v.queue, v.kind, v.tenant_id, v.lane, tails.t + v.seq, v.unique_key, v.unique_window_ms, v.payload, v.priority, v.state, v.attempt, v.max_attempts, v.run_at, v.lease_ms, v.retry_base_ms, v.retry_cap_ms, v.created_at
+         FROM v JOIN tails ON tails.lane = v.lane",
+    );
+    qb.build().execute(conn).await.map_err(err)?;
+    Ok(())
 }
 
 async fn finish_unique(
@@ -332,6 +323,13 @@ impl JobQueue for PgStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        if record.is_none() && jobs.iter().all(|j| j.unique_key.is_none()) {
+            // nothing to check or record first: one autocommitted statement
+            let fresh: Vec<&NewJob> = jobs.iter().collect();
+            insert_fresh(&self.pool, &fresh).await?;
+            self.announce();
+            return Ok(jobs.iter().map(|j| Enqueued::New(j.id)).collect());
+        }
         let mut tx = self.begin().await?;
         let out = insert_jobs(&mut tx, jobs).await?;
         if let Some(record) = record {
@@ -356,27 +354,15 @@ impl JobQueue for PgStore {
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(concat!(
-            "WITH picked AS (
-                 SELECT id FROM jobs
-                 WHERE state IN ",
-            pending!(),
-            " AND run_at <= $2 AND queue = ANY($3)
-                 ORDER BY priority DESC, fair_key, id LIMIT $4
-                 FOR UPDATE SKIP LOCKED)
-             UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_owner = $1,
-                 lease_expires_at = $2 + j.lease_ms * interval '1 millisecond',
-                 heartbeat_at = $2, attempted_at = $2
-             FROM picked WHERE j.id = picked.id
-             RETURNING j.*"
-        ))
-        .bind(owner)
-        .bind(now)
-        .bind(queues)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
+        // the statement lives in the 0003 migration: it pins the plan (see there)
+        let rows = sqlx::query("SELECT * FROM tenantry_claim_jobs($1, $2, $3, $4)")
+            .bind(owner)
+            .bind(now)
+            .bind(queues)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
         let mut jobs = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
         jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
         Ok(jobs)
