@@ -469,3 +469,29 @@ pub struct ScheduleRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// The smallest UUIDv7 of the millisecond `t`: every job created before `t` has a smaller id
+/// (ids are UUIDv7), so `id < created_before(t)` bounds a scan to older jobs along the primary key.
+pub(crate) fn created_before(t: DateTime<Utc>) -> Uuid {
+    let ms = u64::try_from(t.timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_before_bounds_v7_ids() {
+        let t = Utc::now();
+        let earlier = Uuid::now_v7();
+        let floor = created_before(t + chrono::Duration::milliseconds(1));
+        assert!(earlier < floor);
+        assert_eq!(floor.get_version_num(), 7);
+        assert!(created_before(t - chrono::Duration::seconds(1)) < earlier);
+    }
+}

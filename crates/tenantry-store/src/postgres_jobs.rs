@@ -381,7 +381,7 @@ impl JobQueue for PgStore {
         let rows: Vec<(Uuid, i32, bool)> = sqlx::query_as(
             "UPDATE jobs j SET lease_expires_at = $1 + j.lease_ms * interval '1 millisecond', heartbeat_at = $1
              FROM unnest($2::uuid[], $3::int[]) AS f(id, attempt)
-             WHERE j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'
+             WHERE j.id = ANY($2) AND j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'
              RETURNING j.id, j.attempt, j.cancel_requested",
         )
         .bind(now)
@@ -423,7 +423,7 @@ impl JobQueue for PgStore {
                  UPDATE jobs j SET state = 'completed', finished_at = $1, lease_owner = NULL,
                      lease_expires_at = NULL
                  FROM unnest($2::uuid[], $3::int[]) AS f(id, attempt)
-                 WHERE j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'
+                 WHERE j.id = ANY($2) AND j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'
                  RETURNING j.id, j.attempt, j.unique_key, j.unique_window_ms),
              freed AS (
                  DELETE FROM job_unique_keys k USING done
@@ -524,7 +524,7 @@ impl JobQueue for PgStore {
             "UPDATE jobs j SET state = 'available', attempt = j.attempt - 1, run_at = $1,
                  lease_owner = NULL, lease_expires_at = NULL
              FROM unnest($2::uuid[], $3::int[]) AS f(id, attempt)
-             WHERE j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'",
+             WHERE j.id = ANY($2) AND j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'",
         )
         .bind(now)
         .bind(&ids)
@@ -813,10 +813,11 @@ impl JobQueue for PgStore {
     async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
         let n = sqlx::query(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
-                 WHERE state IN ('completed','cancelled') AND finished_at < $1 LIMIT $2)",
+                 WHERE id < $3 AND state IN ('completed','cancelled') AND finished_at < $1 LIMIT $2)",
         )
         .bind(before)
         .bind(i64::from(limit))
+        .bind(created_before(before))
         .execute(&self.pool)
         .await
         .map_err(err)?

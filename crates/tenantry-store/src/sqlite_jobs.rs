@@ -725,10 +725,11 @@ impl JobQueue for SqliteStore {
         let mut tx = self.begin().await?;
         let n = sqlx::query(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
-                 WHERE state IN ('completed','cancelled') AND finished_at < ?1 LIMIT ?2)",
+                 WHERE id < ?3 AND state IN ('completed','cancelled') AND finished_at < ?1 LIMIT ?2)",
         )
         .bind(us(before))
         .bind(i64::from(limit))
+        .bind(created_before(before))
         .execute(&mut *tx)
         .await
         .map_err(err)?
