@@ -94,6 +94,8 @@ pub struct Config {
     pub worker_queues: String,
     /// Days completed and cancelled jobs are kept (dead jobs are kept until replayed or purged).
     pub job_retention_days: u32,
+    /// Milliseconds between overdue schedules fired together when a scheduler takes the lead.
+    pub schedule_stagger_ms: u64,
 }
 
 impl Default for Config {
@@ -126,6 +128,7 @@ impl Default for Config {
             worker_concurrency: 16,
             worker_queues: "default".into(),
             job_retention_days: 7,
+            schedule_stagger_ms: 250,
         }
     }
 }
@@ -160,6 +163,7 @@ pub const KEYS: &[&str] = &[
     "worker_concurrency",
     "worker_queues",
     "job_retention_days",
+    "schedule_stagger_ms",
 ];
 
 /// Values given on the command line; `None` leaves the lower layers' value.
@@ -356,6 +360,9 @@ impl Config {
         if !(1..=3650).contains(&self.job_retention_days) {
             return invalid("job_retention_days", "must be between 1 and 3650".into());
         }
+        if self.schedule_stagger_ms > 60_000 {
+            return invalid("schedule_stagger_ms", "must be at most 60000".into());
+        }
         if self.shutdown_grace_seconds > 3600 {
             return invalid("shutdown_grace_seconds", "must be at most 3600".into());
         }
@@ -530,6 +537,26 @@ mod tests {
         };
         let c = load_env(&[("TENANTRY_LISTEN", "127.0.0.1:9001")], Some(file), flags).unwrap();
         assert_eq!(c.listen, "127.0.0.1:9002");
+    }
+
+    #[test]
+    fn the_schedule_stagger_is_configurable_and_bounded() {
+        assert_eq!(Config::default().schedule_stagger_ms, 250);
+        let c = load_env(
+            &[("TENANTRY_SCHEDULE_STAGGER_MS", "1000")],
+            None,
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.schedule_stagger_ms, 1000);
+        let err = load_env(
+            &[("TENANTRY_SCHEDULE_STAGGER_MS", "600000")],
+            None,
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("schedule_stagger_ms"), "{err}");
     }
 
     #[test]

@@ -125,7 +125,10 @@ pub async fn serve(
         background.push(tokio::spawn(workers::scheduler::run(
             std::sync::Arc::clone(app.store()),
             std::sync::Arc::clone(&registry),
-            workers::scheduler::SchedulerSettings::default(),
+            workers::scheduler::SchedulerSettings {
+                stagger: std::time::Duration::from_millis(config.schedule_stagger_ms),
+                ..workers::scheduler::SchedulerSettings::default()
+            },
             stop_rx.clone(),
         )));
     }

@@ -130,7 +130,11 @@ pub async fn run_as(
     let mut last_renew: Option<std::time::Instant> = None;
     let mut leading = false;
     loop {
-        if last_renew.is_none_or(|t| t.elapsed() >= renew_every) {
+        // The leader renews every third of its lease. A standby asks every tick (a compare-and-
+        // swap that changes nothing while the leader lives), so that it takes over at most one
+        // tick after the lease runs out: within one lease period of the leader's death.
+        let due = if leading { renew_every } else { settings.tick };
+        if last_renew.is_none_or(|t| t.elapsed() >= due) {
             let was = leading;
             leading = lease.hold().await;
             last_renew = Some(std::time::Instant::now());
