@@ -263,10 +263,18 @@ async fn enqueue(
         enqueue_reply(batch, out).record(&state, idem.as_ref().expect("only built with a key"))
     };
     let builder: Option<&tenantry_store::jobs::RecordFn<'_>> = idem.as_ref().map(|_| &record as _);
-    let result = state
+    let mut result = state
         .app
         .enqueue_jobs(&j.ctx, j.access(), &state.jobs, requests, builder)
         .await;
+    // the use case speaks of a batch (`jobs[0].kind`); a single-job body names its own fields
+    if !batch && let Err(crate::app::AppError::Validation(errors)) = &mut result {
+        for e in &mut errors.0 {
+            if let Some(rest) = e.field.strip_prefix("jobs[0].") {
+                e.field = rest.to_owned();
+            }
+        }
+    }
     idempotency::finish(&state, idem.as_ref(), result, |out| {
         enqueue_reply(batch, out)
     })

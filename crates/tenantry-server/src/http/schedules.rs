@@ -48,7 +48,7 @@ struct ScheduleView {
     name: String,
     tenant_id: Option<String>,
     cron: Option<String>,
-    interval_seconds: Option<f64>,
+    interval_seconds: Option<u64>,
     kind: String,
     payload: Value,
     enabled: bool,
@@ -64,7 +64,8 @@ impl From<ScheduleRecord> for ScheduleView {
             name: display_name(&s),
             tenant_id: s.tenant_id.map(|t| t.to_string()),
             cron: s.cron,
-            interval_seconds: s.interval_ms.map(|ms| ms as f64 / 1000.0),
+            // intervals are whole seconds (the API and the CLI take seconds)
+            interval_seconds: s.interval_ms.and_then(|ms| u64::try_from(ms / 1000).ok()),
             kind: s.kind,
             payload: s.payload,
             enabled: s.enabled,

@@ -170,6 +170,19 @@ pub async fn enqueue_validates_batches_and_deduplicates(srv: &TestServer) {
         b.to_string().contains("noop"),
         "names the registered kinds: {b}"
     );
+    // a single-job body names its own field, a batch names the job
+    assert_eq!(b["errors"][0]["field"], "kind", "{b}");
+    let b = problem(
+        srv.op(Method::POST, "/v1/jobs")
+            .json(&json!({"jobs": [{"kind": "noop"}, {"kind": "launch-missiles"}]}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(b["errors"][0]["field"], "jobs[1].kind", "{b}");
     let too_many: Vec<Value> = (0..1001).map(|_| json!({"kind": "noop"})).collect();
     problem(
         srv.op(Method::POST, "/v1/jobs")
@@ -336,6 +349,7 @@ pub async fn interval_schedules_fire_at_once_and_then_on_time(srv: &TestServer) 
         assert!(Instant::now() < deadline, "never fired: {s}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    assert_eq!(fired["interval_seconds"], 3600, "{fired}");
     let next: chrono::DateTime<chrono::Utc> =
         fired["next_fire_at"].as_str().unwrap().parse().unwrap();
     assert!(
