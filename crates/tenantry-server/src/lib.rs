@@ -115,6 +115,11 @@ pub async fn serve(
             std::time::Duration::from_secs(2),
             stop_rx.clone(),
         )));
+        background.push(tokio::spawn(workers::runner::tidy_loop(
+            std::sync::Arc::clone(app.store()),
+            std::time::Duration::from_secs(1),
+            stop_rx.clone(),
+        )));
         background.push(tokio::spawn(workers::runner::gauges_loop(
             std::sync::Arc::clone(app.store()),
             std::time::Duration::from_secs(15),

@@ -313,11 +313,19 @@ pub trait JobQueue: Send + Sync {
         changes: &Changes,
     ) -> StoreResult<u64>;
 
+    /// Jobs waiting or running, and dead ones, by state and kind (completed and cancelled jobs
+    /// are history, not depth: counting them would scan every job kept for retention).
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>>;
     async fn dead_letters(&self) -> StoreResult<DeadLetters>;
 
     /// Deletes finished jobs that finished before `before` (keeps the hot table small).
     async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
+
+    /// Reclaims what claims and completions leave behind once enough of it has piled up, so a
+    /// claim stays a short index walk under sustained load (PostgreSQL: `VACUUM` of the jobs
+    /// table, which autovacuum reaches only once per `autovacuum_naptime`; nothing to do on
+    /// SQLite). Returns whether it ran. Safe to call from every instance at once.
+    async fn tidy_queue(&self) -> StoreResult<bool>;
 
     /// Creates or replaces a schedule (by name), with the audit of the change.
     async fn put_schedule(&self, schedule: &ScheduleRecord, changes: &Changes) -> StoreResult<()>;

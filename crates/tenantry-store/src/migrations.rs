@@ -27,7 +27,7 @@ pub(crate) fn sqlite() -> Migrator {
 
 pub(crate) fn postgres() -> Migrator {
     Migrator::with_migrations(
-        migrations!("postgres": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs"),
+        migrations!("postgres": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path"),
     )
 }
 

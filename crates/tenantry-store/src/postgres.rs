@@ -29,6 +29,8 @@ pub struct PgStore {
     signal: std::sync::Arc<tokio::sync::Notify>,
     listener_started: std::sync::Arc<std::sync::Once>,
     announce_pending: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The login cannot vacuum the jobs table (warned once).
+    vacuum_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The role the application works as, so that row-level security applies (ADR 0006).
@@ -108,6 +110,7 @@ impl PgStore {
             signal: std::sync::Arc::default(),
             listener_started: std::sync::Arc::new(std::sync::Once::new()),
             announce_pending: std::sync::Arc::default(),
+            vacuum_refused: std::sync::Arc::default(),
         })
     }
 

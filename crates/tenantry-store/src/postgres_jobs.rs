@@ -110,7 +110,8 @@ pub(super) async fn insert_jobs(
 
 /// One statement for a whole batch: the fair keys are computed in the same statement as the insert
 /// (each lane continues from the larger of the queue's head and its own tail), so an enqueue
-/// without unique keys is a single round trip.
+/// without unique keys is a single round trip. `tails` is `MATERIALIZED`: inlined, the planner
+/// evaluated the lane-tail probe once per inserted row instead of once per lane (8 ms of 100 jobs).
 async fn insert_fresh<'c, E>(conn: E, fresh: &[&NewJob]) -> StoreResult<()>
 where
     E: sqlx::Executor<'c, Database = Postgres>,
@@ -149,7 +150,7 @@ where
     });
     qb.push(
         "), head AS (SELECT tenantry_queue_head() AS h),
-         tails AS (SELECT l.lane, GREATEST((SELECT h FROM head), tenantry_lane_tail(l.lane)) AS t
+         tails AS MATERIALIZED (SELECT l.lane, GREATEST((SELECT h FROM head), tenantry_lane_tail(l.lane)) AS t
                    FROM (SELECT DISTINCT lane FROM v) l)
          INSERT INTO jobs (id, queue, kind, tenant_id, lane, fair_key, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at)
          SELECT v.id, v.queue, v.kind, v.tenant_id, v.lane, tails.t + v.seq, v.unique_key, v.unique_window_ms, v.payload, v.priority, v.state, v.attempt, v.max_attempts, v.run_at, v.lease_ms, v.retry_base_ms, v.retry_cap_ms, v.created_at
@@ -233,7 +234,51 @@ pub(super) async fn notify(conn: &mut PgConnection) -> StoreResult<()> {
     Ok(())
 }
 
+/// Dead row versions in `jobs` (two per job run: the claim's and the completion's) after which
+/// `tidy_queue` vacuums: about a second of work at 10 000 jobs/s.
+const TIDY_AFTER_DEAD_ROWS: i64 = 20_000;
+
 impl PgStore {
+    /// `VACUUM` of the jobs table on a connection of its own: `VACUUM` needs the table's owner
+    /// (the login role that ran the migrations), not the application role the pools work as.
+    /// `SKIP_LOCKED`: if autovacuum or another instance is at it already, there is nothing to do.
+    async fn vacuum_jobs(&self) -> StoreResult<bool> {
+        use sqlx::Connection as _;
+        let mut conn = PgConnection::connect_with(&self.options)
+            .await
+            .map_err(err)?;
+        let owner: bool = sqlx::query_scalar(
+            "SELECT pg_has_role(session_user, c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = 'jobs'::regclass",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(err)?;
+        if !owner {
+            if !self
+                .vacuum_refused
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    "the database login does not own the jobs table, so it cannot vacuum it; autovacuum alone keeps the queue tidy (claims slow down under sustained load)"
+                );
+            }
+            let _ = conn.close().await;
+            return Ok(false);
+        }
+        let started = std::time::Instant::now();
+        let r = sqlx::query("VACUUM (SKIP_LOCKED) jobs")
+            .execute(&mut conn)
+            .await
+            .map_err(err);
+        let _ = conn.close().await;
+        r?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "jobs table vacuumed"
+        );
+        Ok(true)
+    }
+
     /// Jobs may be available: wake this instance's workers now, and other instances' through
     /// `NOTIFY` — coalesced to at most one every couple of milliseconds, because `NOTIFY`
     /// serialises the commits of the transactions that send it.
@@ -381,7 +426,7 @@ impl JobQueue for PgStore {
         let rows: Vec<(Uuid, i32, bool)> = sqlx::query_as(
             "UPDATE jobs j SET lease_expires_at = $1 + j.lease_ms * interval '1 millisecond', heartbeat_at = $1
              FROM unnest($2::uuid[], $3::int[]) AS f(id, attempt)
-             WHERE j.id = ANY($2) AND j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'
+             WHERE j.id = ANY($2) AND j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4
              RETURNING j.id, j.attempt, j.cancel_requested",
         )
         .bind(now)
@@ -423,7 +468,7 @@ impl JobQueue for PgStore {
                  UPDATE jobs j SET state = 'completed', finished_at = $1, lease_owner = NULL,
                      lease_expires_at = NULL
                  FROM unnest($2::uuid[], $3::int[]) AS f(id, attempt)
-                 WHERE j.id = ANY($2) AND j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'
+                 WHERE j.id = ANY($2) AND j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4
                  RETURNING j.id, j.attempt, j.unique_key, j.unique_window_ms),
              freed AS (
                  DELETE FROM job_unique_keys k USING done
@@ -459,7 +504,7 @@ impl JobQueue for PgStore {
     ) -> StoreResult<Option<JobState>> {
         let mut tx = self.begin().await?;
         let row = sqlx::query(
-            "SELECT * FROM jobs WHERE id = $1 AND attempt = $2 AND lease_owner = $3 AND state = 'running' FOR UPDATE",
+            "SELECT * FROM jobs WHERE id = $1 AND attempt = $2 AND lease_owner = $3 FOR UPDATE",
         )
         .bind(job.id)
         .bind(i32::try_from(job.attempt).unwrap_or(i32::MAX))
@@ -501,7 +546,7 @@ impl JobQueue for PgStore {
     ) -> StoreResult<bool> {
         let n = sqlx::query(
             "UPDATE jobs SET checkpoint = $1
-             WHERE id = $2 AND attempt = $3 AND lease_owner = $4 AND state = 'running'",
+             WHERE id = $2 AND attempt = $3 AND lease_owner = $4",
         )
         .bind(Json(checkpoint))
         .bind(job.id)
@@ -524,7 +569,7 @@ impl JobQueue for PgStore {
             "UPDATE jobs j SET state = 'available', attempt = j.attempt - 1, run_at = $1,
                  lease_owner = NULL, lease_expires_at = NULL
              FROM unnest($2::uuid[], $3::int[]) AS f(id, attempt)
-             WHERE j.id = ANY($2) AND j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4 AND j.state = 'running'",
+             WHERE j.id = ANY($2) AND j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4",
         )
         .bind(now)
         .bind(&ids)
@@ -786,7 +831,12 @@ impl JobQueue for PgStore {
 
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {
         let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT state, kind, COUNT(*) FROM jobs GROUP BY state, kind")
+            // one branch per partial index (pending, running, dead): never a scan of the history
+            sqlx::query_as(
+                "SELECT state, kind, COUNT(*) FROM jobs WHERE state IN ('scheduled', 'available', 'retryable') GROUP BY state, kind
+                 UNION ALL SELECT state, kind, COUNT(*) FROM jobs WHERE state = 'running' GROUP BY state, kind
+                 UNION ALL SELECT state, kind, COUNT(*) FROM jobs WHERE state = 'dead' GROUP BY state, kind",
+            )
                 .fetch_all(&self.pool)
                 .await
                 .map_err(err)?;
@@ -808,6 +858,20 @@ impl JobQueue for PgStore {
                 .await
                 .map_err(err)?;
         Ok(DeadLetters { count, oldest })
+    }
+
+    async fn tidy_queue(&self) -> StoreResult<bool> {
+        let dead: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relid = 'jobs'::regclass",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?
+        .unwrap_or(0);
+        if dead < TIDY_AFTER_DEAD_ROWS {
+            return Ok(false);
+        }
+        self.vacuum_jobs().await
     }
 
     async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {

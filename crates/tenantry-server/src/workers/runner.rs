@@ -454,6 +454,29 @@ pub async fn recover_loop(store: Arc<dyn Store>, every: Duration, mut stop: watc
     }
 }
 
+/// Keeps the queue table tidy under sustained load (`JobQueue::tidy_queue`) until `stop`: it
+/// checks every `every` and reclaims once enough dead row versions piled up. Safe on every
+/// instance (concurrent vacuums skip each other).
+pub async fn tidy_loop(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let started = Instant::now();
+        match store.tidy_queue().await {
+            Ok(true) => {
+                metrics::histogram!("job_queue_tidy_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "tidying the job queue failed"),
+        }
+    }
+}
+
 /// Publishes queue depth and dead-letter gauges until `stop`.
 pub async fn gauges_loop(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);

@@ -426,17 +426,19 @@ pub async fn a_busy_tenant_does_not_starve_a_small_one(srv: &TestServer) {
         .collect();
     enqueue(srv, json!({ "jobs": jobs })).await;
     let store = srv.app.store();
-    let count = |depth: &[tenantry_store::jobs::QueueDepth], kind: &str| {
+    // queue depth counts unfinished (and dead) jobs; none of these fail, so finished = completed
+    let unfinished = |depth: &[tenantry_store::jobs::QueueDepth], kind: &str| -> i64 {
         depth
             .iter()
-            .find(|d| d.kind == kind && d.state == tenantry_domain::job::JobState::Completed)
-            .map_or(0, |d| d.count)
+            .filter(|d| d.kind == kind)
+            .map(|d| d.count)
+            .sum()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     let a_done = loop {
         let depth = store.queue_depth().await.unwrap();
-        if count(&depth, "sleep") == 10 {
-            break count(&depth, "noop");
+        if unfinished(&depth, "sleep") == 0 {
+            break 10_000 - unfinished(&depth, "noop");
         }
         assert!(Instant::now() < deadline, "B's jobs never finished");
         tokio::time::sleep(Duration::from_millis(10)).await;
