@@ -646,6 +646,94 @@ pub async fn listing_is_newest_first_filtered_and_paginated(store: &dyn Store) {
         .find(|d| d.kind == "a" && d.state == JobState::Available)
         .unwrap();
     assert_eq!(a.count, 3);
+    // finished jobs are history, not queue depth
+    let b = store.claim("w", &q(), 10, now()).await.unwrap();
+    let fences: Vec<Fence> = b.iter().map(JobRecord::fence).collect();
+    store.complete("w", &fences, now()).await.unwrap();
+    let depth = store.queue_depth().await.unwrap();
+    assert!(
+        depth
+            .iter()
+            .all(|d| !d.state.is_finished() || d.state == JobState::Dead),
+        "completed jobs counted as depth: {depth:?}"
+    );
+}
+
+/// Plain enqueues from many callers at once (PostgreSQL coalesces them into shared inserts):
+/// each call returns once its jobs are stored, and a call that cannot be stored fails alone.
+pub async fn concurrent_enqueues_commit_each_and_fail_alone(store: &dyn Store) {
+    let good: Vec<NewJob> = (0..40).map(|_| job("together")).collect();
+    let mut bad = job("together");
+    bad.tenant_id = Some(TenantId::new()); // no such tenant
+    let bad_id = bad.id;
+    let calls = good
+        .iter()
+        .map(std::slice::from_ref)
+        .chain(std::iter::once(std::slice::from_ref(&bad)))
+        .map(|jobs| store.enqueue(jobs));
+    let results = futures_join_all(calls).await;
+    let (good_results, bad_result) = results.split_at(good.len());
+    for r in good_results {
+        assert!(r.is_ok(), "a good enqueue failed: {r:?}");
+    }
+    let stored = store
+        .list_jobs(
+            JobScope::System,
+            &JobFilter {
+                kind: Some("together".into()),
+                ..JobFilter::default()
+            },
+            PageRequest::first(100),
+        )
+        .await
+        .unwrap();
+    let ids: HashSet<_> = stored.items.iter().map(|j| j.id).collect();
+    for j in &good {
+        assert!(ids.contains(&j.id), "an acknowledged job is missing");
+    }
+    // a backend that enforces the tenant reference rejects the bad job; one that does not must
+    // at least have kept it: never acknowledged and lost
+    assert_eq!(bad_result[0].is_ok(), ids.contains(&bad_id));
+}
+
+/// Reclaiming dead row versions (PostgreSQL `VACUUM`) changes nothing a caller can see.
+pub async fn tidying_the_queue_keeps_every_job(store: &dyn Store) {
+    let t0 = now();
+    store
+        .enqueue(&[job("t1"), job("t2"), job("t3")])
+        .await
+        .unwrap();
+    let c = store.claim("w", &q(), 2, t0).await.unwrap();
+    store.complete("w", &[c[0].fence()], t0).await.unwrap();
+    store.tidy_queue(0).await.unwrap();
+    assert!(
+        !store.tidy_queue(u64::MAX).await.unwrap(),
+        "nothing to do yet"
+    );
+    let all = store
+        .list_jobs(
+            JobScope::System,
+            &JobFilter::default(),
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    let mut states: Vec<JobState> = all.items.iter().map(|j| j.state).collect();
+    states.sort_by_key(|s| s.as_str());
+    assert_eq!(
+        states,
+        vec![JobState::Available, JobState::Completed, JobState::Running]
+    );
+    // the running job's lease still fences, and the last job can still be claimed
+    assert_eq!(
+        store
+            .complete("w", &[c[1].fence()], t0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.claim("w", &q(), 5, t0).await.unwrap().len(), 1);
 }
 
 pub async fn release_gives_jobs_back_without_counting(store: &dyn Store) {
@@ -774,6 +862,8 @@ macro_rules! job_conformance_suite {
             jobs_enqueued_in_a_unit_of_work_commit_with_it,
             enqueue_wakes_idle_workers,
             finished_jobs_are_pruned,
+            concurrent_enqueues_commit_each_and_fail_alone,
+            tidying_the_queue_keeps_every_job,
         );
     };
 }

@@ -321,11 +321,12 @@ pub trait JobQueue: Send + Sync {
     /// Deletes finished jobs that finished before `before` (keeps the hot table small).
     async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
 
-    /// Reclaims what claims and completions leave behind once enough of it has piled up, so a
-    /// claim stays a short index walk under sustained load (PostgreSQL: `VACUUM` of the jobs
-    /// table, which autovacuum reaches only once per `autovacuum_naptime`; nothing to do on
-    /// SQLite). Returns whether it ran. Safe to call from every instance at once.
-    async fn tidy_queue(&self) -> StoreResult<bool>;
+    /// Reclaims what claims and completions leave behind once at least `after_dead_rows` dead
+    /// row versions have piled up, so a claim stays a short index walk under sustained load
+    /// (PostgreSQL: `VACUUM` of the jobs table, which autovacuum reaches only once per
+    /// `autovacuum_naptime`; nothing to do on SQLite). Returns whether it ran. Safe to call from
+    /// every instance at once.
+    async fn tidy_queue(&self, after_dead_rows: u64) -> StoreResult<bool>;
 
     /// Creates or replaces a schedule (by name), with the audit of the change.
     async fn put_schedule(&self, schedule: &ScheduleRecord, changes: &Changes) -> StoreResult<()>;

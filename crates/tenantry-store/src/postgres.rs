@@ -29,6 +29,8 @@ pub struct PgStore {
     signal: std::sync::Arc<tokio::sync::Notify>,
     listener_started: std::sync::Arc<std::sync::Once>,
     announce_pending: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Coalesces concurrent plain enqueues into one insert (started on first use).
+    batcher: std::sync::Arc<std::sync::OnceLock<jobs::EnqueueBatcher>>,
     /// The login cannot vacuum the jobs table (warned once).
     vacuum_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -110,6 +112,7 @@ impl PgStore {
             signal: std::sync::Arc::default(),
             listener_started: std::sync::Arc::new(std::sync::Once::new()),
             announce_pending: std::sync::Arc::default(),
+            batcher: std::sync::Arc::default(),
             vacuum_refused: std::sync::Arc::default(),
         })
     }

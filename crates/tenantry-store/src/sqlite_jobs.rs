@@ -724,7 +724,7 @@ impl JobQueue for SqliteStore {
         })
     }
 
-    async fn tidy_queue(&self) -> StoreResult<bool> {
+    async fn tidy_queue(&self, _after_dead_rows: u64) -> StoreResult<bool> {
         // SQLite frees a deleted or updated row's index entries at once: nothing piles up
         Ok(false)
     }
