@@ -92,6 +92,9 @@ pub struct Config {
     pub worker_concurrency: u32,
     /// Queues this process's worker claims from, comma-separated.
     pub worker_queues: String,
+    /// Jobs one tenant may have running at once across every worker (0: no cap; fair order
+    /// alone). Give every worker the same value.
+    pub job_tenant_max_running: u32,
     /// Days completed and cancelled jobs are kept (dead jobs are kept until replayed or purged).
     pub job_retention_days: u32,
     /// Milliseconds between overdue schedules fired together when a scheduler takes the lead.
@@ -127,6 +130,7 @@ impl Default for Config {
             roles: "api,worker,scheduler".into(),
             worker_concurrency: 16,
             worker_queues: "default".into(),
+            job_tenant_max_running: 0,
             job_retention_days: 7,
             schedule_stagger_ms: 250,
         }
@@ -162,6 +166,7 @@ pub const KEYS: &[&str] = &[
     "roles",
     "worker_concurrency",
     "worker_queues",
+    "job_tenant_max_running",
     "job_retention_days",
     "schedule_stagger_ms",
 ];
@@ -557,6 +562,26 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("schedule_stagger_ms"), "{err}");
+    }
+
+    #[test]
+    fn the_tenant_cap_is_off_by_default_and_configurable() {
+        assert_eq!(Config::default().job_tenant_max_running, 0);
+        let c = load_env(
+            &[("TENANTRY_JOB_TENANT_MAX_RUNNING", "4")],
+            None,
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.job_tenant_max_running, 4);
+        assert!(
+            load_env(
+                &[("TENANTRY_JOB_TENANT_MAX_RUNNING", "-1")],
+                None,
+                Overrides::default(),
+            )
+            .is_err()
+        );
     }
 
     #[test]

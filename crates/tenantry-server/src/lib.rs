@@ -101,6 +101,8 @@ pub async fn serve(
             queues: config.queues(),
             concurrency: config.worker_concurrency as usize,
             shutdown_grace: grace,
+            tenant_cap: (config.job_tenant_max_running > 0)
+                .then_some(config.job_tenant_max_running),
             ..workers::WorkerSettings::default()
         };
         let worker = workers::Worker::new(

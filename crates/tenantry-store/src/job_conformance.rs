@@ -696,6 +696,63 @@ pub async fn concurrent_enqueues_commit_each_and_fail_alone(store: &dyn Store) {
     assert_eq!(bad_result[0].is_ok(), ids.contains(&bad_id));
 }
 
+/// A tenant cap bounds each tenant's running jobs across every claimer, even claims made at
+/// the same moment; jobs without a tenant are not capped.
+pub async fn tenant_caps_bound_running_jobs(store: &dyn Store) {
+    let (a, b) = (tenant(store, "cap-a").await, tenant(store, "cap-b").await);
+    let of = |t: Option<TenantId>, n: usize| -> Vec<NewJob> {
+        (0..n)
+            .map(|_| {
+                let mut j = job("capped");
+                j.tenant_id = t;
+                j
+            })
+            .collect()
+    };
+    store.enqueue(&of(Some(a), 20)).await.unwrap();
+    store.enqueue(&of(Some(b), 2)).await.unwrap();
+    store.enqueue(&of(None, 2)).await.unwrap();
+    let t = now();
+    let claims = (0..4).map(|w| async move {
+        store
+            .claim_capped(&format!("w{w}"), &q(), 50, Some(3), t)
+            .await
+            .unwrap()
+    });
+    let got: Vec<JobRecord> = futures_join_all(claims)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let count = |t: Option<TenantId>| got.iter().filter(|j| j.tenant_id == t).count();
+    assert_eq!(
+        (count(Some(a)), count(Some(b)), count(None)),
+        (3, 2, 2),
+        "tenant A over its cap, or others held back"
+    );
+    // A is at its cap: nothing more for it until one of its jobs finishes
+    assert!(
+        store
+            .claim_capped("w9", &q(), 50, Some(3), t)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let done = got.iter().find(|j| j.tenant_id == Some(a)).unwrap();
+    store
+        .complete(&done.lease_owner.clone().unwrap(), &[done.fence()], t)
+        .await
+        .unwrap();
+    let next = store
+        .claim_capped("w9", &q(), 50, Some(3), t)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].tenant_id, Some(a));
+    // without a cap the rest is claimable at once
+    assert_eq!(store.claim("w9", &q(), 50, t).await.unwrap().len(), 16);
+}
+
 /// Reclaiming dead row versions (PostgreSQL `VACUUM`) changes nothing a caller can see.
 pub async fn tidying_the_queue_keeps_every_job(store: &dyn Store) {
     let t0 = now();
@@ -864,6 +921,7 @@ macro_rules! job_conformance_suite {
             finished_jobs_are_pruned,
             concurrent_enqueues_commit_each_and_fail_alone,
             tidying_the_queue_keeps_every_job,
+            tenant_caps_bound_running_jobs,
         );
     };
 }

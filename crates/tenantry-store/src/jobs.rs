@@ -222,6 +222,20 @@ pub trait JobQueue: Send + Sync {
         queues: &[String],
         limit: u32,
         now: DateTime<Utc>,
+    ) -> StoreResult<Vec<JobRecord>> {
+        self.claim_capped(owner, queues, limit, None, now).await
+    }
+
+    /// `claim`, and with `tenant_cap` no tenant ends up with more than that many running jobs
+    /// across every worker (jobs without a tenant are not capped). A claim may then return fewer
+    /// than `limit` jobs while capped tenants' jobs wait.
+    async fn claim_capped(
+        &self,
+        owner: &str,
+        queues: &[String],
+        limit: u32,
+        tenant_cap: Option<u32>,
+        now: DateTime<Utc>,
     ) -> StoreResult<Vec<JobRecord>>;
 
     /// Extends the leases of the listed attempts (one statement per call, not per job).

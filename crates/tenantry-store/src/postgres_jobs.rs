@@ -494,25 +494,32 @@ impl JobQueue for PgStore {
         Ok(out)
     }
 
-    async fn claim(
+    async fn claim_capped(
         &self,
         owner: &str,
         queues: &[String],
         limit: u32,
+        tenant_cap: Option<u32>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<JobRecord>> {
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
-        // the statement lives in the 0003 migration: it pins the plan (see there)
-        let rows = sqlx::query("SELECT * FROM tenantry_claim_jobs($1, $2, $3, $4)")
+        // the statements live in the 0003 and 0004 migrations: they pin the plan (see there)
+        let sql = if tenant_cap.is_some() {
+            "SELECT * FROM tenantry_claim_jobs_capped($1, $2, $3, $4, $5)"
+        } else {
+            "SELECT * FROM tenantry_claim_jobs($1, $2, $3, $4)"
+        };
+        let mut query = sqlx::query(sql)
             .bind(owner)
             .bind(now)
             .bind(queues)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
+            .bind(i64::from(limit));
+        if let Some(cap) = tenant_cap {
+            query = query.bind(i64::from(cap));
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(err)?;
         let mut jobs = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
         jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
         Ok(jobs)

@@ -235,18 +235,20 @@ impl JobQueue for SqliteStore {
         Ok(out)
     }
 
-    async fn claim(
+    async fn claim_capped(
         &self,
         owner: &str,
         queues: &[String],
         limit: u32,
+        tenant_cap: Option<u32>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<JobRecord>> {
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(concat!(
+        // the claim runs in the single writer's transaction, so a tenant cap counts exactly
+        let uncapped = concat!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
                  lease_expires_at = ?2 + lease_ms * 1000, heartbeat_at = ?2, attempted_at = ?2
              WHERE id IN (
@@ -259,14 +261,44 @@ impl JobQueue for SqliteStore {
              RETURNING ",
             job_columns!(),
             ""
-        ))
+        );
+        let capped = concat!(
+            "WITH busy AS (
+                 SELECT lane, count(*) AS n FROM jobs WHERE state = 'running' AND lane <> '' GROUP BY lane),
+             candidates AS (
+                 SELECT id, lane, priority, fair_key FROM jobs
+                 WHERE state IN ",
+            pending!(),
+            " AND run_at <= ?2
+                   AND queue IN (SELECT value FROM json_each(?3))
+                   AND lane NOT IN (SELECT lane FROM busy WHERE n >= ?5)
+                 ORDER BY priority DESC, fair_key, id LIMIT ?4),
+             ranked AS (
+                 SELECT id, lane,
+                        row_number() OVER (PARTITION BY lane ORDER BY priority DESC, fair_key, id) AS rn
+                 FROM candidates)
+             UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
+                 lease_expires_at = ?2 + lease_ms * 1000, heartbeat_at = ?2, attempted_at = ?2
+             WHERE id IN (
+                 SELECT r.id FROM ranked r LEFT JOIN busy b ON b.lane = r.lane
+                 WHERE r.lane = '' OR r.rn + COALESCE(b.n, 0) <= ?5)
+             RETURNING ",
+            job_columns!(),
+            ""
+        );
+        let mut query = sqlx::query(if tenant_cap.is_some() {
+            capped
+        } else {
+            uncapped
+        })
         .bind(owner)
         .bind(us(now))
         .bind(Json(queues))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(err)?;
+        .bind(i64::from(limit));
+        if let Some(cap) = tenant_cap {
+            query = query.bind(i64::from(cap));
+        }
+        let rows = query.fetch_all(&mut *tx).await.map_err(err)?;
         tx.commit().await.map_err(err)?;
         let mut jobs = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
         jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));

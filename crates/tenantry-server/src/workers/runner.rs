@@ -30,6 +30,8 @@ pub struct WorkerSettings {
     pub poll: Duration,
     /// Time running jobs get to finish on shutdown before they are cancelled and released.
     pub shutdown_grace: Duration,
+    /// Most jobs one tenant may have running at once across every worker (`None`: no cap).
+    pub tenant_cap: Option<u32>,
 }
 
 impl Default for WorkerSettings {
@@ -40,6 +42,7 @@ impl Default for WorkerSettings {
             heartbeat: Duration::from_secs(5),
             poll: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),
+            tenant_cap: None,
         }
     }
 }
@@ -123,10 +126,11 @@ impl Worker {
             if stopping_since.is_none() && free > 0 && batch_ready {
                 match self
                     .store
-                    .claim(
+                    .claim_capped(
                         &self.owner,
                         &self.settings.queues,
                         u32::try_from(free).unwrap_or(u32::MAX),
+                        self.settings.tenant_cap,
                         now(),
                     )
                     .await

@@ -448,3 +448,66 @@ pub async fn a_busy_tenant_does_not_starve_a_small_one(srv: &TestServer) {
         "B's 10 jobs finished only after {a_done} of A's"
     );
 }
+
+/// With `job_tenant_max_running`, a tenant's jobs never run more than that many at a time, while
+/// another tenant's jobs use the free slots.
+pub async fn a_tenant_cap_bounds_running_jobs() {
+    let srv = TestServer::start(tenantry_store::testing::sqlite().await, |c| {
+        c.job_tenant_max_running = 2;
+        c.worker_concurrency = 16;
+    })
+    .await;
+    let a = tenant_named(&srv, "Capped").await;
+    let b = tenant_named(&srv, "Other").await;
+    let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let sleeps = |tenant: &str, n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|_| json!({"kind": "sleep", "payload": {"ms": 300}, "tenant": tenant}))
+            .collect()
+    };
+    enqueue(&srv, json!({ "jobs": sleeps(a_id, 8) })).await;
+    enqueue(&srv, json!({ "jobs": sleeps(b_id, 2) })).await;
+    let store = srv.app.store();
+    let count = |tenant: &str, state: tenantry_domain::job::JobState| {
+        let filter = tenantry_store::jobs::JobFilter {
+            state: Some(state),
+            tenant_id: Some(tenant.parse().unwrap()),
+            ..Default::default()
+        };
+        async move {
+            store
+                .list_jobs(
+                    tenantry_store::jobs::JobScope::System,
+                    &filter,
+                    tenantry_domain::PageRequest::first(100),
+                )
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+    };
+    use tenantry_domain::job::JobState::{Completed, Running};
+    let (mut most_a, mut most_b) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(a_id, Completed).await < 8 {
+        most_a = most_a.max(count(a_id, Running).await);
+        most_b = most_b.max(count(b_id, Running).await);
+        assert!(
+            Instant::now() < deadline,
+            "the capped tenant's jobs never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        most_a <= 2,
+        "tenant A had {most_a} jobs running at once (cap 2)"
+    );
+    assert_eq!(most_a, 2, "the cap should still let 2 run");
+    assert_eq!(count(b_id, Completed).await, 2);
+    assert!(
+        most_b >= 1,
+        "the other tenant's jobs ran beside the capped one"
+    );
+    srv.stop().await;
+}

@@ -47,6 +47,11 @@ async fn the_global_limit_applies_to_everyone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cap_bounds_running_jobs() {
+    jobs::a_tenant_cap_bounds_running_jobs().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_share_limits_through_redis() {
     limits::instances_share_limits_through_redis().await;
 }
