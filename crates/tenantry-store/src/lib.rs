@@ -2,6 +2,7 @@
 //! PostgreSQL (at scale). One [`conformance`] suite runs the same cases against both.
 
 pub mod conformance;
+mod enqueue_batch;
 pub mod job_conformance;
 pub mod jobs;
 mod migrations;

@@ -30,7 +30,7 @@ pub struct PgStore {
     listener_started: std::sync::Arc<std::sync::Once>,
     announce_pending: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Coalesces concurrent plain enqueues into one insert (started on first use).
-    batcher: std::sync::Arc<std::sync::OnceLock<jobs::EnqueueBatcher>>,
+    batcher: std::sync::Arc<std::sync::OnceLock<crate::enqueue_batch::EnqueueBatcher>>,
     /// The login cannot vacuum the jobs table (warned once).
     vacuum_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }

@@ -11,15 +11,15 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row, Transaction};
 use tenantry_domain::job::{AttemptError, FailureKind, JobState};
 use tenantry_domain::{Page, PageRequest, TenantId};
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{PgStore, err};
+use crate::enqueue_batch::EnqueueBatcher;
 use crate::jobs::*;
-use crate::port::{Changes, StoreError, StoreResult};
+use crate::port::{Changes, StoreResult};
 
 const CHANNEL: &str = "tenantry_jobs";
 
@@ -161,109 +161,6 @@ where
     Ok(())
 }
 
-/// Plain enqueues (no unique key, nothing to record with them) from concurrent callers, coalesced
-/// into one insert: a caller's call still returns only once its jobs are committed, but the
-/// commit — a WAL flush — and the statement's fixed cost are shared by everyone who called while
-/// the previous insert was running. An idle system adds no wait: a lone call goes at once.
-/// ADR 0010 has the measurements.
-pub(super) struct EnqueueBatcher {
-    tx: mpsc::UnboundedSender<BatchedEnqueue>,
-}
-
-impl std::fmt::Debug for EnqueueBatcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnqueueBatcher").finish_non_exhaustive()
-    }
-}
-
-struct BatchedEnqueue {
-    jobs: Vec<NewJob>,
-    done: oneshot::Sender<StoreResult<()>>,
-}
-
-/// Jobs per coalesced insert (18 parameters a job: well inside PostgreSQL's 65 535).
-const BATCH_MAX_JOBS: usize = 1000;
-/// Inserts in flight at once; each takes whatever calls are waiting when it starts.
-const BATCH_INSERTERS: usize = 4;
-
-impl EnqueueBatcher {
-    pub(super) fn start(pool: PgPool) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel::<BatchedEnqueue>();
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..BATCH_INSERTERS {
-            let (rx, pool) = (Arc::clone(&rx), pool.clone());
-            tokio::spawn(async move {
-                let mut carry: Option<BatchedEnqueue> = None;
-                loop {
-                    let mut batch = Vec::new();
-                    {
-                        let mut rx = rx.lock().await;
-                        let first = match carry.take() {
-                            Some(r) => r,
-                            None => match rx.recv().await {
-                                Some(r) => r,
-                                None => return, // the store is gone
-                            },
-                        };
-                        let mut n = first.jobs.len();
-                        batch.push(first);
-                        while n < BATCH_MAX_JOBS {
-                            let Ok(next) = rx.try_recv() else { break };
-                            if n + next.jobs.len() > BATCH_MAX_JOBS {
-                                carry = Some(next);
-                                break;
-                            }
-                            n += next.jobs.len();
-                            batch.push(next);
-                        }
-                    }
-                    insert_batch(&pool, batch).await;
-                }
-            });
-        }
-        Self { tx }
-    }
-
-    pub(super) async fn enqueue(&self, jobs: &[NewJob]) -> StoreResult<()> {
-        let (done, rx) = oneshot::channel();
-        let request = BatchedEnqueue {
-            jobs: jobs.to_vec(),
-            done,
-        };
-        if self.tx.send(request).is_err() {
-            return Err(StoreError::corrupt("the enqueue batcher has stopped"));
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(StoreError::corrupt("the enqueue batcher has stopped")))
-    }
-}
-
-/// One insert for every call in `batch`; if it fails, each call is tried alone, so one caller's
-/// bad job (say, a tenant that does not exist) fails only that caller.
-async fn insert_batch(pool: &PgPool, batch: Vec<BatchedEnqueue>) {
-    let all: Vec<&NewJob> = batch.iter().flat_map(|r| r.jobs.iter()).collect();
-    let result = insert_fresh(pool, &all).await;
-    drop(all);
-    match result {
-        Ok(()) => {
-            for r in batch {
-                let _ = r.done.send(Ok(()));
-            }
-        }
-        Err(e) if batch.len() == 1 => {
-            if let Some(r) = batch.into_iter().next() {
-                let _ = r.done.send(Err(e));
-            }
-        }
-        Err(_) => {
-            for r in batch {
-                let jobs: Vec<&NewJob> = r.jobs.iter().collect();
-                let _ = r.done.send(insert_fresh(pool, &jobs).await);
-            }
-        }
-    }
-}
-
 async fn finish_unique(
     conn: &mut PgConnection,
     id: Uuid,
@@ -339,9 +236,22 @@ pub(super) async fn notify(conn: &mut PgConnection) -> StoreResult<()> {
 }
 
 impl PgStore {
+    /// Concurrent plain enqueues share one insert and one commit (`enqueue_batch`), up to four
+    /// inserts in flight.
     fn enqueue_batcher(&self) -> &EnqueueBatcher {
-        self.batcher
-            .get_or_init(|| EnqueueBatcher::start(self.pool.clone()))
+        self.batcher.get_or_init(|| {
+            let pool = self.pool.clone();
+            EnqueueBatcher::start(
+                4,
+                Arc::new(move |jobs: Vec<NewJob>| {
+                    let pool = pool.clone();
+                    Box::pin(async move {
+                        let refs: Vec<&NewJob> = jobs.iter().collect();
+                        insert_fresh(&pool, &refs).await
+                    })
+                }),
+            )
+        })
     }
 
     /// `VACUUM` of the jobs table on a connection of its own: `VACUUM` needs the table's owner

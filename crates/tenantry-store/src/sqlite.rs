@@ -33,6 +33,8 @@ pub struct SqliteStore {
     writer: Arc<Mutex<()>>,
     /// Wakes idle workers when jobs are enqueued.
     signal: Arc<tokio::sync::Notify>,
+    /// Coalesces concurrent plain enqueues into one write transaction (started on first use).
+    batcher: Arc<std::sync::OnceLock<crate::enqueue_batch::EnqueueBatcher>>,
 }
 
 /// A write transaction holding the in-process writer slot.
@@ -63,6 +65,22 @@ impl WriteTx {
         }
         Ok(())
     }
+}
+
+/// A write transaction: waits for the writer slot, then `BEGIN IMMEDIATE`.
+async fn begin_write(
+    pool: &SqlitePool,
+    writer: &Arc<Mutex<()>>,
+    signal: &Arc<tokio::sync::Notify>,
+) -> StoreResult<WriteTx> {
+    let slot = Arc::clone(writer).lock_owned().await;
+    let tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+    Ok(WriteTx {
+        tx,
+        _slot: slot,
+        signal: Arc::clone(signal),
+        enqueued: false,
+    })
 }
 
 #[path = "sqlite_jobs.rs"]
@@ -115,18 +133,12 @@ impl SqliteStore {
             pool,
             writer: Arc::new(Mutex::new(())),
             signal: Arc::default(),
+            batcher: Arc::default(),
         })
     }
 
     async fn begin(&self) -> StoreResult<WriteTx> {
-        let slot = Arc::clone(&self.writer).lock_owned().await;
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-        Ok(WriteTx {
-            tx,
-            _slot: slot,
-            signal: Arc::clone(&self.signal),
-            enqueued: false,
-        })
+        begin_write(&self.pool, &self.writer, &self.signal).await
     }
 
     /// Tenant-scoped reads: SQLite has no row-level security; the `tenant_id` filter is the fence.

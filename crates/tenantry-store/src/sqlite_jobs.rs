@@ -16,6 +16,7 @@ use tenantry_domain::{Page, PageRequest, TenantId};
 use uuid::Uuid;
 
 use super::{SqliteStore, err};
+use crate::enqueue_batch::EnqueueBatcher;
 use crate::jobs::*;
 use crate::port::{Changes, StoreError, StoreResult};
 
@@ -211,6 +212,33 @@ fn tenant_clause(scope: JobScope<'_>) -> Option<Uuid> {
     scope.tenant_id().map(Uuid::from)
 }
 
+impl SqliteStore {
+    /// Concurrent plain enqueues share one write transaction (`enqueue_batch`). One insert at a
+    /// time: SQLite has one writer.
+    fn enqueue_batcher(&self) -> &EnqueueBatcher {
+        self.batcher.get_or_init(|| {
+            let (pool, writer, signal) = (
+                self.pool.clone(),
+                Arc::clone(&self.writer),
+                Arc::clone(&self.signal),
+            );
+            EnqueueBatcher::start(
+                1,
+                Arc::new(move |jobs: Vec<NewJob>| {
+                    let (pool, writer, signal) =
+                        (pool.clone(), Arc::clone(&writer), Arc::clone(&signal));
+                    Box::pin(async move {
+                        let mut tx = super::begin_write(&pool, &writer, &signal).await?;
+                        insert_jobs(&mut tx, &jobs).await?;
+                        tx.enqueued = true;
+                        tx.commit().await.map_err(err)
+                    })
+                }),
+            )
+        })
+    }
+}
+
 #[async_trait]
 impl JobQueue for SqliteStore {
     async fn enqueue_recorded(
@@ -220,6 +248,12 @@ impl JobQueue for SqliteStore {
     ) -> StoreResult<Vec<Enqueued>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
+        }
+        if record.is_none() && jobs.iter().all(|j| j.unique_key.is_none()) {
+            // nothing to check or record first: share the write transaction (and its fsync)
+            // with the calls that arrive at the same time
+            self.enqueue_batcher().enqueue(jobs).await?;
+            return Ok(jobs.iter().map(|j| Enqueued::New(j.id)).collect());
         }
         let mut tx = self.begin().await?;
         let out = insert_jobs(&mut tx, jobs).await?;

@@ -1,0 +1,114 @@
+//! Plain enqueues (no unique key, nothing to record with them) from concurrent callers,
+//! coalesced into one insert: a caller's call still returns only once its jobs are committed,
+//! but the commit — a WAL flush, or SQLite's `fsync` — and the statement's fixed cost are shared
+//! by everyone who called while the previous insert was running. An idle system adds no wait: a
+//! lone call goes at once. ADR 0010 has the measurements.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::jobs::NewJob;
+use crate::port::{StoreError, StoreResult};
+
+/// Inserts and commits one batch of jobs (the adapter's own statement).
+pub(crate) type InsertFn =
+    Arc<dyn Fn(Vec<NewJob>) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send>> + Send + Sync>;
+
+/// Jobs per coalesced insert (PostgreSQL: 18 parameters a job, well inside its 65 535).
+const BATCH_MAX_JOBS: usize = 1000;
+
+pub(crate) struct EnqueueBatcher {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl std::fmt::Debug for EnqueueBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnqueueBatcher").finish_non_exhaustive()
+    }
+}
+
+struct Request {
+    jobs: Vec<NewJob>,
+    done: oneshot::Sender<StoreResult<()>>,
+}
+
+impl EnqueueBatcher {
+    /// `inserters` inserts may be in flight at once; each takes every call waiting when it starts.
+    /// `insert` must not hold the store itself (the batcher lives in it): give it the pool.
+    pub(crate) fn start(inserters: usize, insert: InsertFn) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel::<Request>();
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..inserters.max(1) {
+            let (rx, insert) = (Arc::clone(&rx), Arc::clone(&insert));
+            tokio::spawn(async move {
+                let mut carry: Option<Request> = None;
+                loop {
+                    let mut batch = Vec::new();
+                    {
+                        let mut rx = rx.lock().await;
+                        let first = match carry.take() {
+                            Some(r) => r,
+                            None => match rx.recv().await {
+                                Some(r) => r,
+                                None => return, // the store is gone
+                            },
+                        };
+                        let mut n = first.jobs.len();
+                        batch.push(first);
+                        while n < BATCH_MAX_JOBS {
+                            let Ok(next) = rx.try_recv() else { break };
+                            if n + next.jobs.len() > BATCH_MAX_JOBS {
+                                carry = Some(next);
+                                break;
+                            }
+                            n += next.jobs.len();
+                            batch.push(next);
+                        }
+                    }
+                    insert_batch(&insert, batch).await;
+                }
+            });
+        }
+        Self { tx }
+    }
+
+    /// Returns once `jobs` are committed (or failed).
+    pub(crate) async fn enqueue(&self, jobs: &[NewJob]) -> StoreResult<()> {
+        let (done, rx) = oneshot::channel();
+        let request = Request {
+            jobs: jobs.to_vec(),
+            done,
+        };
+        if self.tx.send(request).is_err() {
+            return Err(StoreError::corrupt("the enqueue batcher has stopped"));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::corrupt("the enqueue batcher has stopped")))
+    }
+}
+
+/// One insert for every call in `batch`; if it fails, each call is tried alone, so one caller's
+/// bad job (say, a tenant that does not exist) fails only that caller.
+async fn insert_batch(insert: &InsertFn, mut batch: Vec<Request>) {
+    if batch.len() == 1 {
+        if let Some(r) = batch.pop() {
+            let result = insert(r.jobs).await;
+            let _ = r.done.send(result);
+        }
+        return;
+    }
+    let all: Vec<NewJob> = batch.iter().flat_map(|r| r.jobs.iter().cloned()).collect();
+    if insert(all).await.is_ok() {
+        for r in batch {
+            let _ = r.done.send(Ok(()));
+        }
+        return;
+    }
+    for r in batch {
+        let result = insert(r.jobs).await;
+        let _ = r.done.send(result);
+    }
+}
