@@ -22,6 +22,8 @@ const BATCH_MAX_JOBS: usize = 1000;
 
 pub(crate) struct EnqueueBatcher {
     tx: mpsc::UnboundedSender<Request>,
+    /// Used directly if the inserters are gone (their runtime shut down).
+    insert: InsertFn,
 }
 
 impl std::fmt::Debug for EnqueueBatcher {
@@ -43,6 +45,8 @@ impl EnqueueBatcher {
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..inserters.max(1) {
             let (rx, insert) = (Arc::clone(&rx), Arc::clone(&insert));
+            // a store outlives nothing it spawned: if this runtime shuts down, the inserters go
+            // and `enqueue` inserts directly
             tokio::spawn(async move {
                 let mut carry: Option<Request> = None;
                 loop {
@@ -72,7 +76,7 @@ impl EnqueueBatcher {
                 }
             });
         }
-        Self { tx }
+        Self { tx, insert }
     }
 
     /// Returns once `jobs` are committed (or failed).
@@ -82,11 +86,13 @@ impl EnqueueBatcher {
             jobs: jobs.to_vec(),
             done,
         };
-        if self.tx.send(request).is_err() {
-            return Err(StoreError::corrupt("the enqueue batcher has stopped"));
+        if let Err(mpsc::error::SendError(request)) = self.tx.send(request) {
+            return (self.insert)(request.jobs).await;
         }
+        // dropped unanswered only if the inserter's runtime shut down mid-insert (the process is
+        // stopping): the jobs may or may not be stored, as with a connection lost at commit
         rx.await
-            .unwrap_or_else(|_| Err(StoreError::corrupt("the enqueue batcher has stopped")))
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(sqlx::Error::PoolClosed)))
     }
 }
 

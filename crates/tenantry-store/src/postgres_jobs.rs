@@ -2,6 +2,10 @@
 //! statement; heartbeats and completions are one statement per batch (`unnest` of the fences);
 //! enqueues `NOTIFY tenantry_jobs` in their transaction so idle workers on every instance wake at
 //! commit. Tenant-scoped reads run in the tenant's row-level-security context.
+//!
+//! Fenced writes match `(id, attempt, lease_owner)` and not the state: the 0004 constraint makes
+//! a lease owner exist exactly while a job runs, and the planner then never reaches for the
+//! running-jobs index (ADR 0010).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
