@@ -118,3 +118,98 @@ async fn insert_batch(insert: &InsertFn, mut batch: Vec<Request>) {
         let _ = r.done.send(result);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn job(kind: &str) -> NewJob {
+        NewJob::new(kind, serde_json::json!({}), chrono::Utc::now())
+    }
+
+    /// An insert that records each batch's kinds, takes a moment (so calls pile up behind it),
+    /// and fails a batch holding a job of kind "bad".
+    fn recording() -> (InsertFn, Arc<Mutex<Vec<Vec<String>>>>) {
+        let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        let insert: InsertFn = Arc::new(move |jobs: Vec<NewJob>| {
+            let log = Arc::clone(&log);
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                let kinds: Vec<String> = jobs.iter().map(|j| j.kind.clone()).collect();
+                let bad = kinds.iter().any(|k| k == "bad");
+                log.lock().unwrap().push(kinds);
+                if bad {
+                    Err(StoreError::corrupt("bad job"))
+                } else {
+                    Ok(())
+                }
+            })
+        });
+        (insert, seen)
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_share_inserts_and_a_bad_call_fails_alone() {
+        let (insert, seen) = recording();
+        let batcher = EnqueueBatcher::start(1, insert);
+        // 20 calls at once (this test's runtime has one thread: all of them are queued before
+        // the inserter runs), one of them bad
+        let calls: Vec<Vec<NewJob>> = (0..20)
+            .map(|i| vec![job(if i == 7 { "bad" } else { "ok" })])
+            .collect();
+        let results = futures_util_join(calls.iter().map(|jobs| batcher.enqueue(jobs))).await;
+        for (i, r) in results.iter().enumerate() {
+            assert_eq!(r.is_ok(), i != 7, "call {i}: {r:?}");
+        }
+        // a lone call goes alone
+        batcher.enqueue(&[job("lone")]).await.unwrap();
+        let seen = seen.lock().unwrap();
+        // one shared insert of the 20 (it failed), each of them alone, then the lone call
+        assert_eq!(seen[0].len(), 20, "the calls were not coalesced: {seen:?}");
+        assert!(seen[1..=20].iter().all(|b| b.len() == 1));
+        assert_eq!(seen[21], vec!["lone".to_owned()]);
+        assert_eq!(seen.len(), 22);
+    }
+
+    #[test]
+    fn a_batcher_whose_runtime_is_gone_inserts_directly() {
+        let (insert, seen) = recording();
+        let batcher = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { EnqueueBatcher::start(2, insert) });
+        // that runtime (and the inserters) are gone; a new one still gets its jobs stored
+        let r = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(batcher.enqueue(&[job("late")]));
+        assert!(r.is_ok());
+        assert_eq!(seen.lock().unwrap().as_slice(), [vec!["late".to_owned()]]);
+    }
+
+    /// Polls every future on this task until all are done (no extra dependency for join_all).
+    async fn futures_util_join<F: Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+        let mut pinned: Vec<Pin<Box<F>>> = fs.map(Box::pin).collect();
+        let mut out: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (i, f) in pinned.iter_mut().enumerate() {
+                if out[i].is_none() {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(v) => out[i] = Some(v),
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        out.into_iter().map(Option::unwrap).collect()
+    }
+}
