@@ -231,7 +231,7 @@ pub async fn concurrent_updates_let_exactly_one_win(store: &dyn Store) {
         let changes = changes_for(&next, "updated");
         async move { store.update_tenant(&next, t.version, &changes).await }
     });
-    let results = futures_join_all(attempts).await;
+    let results = crate::testing::join_all(attempts).await;
     let wins = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(wins, 1, "{results:?}");
     assert!(
@@ -240,35 +240,6 @@ pub async fn concurrent_updates_let_exactly_one_win(store: &dyn Store) {
             .filter_map(|r| r.as_ref().err())
             .all(|e| matches!(e, StoreError::VersionConflict))
     );
-}
-
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    // a tiny join_all without another dependency: poll all futures concurrently on this task
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().map(|o| o.expect("completed")).collect()
 }
 
 pub async fn tenant_listing_is_stable_paginated_and_filtered(store: &dyn Store) {

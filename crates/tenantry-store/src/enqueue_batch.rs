@@ -17,6 +17,12 @@ use crate::port::{StoreError, StoreResult};
 pub(crate) type InsertFn =
     Arc<dyn Fn(Vec<NewJob>) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send>> + Send + Sync>;
 
+/// Whether an enqueue may be coalesced with others: nothing to record in its transaction and
+/// no unique key to check first.
+pub(crate) fn coalescable(jobs: &[NewJob], records_something: bool) -> bool {
+    !records_something && jobs.iter().all(|j| j.unique_key.is_none())
+}
+
 /// Jobs per coalesced insert (PostgreSQL: 18 parameters a job, well inside its 65 535).
 const BATCH_MAX_JOBS: usize = 1000;
 
@@ -161,7 +167,8 @@ mod tests {
         let calls: Vec<Vec<NewJob>> = (0..20)
             .map(|i| vec![job(if i == 7 { "bad" } else { "ok" })])
             .collect();
-        let results = futures_util_join(calls.iter().map(|jobs| batcher.enqueue(jobs))).await;
+        let results =
+            crate::testing::join_all(calls.iter().map(|jobs| batcher.enqueue(jobs))).await;
         for (i, r) in results.iter().enumerate() {
             assert_eq!(r.is_ok(), i != 7, "call {i}: {r:?}");
         }
@@ -187,29 +194,5 @@ mod tests {
             .block_on(batcher.enqueue(&[job("late")]));
         assert!(r.is_ok());
         assert_eq!(seen.lock().unwrap().as_slice(), [vec!["late".to_owned()]]);
-    }
-
-    /// Polls every future on this task until all are done (no extra dependency for join_all).
-    async fn futures_util_join<F: Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
-        let mut pinned: Vec<Pin<Box<F>>> = fs.map(Box::pin).collect();
-        let mut out: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-        std::future::poll_fn(|cx| {
-            let mut pending = false;
-            for (i, f) in pinned.iter_mut().enumerate() {
-                if out[i].is_none() {
-                    match f.as_mut().poll(cx) {
-                        std::task::Poll::Ready(v) => out[i] = Some(v),
-                        std::task::Poll::Pending => pending = true,
-                    }
-                }
-            }
-            if pending {
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(())
-            }
-        })
-        .await;
-        out.into_iter().map(Option::unwrap).collect()
     }
 }

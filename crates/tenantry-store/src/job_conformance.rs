@@ -125,41 +125,11 @@ pub async fn concurrent_claims_never_hand_out_a_job_twice(store: &dyn Store) {
         }
         mine
     });
-    let results = futures_join_all(claims).await;
+    let results = crate::testing::join_all(claims).await;
     let total: usize = results.iter().map(Vec::len).sum();
     let unique: HashSet<_> = results.iter().flatten().collect();
     assert_eq!(total, 200);
     assert_eq!(unique.len(), 200, "a job was claimed twice");
-}
-
-async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in fs {
-        set.push(f);
-    }
-    let mut out = Vec::new();
-    // run them concurrently on this task
-    let mut pinned: Vec<_> = set.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if results[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => results[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.extend(results.into_iter().map(Option::unwrap));
-    out
 }
 
 pub async fn expired_leases_are_recovered_and_fenced(store: &dyn Store) {
@@ -671,7 +641,7 @@ pub async fn concurrent_enqueues_commit_each_and_fail_alone(store: &dyn Store) {
         .map(std::slice::from_ref)
         .chain(std::iter::once(std::slice::from_ref(&bad)))
         .map(|jobs| store.enqueue(jobs));
-    let results = futures_join_all(calls).await;
+    let results = crate::testing::join_all(calls).await;
     let (good_results, bad_result) = results.split_at(good.len());
     for r in good_results {
         assert!(r.is_ok(), "a good enqueue failed: {r:?}");
@@ -719,7 +689,7 @@ pub async fn tenant_caps_bound_running_jobs(store: &dyn Store) {
             .await
             .unwrap()
     });
-    let got: Vec<JobRecord> = futures_join_all(claims)
+    let got: Vec<JobRecord> = crate::testing::join_all(claims)
         .await
         .into_iter()
         .flatten()

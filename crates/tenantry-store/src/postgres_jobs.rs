@@ -387,7 +387,7 @@ impl JobQueue for PgStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        if record.is_none() && jobs.iter().all(|j| j.unique_key.is_none()) {
+        if crate::enqueue_batch::coalescable(jobs, record.is_some()) {
             // nothing to check or record first: one autocommitted statement, shared with the
             // calls that arrive at the same time
             self.enqueue_batcher().enqueue(jobs).await?;

@@ -249,7 +249,7 @@ impl JobQueue for SqliteStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        if record.is_none() && jobs.iter().all(|j| j.unique_key.is_none()) {
+        if crate::enqueue_batch::coalescable(jobs, record.is_some()) {
             // nothing to check or record first: share the write transaction (and its fsync)
             // with the calls that arrive at the same time
             self.enqueue_batcher().enqueue(jobs).await?;

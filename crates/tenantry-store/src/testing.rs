@@ -14,6 +14,33 @@ use crate::{ConnectOptions, Store, connect};
 
 pub const POSTGRES_URL_VAR: &str = "TENANTRY_TEST_POSTGRES_URL";
 
+/// Runs `futures` concurrently on this task and returns their outputs in order (a tiny
+/// `join_all`, without another dependency).
+pub async fn join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
 /// The PostgreSQL server for tests, if configured.
 pub fn postgres_url() -> Option<String> {
     std::env::var(POSTGRES_URL_VAR)

@@ -155,55 +155,37 @@ pub async fn running_jobs_can_be_cancelled(srv: &TestServer) {
     .await;
 }
 
-pub async fn enqueue_validates_batches_and_deduplicates(srv: &TestServer) {
-    let b = problem(
+/// Enqueues `payload` and expects a `422 validation_failed` problem, returning it.
+async fn invalid_enqueue(srv: &TestServer, payload: Value) -> Value {
+    problem(
         srv.op(Method::POST, "/v1/jobs")
-            .json(&json!({"kind": "launch-missiles"}))
+            .json(&payload)
             .send()
             .await
             .unwrap(),
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     )
-    .await;
+    .await
+}
+
+pub async fn enqueue_validates_batches_and_deduplicates(srv: &TestServer) {
+    let b = invalid_enqueue(srv, json!({"kind": "launch-missiles"})).await;
     assert!(
         b.to_string().contains("noop"),
         "names the registered kinds: {b}"
     );
     // a single-job body names its own field, a batch names the job
     assert_eq!(b["errors"][0]["field"], "kind", "{b}");
-    let b = problem(
-        srv.op(Method::POST, "/v1/jobs")
-            .json(&json!({"jobs": [{"kind": "noop"}, {"kind": "launch-missiles"}]}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
+    let b = invalid_enqueue(
+        srv,
+        json!({"jobs": [{"kind": "noop"}, {"kind": "launch-missiles"}]}),
     )
     .await;
     assert_eq!(b["errors"][0]["field"], "jobs[1].kind", "{b}");
     let too_many: Vec<Value> = (0..1001).map(|_| json!({"kind": "noop"})).collect();
-    problem(
-        srv.op(Method::POST, "/v1/jobs")
-            .json(&json!({ "jobs": too_many }))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
-    problem(
-        srv.op(Method::POST, "/v1/jobs")
-            .json(&json!({"kind": "noop", "colour": "red"}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    invalid_enqueue(srv, json!({ "jobs": too_many })).await;
+    invalid_enqueue(srv, json!({"kind": "noop", "colour": "red"})).await;
     let batch: Vec<Value> = (0..1000)
         .map(|i| json!({"kind": "noop", "payload": {"i": i}}))
         .collect();
