@@ -1,14 +1,71 @@
-//! tenantry's server: application services ([`app`]), the HTTP API ([`http`]), configuration
-//! ([`config`]) and observability ([`telemetry`]).
+//! tenantry's server, one module per capability — [`tenants`], [`editions`], [`audit`],
+//! [`access`], [`jobs`] — each holding its service (use cases), its HTTP handlers and its
+//! background work, on the shared [`platform`] (application context, errors, idempotency, the
+//! HTTP edge and extractors, the route table). Each capability describes what it adds in a
+//! [`Capability`]; [`CAPABILITIES`] lists them, and `serve`, the router, the job registry and
+//! the cross-tenant harness iterate that list. docs/architecture.md is the map.
 
-pub mod app;
-pub mod bench;
-pub mod bench_jobs;
+pub mod access;
+pub mod audit;
 pub mod config;
-pub mod http;
+pub mod editions;
+pub mod jobs;
+pub mod platform;
 pub mod telemetry;
+pub mod tenants;
+#[cfg(feature = "testing")]
 pub mod testing;
-pub mod workers;
+
+/// Every capability of the server. Adding one is its own folder plus one line here.
+pub const CAPABILITIES: &[Capability] = &[
+    platform::CAPABILITY,
+    tenants::CAPABILITY,
+    editions::CAPABILITY,
+    audit::CAPABILITY,
+    access::CAPABILITY,
+    jobs::CAPABILITY,
+];
+
+/// A background task of a capability (a loop that ends when the process stops).
+pub type Task = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What a capability adds to the server. Every part is optional ([`Capability::NONE`]).
+#[derive(Clone, Copy)]
+pub struct Capability {
+    pub name: &'static str,
+    /// Its routes, added to the route table (which the router, the docs and the cross-tenant
+    /// harness all read).
+    pub routes: fn(platform::http::routes::Api) -> platform::http::routes::Api,
+    /// Its job kinds, registered in every process's job registry.
+    pub job_kinds: fn(&mut jobs::workers::Registry),
+    /// Its background loops for this process's roles; each ends when `Runtime::stop` is set.
+    pub background: fn(&Runtime<'_>) -> Vec<Task>,
+    /// Its hourly clean-up (idempotent, safe on any number of replicas).
+    pub housekeeping: fn(&platform::App, &config::Config) -> Option<Task>,
+}
+
+impl Capability {
+    /// A capability that adds nothing: the base of `Capability { routes, ..Capability::NONE }`.
+    pub const NONE: Capability = Capability {
+        name: "",
+        routes: |api| api,
+        job_kinds: |_| {},
+        background: |_| Vec::new(),
+        housekeeping: |_, _| None,
+    };
+}
+
+/// What a capability's background loops get from `serve`.
+pub struct Runtime<'a> {
+    pub app: &'a platform::App,
+    pub config: &'a config::Config,
+    pub roles: config::Roles,
+    pub registry: &'a std::sync::Arc<jobs::workers::Registry>,
+    /// Set to `true` when the process stops.
+    pub stop: &'a tokio::sync::watch::Receiver<bool>,
+    /// How long work in flight may take to finish on shutdown.
+    pub grace: std::time::Duration,
+}
 
 /// An HTTP client builder with TLS ready (rustls with the `ring` provider, the platform's roots).
 /// Every outbound HTTP client is built from this.
@@ -28,8 +85,8 @@ use anyhow::Context as _;
 use tenantry_store::{ConnectOptions, Store};
 use tokio::net::TcpListener;
 
-use crate::app::{App, AppSettings};
 use crate::config::Config;
+use crate::platform::{App, AppSettings};
 
 /// Opens the configured store (creating the data directory for SQLite) and migrates it.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
@@ -82,63 +139,29 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let roles = config.roles();
-    let registry = std::sync::Arc::new(workers::Registry::with_builtins());
-    let housekeeping_task = tokio::spawn(housekeeping(
-        app.clone(),
-        chrono::Duration::days(i64::from(config.job_retention_days)),
-    ));
+    let registry = std::sync::Arc::new(jobs::workers::Registry::with_builtins());
+    let housekeeping_task = tokio::spawn(housekeeping(app.clone(), config.clone()));
     let state = app_state(app.clone(), config, std::sync::Arc::clone(&registry)).await?;
     let router = if roles.api {
-        http::router(state, config.body_limit_bytes)
+        platform::http::router(state, config.body_limit_bytes)
     } else {
-        http::ops_router(state)
+        platform::http::ops_router(state)
     };
     let grace = std::time::Duration::from_secs(u64::from(config.shutdown_grace_seconds));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut background = Vec::new();
-    if roles.worker {
-        let settings = workers::WorkerSettings {
-            queues: config.queues(),
-            concurrency: config.worker_concurrency as usize,
-            shutdown_grace: grace,
-            tenant_cap: (config.job_tenant_max_running > 0)
-                .then_some(config.job_tenant_max_running),
-            ..workers::WorkerSettings::default()
-        };
-        let worker = workers::Worker::new(
-            std::sync::Arc::clone(app.store()),
-            std::sync::Arc::clone(&registry),
-            workers::worker_id(),
-            settings,
-        );
-        background.push(tokio::spawn(worker.run(stop_rx.clone())));
-        background.push(tokio::spawn(workers::runner::recover_loop(
-            std::sync::Arc::clone(app.store()),
-            std::time::Duration::from_secs(2),
-            stop_rx.clone(),
-        )));
-        background.push(tokio::spawn(workers::runner::tidy_loop(
-            std::sync::Arc::clone(app.store()),
-            std::time::Duration::from_secs(1),
-            stop_rx.clone(),
-        )));
-        background.push(tokio::spawn(workers::runner::gauges_loop(
-            std::sync::Arc::clone(app.store()),
-            std::time::Duration::from_secs(15),
-            stop_rx.clone(),
-        )));
-    }
-    if roles.scheduler {
-        background.push(tokio::spawn(workers::scheduler::run(
-            std::sync::Arc::clone(app.store()),
-            std::sync::Arc::clone(&registry),
-            workers::scheduler::SchedulerSettings {
-                stagger: std::time::Duration::from_millis(config.schedule_stagger_ms),
-                ..workers::scheduler::SchedulerSettings::default()
-            },
-            stop_rx.clone(),
-        )));
-    }
+    let runtime = Runtime {
+        app: &app,
+        config,
+        roles,
+        registry: &registry,
+        stop: &stop_rx,
+        grace,
+    };
+    let background: Vec<_> = CAPABILITIES
+        .iter()
+        .flat_map(|c| (c.background)(&runtime))
+        .map(tokio::spawn)
+        .collect();
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
@@ -170,25 +193,15 @@ pub async fn serve(
     Ok(())
 }
 
-/// Periodic clean-up that is safe on any number of replicas (idempotent deletes). Moves to the job
-/// engine's scheduler when that exists.
-async fn housekeeping(app: App, job_retention: chrono::Duration) {
+/// Every capability's hourly clean-up, safe on any number of replicas (idempotent deletes).
+async fn housekeeping(app: App, config: Config) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every.tick().await;
-        match app
-            .store()
-            .prune_jobs(app::now() - job_retention, 10_000)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(pruned = n, "finished jobs past retention removed"),
-            Err(e) => tracing::warn!(error = %e, "could not prune finished jobs"),
-        }
-        match app.store().purge_idempotency(app::now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
-            Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency keys"),
+        for c in CAPABILITIES {
+            if let Some(task) = (c.housekeeping)(&app, &config) {
+                task.await;
+            }
         }
     }
 }
@@ -219,11 +232,11 @@ pub async fn build_limiter(config: &Config) -> std::sync::Arc<dyn tenantry_limit
 pub async fn app_state(
     app: App,
     config: &Config,
-    jobs: std::sync::Arc<workers::Registry>,
-) -> anyhow::Result<http::AppState> {
-    let tokens = app::tokens::TokenVerifier::new(token_settings(config))?;
+    jobs: std::sync::Arc<jobs::workers::Registry>,
+) -> anyhow::Result<platform::http::AppState> {
+    let tokens = access::tokens::TokenVerifier::new(token_settings(config))?;
     tokens.warm_up().await;
-    Ok(http::AppState {
+    Ok(platform::http::AppState {
         tokens: std::sync::Arc::new(tokens),
         jobs,
         app,
@@ -232,7 +245,7 @@ pub async fn app_state(
             .filter(|h| !h.is_empty())
             .map(std::sync::Arc::from),
         limiter: build_limiter(config).await,
-        limits: std::sync::Arc::new(app::limits::LimitPolicy::new(
+        limits: std::sync::Arc::new(access::limits::LimitPolicy::new(
             config.global_rate_limit_per_minute,
             config.global_rate_limit_burst,
             std::time::Duration::from_secs(u64::from(config.edition_cache_seconds)),
@@ -241,9 +254,9 @@ pub async fn app_state(
 }
 
 /// How bearer tokens are verified, from the configuration.
-pub fn token_settings(config: &Config) -> app::tokens::TokenSettings {
+pub fn token_settings(config: &Config) -> access::tokens::TokenSettings {
     let non_empty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    app::tokens::TokenSettings {
+    access::tokens::TokenSettings {
         hs256_secret: config
             .auth_jwt_hs256_secret
             .as_ref()

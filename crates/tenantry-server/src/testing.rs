@@ -8,9 +8,9 @@ use tenantry_store::testing::TestStore;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::app::App;
-use crate::app::keys::generate_key;
+use crate::access::keys::generate_key;
 use crate::config::{Config, Secret};
+use crate::platform::App;
 
 /// Subdomains of this host name tenants in test servers.
 pub const TEST_BASE_HOST: &str = "api.tenantry.test";

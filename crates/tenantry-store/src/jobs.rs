@@ -19,7 +19,7 @@ use tenantry_domain::job::{AttemptError, FailureKind, JobState, RetryPolicy};
 use tenantry_domain::{Page, PageRequest, TenantId, TenantScope};
 use uuid::Uuid;
 
-use crate::port::{Changes, StoreResult};
+use crate::{Changes, StoreResult};
 
 /// A job to enqueue. `lease`, `retry` and `max_attempts` normally come from the kind's registration.
 #[derive(Clone, Debug, PartialEq)]
@@ -286,6 +286,30 @@ pub trait JobQueue: Send + Sync {
         unit: f64,
     ) -> StoreResult<Vec<(Uuid, JobState)>>;
 
+    /// Jobs waiting or running, and dead ones, by state and kind (completed and cancelled jobs
+    /// are history, not depth: counting them would scan every job kept for retention).
+    async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>>;
+    async fn dead_letters(&self) -> StoreResult<DeadLetters>;
+
+    /// Deletes finished jobs that finished before `before` (keeps the hot table small).
+    async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
+
+    /// Reclaims what claims and completions leave behind once at least `after_dead_rows` dead
+    /// row versions have piled up, so a claim stays a short index walk under sustained load
+    /// (PostgreSQL: `VACUUM` of the jobs table, which autovacuum reaches only once per
+    /// `autovacuum_naptime`; nothing to do on SQLite). Returns whether it ran. Safe to call from
+    /// every instance at once.
+    async fn tidy_queue(&self, after_dead_rows: u64) -> StoreResult<bool>;
+
+    /// Notified when jobs may have become available (enqueued here, or — on PostgreSQL — by any
+    /// instance): idle workers wait on it instead of polling.
+    fn job_signal(&self) -> Arc<tokio::sync::Notify>;
+}
+
+/// The job console: what operators and tenants see of jobs, and the dead-letter actions. Every
+/// method takes the [`JobScope`] first: the platform's view, or one tenant's.
+#[async_trait]
+pub trait JobConsole: Send + Sync {
     async fn get_job(&self, scope: JobScope<'_>, id: Uuid) -> StoreResult<Option<JobRecord>>;
 
     /// Jobs, newest first.
@@ -326,85 +350,6 @@ pub trait JobQueue: Send + Sync {
         now: DateTime<Utc>,
         changes: &Changes,
     ) -> StoreResult<u64>;
-
-    /// Jobs waiting or running, and dead ones, by state and kind (completed and cancelled jobs
-    /// are history, not depth: counting them would scan every job kept for retention).
-    async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>>;
-    async fn dead_letters(&self) -> StoreResult<DeadLetters>;
-
-    /// Deletes finished jobs that finished before `before` (keeps the hot table small).
-    async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
-
-    /// Reclaims what claims and completions leave behind once at least `after_dead_rows` dead
-    /// row versions have piled up, so a claim stays a short index walk under sustained load
-    /// (PostgreSQL: `VACUUM` of the jobs table, which autovacuum reaches only once per
-    /// `autovacuum_naptime`; nothing to do on SQLite). Returns whether it ran. Safe to call from
-    /// every instance at once.
-    async fn tidy_queue(&self, after_dead_rows: u64) -> StoreResult<bool>;
-
-    /// Creates or replaces a schedule (by name), with the audit of the change.
-    async fn put_schedule(&self, schedule: &ScheduleRecord, changes: &Changes) -> StoreResult<()>;
-
-    async fn get_schedule(
-        &self,
-        scope: JobScope<'_>,
-        name: &str,
-    ) -> StoreResult<Option<ScheduleRecord>>;
-
-    /// Schedules by name.
-    async fn list_schedules(&self, scope: JobScope<'_>) -> StoreResult<Vec<ScheduleRecord>>;
-
-    /// `false` when there was no such schedule in scope.
-    async fn delete_schedule(
-        &self,
-        scope: JobScope<'_>,
-        name: &str,
-        changes: &Changes,
-    ) -> StoreResult<bool>;
-
-    /// Enabled schedules whose next fire time is at or before `now`.
-    async fn due_schedules(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> StoreResult<Vec<ScheduleRecord>>;
-
-    /// Moves a schedule's next fire time from `expected` to `next` without firing (start-up
-    /// catch-up). Compare-and-swap: `false` if someone else moved it.
-    async fn reschedule(
-        &self,
-        name: &str,
-        expected: DateTime<Utc>,
-        next: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-
-    /// Fires a schedule: if its next fire time is still `fired`, enqueues `job` (whose unique key
-    /// names the fire time) and sets the next fire time, in one transaction. `false` if another
-    /// scheduler fired it first.
-    async fn fire_schedule(
-        &self,
-        name: &str,
-        fired: DateTime<Utc>,
-        next: DateTime<Utc>,
-        job: &NewJob,
-    ) -> StoreResult<bool>;
-
-    /// Takes or renews the named singleton lease for `owner` until `until`. Succeeds when the
-    /// lease is free, expired, or already `owner`'s.
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        owner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-
-    /// Gives the lease up (if `owner` holds it).
-    async fn release_lease(&self, name: &str, owner: &str) -> StoreResult<()>;
-
-    /// Notified when jobs may have become available (enqueued here, or — on PostgreSQL — by any
-    /// instance): idle workers wait on it instead of polling.
-    fn job_signal(&self) -> Arc<tokio::sync::Notify>;
 }
 
 /// The pending states, as an SQL list.
@@ -475,22 +420,6 @@ pub(crate) fn decide_failure(
             }
         }
     }
-}
-
-/// A named schedule: fires `kind` with `payload` on a cron expression (UTC) or a fixed interval.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ScheduleRecord {
-    pub name: String,
-    pub tenant_id: Option<TenantId>,
-    pub cron: Option<String>,
-    pub interval_ms: Option<i64>,
-    pub kind: String,
-    pub payload: Value,
-    pub enabled: bool,
-    pub next_fire_at: Option<DateTime<Utc>>,
-    pub last_fired_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
 }
 
 /// The smallest UUIDv7 of the millisecond `t`: every job created before `t` has a smaller id

@@ -24,7 +24,7 @@ async fn tenant_rows_are_invisible_without_the_tenant_setting() {
             tenantry_domain::Isolation::Pooled,
             chrono::Utc::now(),
         );
-        ts.insert_tenant(&t, &Default::default()).await.unwrap();
+        ts.tenants().insert(&t, &Default::default()).await.unwrap();
         let scope = TenantScope::system(t.id, EditionKey::free(), "rls test");
         let device = tenantry_store::DeviceRecord {
             id: uuid::Uuid::now_v7(),
@@ -51,7 +51,8 @@ async fn tenant_rows_are_invisible_without_the_tenant_setting() {
             rotated_to: None,
             last_used_at: None,
         };
-        ts.insert_device(&scope, &device, &key, &Default::default())
+        ts.access()
+            .insert_device(&scope, &device, &key, &Default::default())
             .await
             .unwrap();
         ids.push(t.id);

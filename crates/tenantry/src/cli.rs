@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tenantry_domain::{Actor, ActorKind, PageRequest, TenantRef, TenantStatus};
-use tenantry_server::app::{App, AppError, Ctx, Lifecycle, NewTenant, TenantView};
 use tenantry_server::config::{Config, LogFormat, Overrides};
+use tenantry_server::platform::{App, AppError, Ctx, TenantView};
+use tenantry_server::tenants::{Lifecycle, NewTenant};
 use tenantry_store::TenantFilter;
 
 #[derive(Parser, Debug)]
@@ -194,16 +195,16 @@ struct KeyCreate {
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
     /// Tenant creation and reads over HTTP at a fixed concurrency, against /healthz as baseline.
-    Http(tenantry_server::bench::HttpBenchArgs),
+    Http(tenantry_bench::http::HttpBenchArgs),
     /// Added latency of authentication + tenant resolution + rate limiting, against /healthz.
-    Auth(tenantry_server::bench::AuthBenchArgs),
+    Auth(tenantry_bench::http::AuthBenchArgs),
     /// A well-behaved tenant's latency while another floods at N times its limit.
-    NoisyNeighbour(tenantry_server::bench::NoisyBenchArgs),
+    NoisyNeighbour(tenantry_bench::http::NoisyBenchArgs),
     /// Two serve processes on one PostgreSQL + Redis: is the limit cluster-wide?
-    ClusterLimit(tenantry_server::bench::ClusterBenchArgs),
+    ClusterLimit(tenantry_bench::http::ClusterBenchArgs),
     /// The job engine: enqueue rate, end-to-end throughput with 1 and 2 worker processes,
     /// enqueue-to-start latency, against a raw SQL loop measured in the same run.
-    Jobs(tenantry_server::bench_jobs::JobsBenchArgs),
+    Jobs(tenantry_bench::jobs::JobsBenchArgs),
 }
 
 /// A failure with the exit code to leave with: 2 for configuration, 1 for everything else.
@@ -257,7 +258,7 @@ fn cli_ctx() -> Ctx {
             kind: ActorKind::Cli,
             id: user,
         },
-        Some(tenantry_server::app::new_trace().trace_id_hex()),
+        Some(tenantry_server::platform::new_trace().trace_id_hex()),
     )
 }
 
@@ -286,13 +287,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         roles,
     };
     if let Command::Bench(bench) = cli.command {
-        use tenantry_server::bench;
+        use tenantry_bench::http as bench;
         let run = match bench {
             BenchCommand::Http(args) => bench::run_http(args).await,
             BenchCommand::Auth(args) => bench::run_auth(args).await,
             BenchCommand::NoisyNeighbour(args) => bench::run_noisy(args).await,
             BenchCommand::ClusterLimit(args) => bench::run_cluster(args).await,
-            BenchCommand::Jobs(args) => tenantry_server::bench_jobs::run_jobs(args).await,
+            BenchCommand::Jobs(args) => tenantry_bench::jobs::run_jobs(args).await,
         };
         return run.map_err(Failure::from);
     }
@@ -319,7 +320,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let app = open_app(&config).await?;
             let expires = args
                 .expires_in_days
-                .map(|d| tenantry_server::app::now() + chrono_days(d));
+                .map(|d| tenantry_server::platform::now() + chrono_days(d));
             let issued = app
                 .create_operator_key(&cli_ctx(), &args.name, None, expires)
                 .await?;
@@ -356,8 +357,8 @@ fn parse_job_id(id: &str) -> Result<uuid::Uuid, Failure> {
 }
 
 async fn jobs(config: Config, cmd: JobsCommand) -> Result<(), Failure> {
-    use tenantry_server::app::jobs::{JobRequest, JobsAccess};
-    use tenantry_server::http::jobs::JobView;
+    use tenantry_server::jobs::http::jobs::JobView;
+    use tenantry_server::jobs::service::{JobRequest, JobsAccess};
     let app = open_app(&config).await?;
     let ctx = cli_ctx();
     let access = JobsAccess::Platform;
@@ -376,7 +377,7 @@ async fn jobs(config: Config, cmd: JobsCommand) -> Result<(), Failure> {
                     code: 1,
                     message: format!("--payload is not JSON: {e}"),
                 })?;
-            let registry = tenantry_server::workers::Registry::with_builtins();
+            let registry = tenantry_server::jobs::workers::Registry::with_builtins();
             let out = app
                 .enqueue_jobs(
                     &ctx,

@@ -58,7 +58,7 @@ async fn start(db_url: &str, roles: &[&str]) -> Proc {
         .env("TENANTRY_BOOTSTRAP_OPERATOR_KEY", operator_key())
         .env(
             "TENANTRY_LOG_LEVEL",
-            "warn,tenantry_server::workers=info,tenantry::job_runs=debug",
+            "warn,tenantry_server::jobs::workers=info,tenantry::job_runs=debug",
         )
         .env("TENANTRY_WORKER_CONCURRENCY", "32")
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -308,6 +308,7 @@ async fn a_killed_worker_s_jobs_run_again_and_its_late_writes_are_fenced() {
     let now = chrono::Utc::now();
     assert!(
         store
+            .jobs()
             .complete(&b_owner, &fences, now)
             .await
             .unwrap()
@@ -315,6 +316,7 @@ async fn a_killed_worker_s_jobs_run_again_and_its_late_writes_are_fenced() {
     );
     assert!(
         !store
+            .jobs()
             .checkpoint(&b_owner, fences[0], &json!({"late": true}), now)
             .await
             .unwrap()

@@ -83,6 +83,7 @@ pub async fn every_write_is_audited_with_an_event(srv: &TestServer) {
     let tid: TenantId = id.parse().unwrap();
     let events: Vec<_> = srv
         .store
+        .audit()
         .pending_events(1000)
         .await
         .unwrap()
@@ -110,7 +111,7 @@ pub async fn every_write_is_audited_with_an_event(srv: &TestServer) {
     assert_eq!(e.data["tenant"]["id"], id);
 
     // a failed write leaves no audit record and no event
-    let before = srv.store.pending_events(1000).await.unwrap().len();
+    let before = srv.store.audit().pending_events(1000).await.unwrap().len();
     assert_eq!(
         restored_status(srv, id).await,
         "suspended",
@@ -122,7 +123,10 @@ pub async fn every_write_is_audited_with_an_event(srv: &TestServer) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CONFLICT);
-    assert_eq!(srv.store.pending_events(1000).await.unwrap().len(), before);
+    assert_eq!(
+        srv.store.audit().pending_events(1000).await.unwrap().len(),
+        before
+    );
 }
 
 pub async fn audit_filters_and_pagination(srv: &TestServer) {

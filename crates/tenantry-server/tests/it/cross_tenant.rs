@@ -1,11 +1,11 @@
-//! The cross-tenant harness. It walks the route table (`tenantry_server::http::routes::api()`), so
+//! The cross-tenant harness. It walks the route table (`tenantry_server::platform::http::routes::api()`), so
 //! every route — including ones added later — is tried with tenant B's credentials against tenant
 //! A's resources, in every way a tenant can be named. No attempt may succeed, no response may carry
 //! A's data, and afterwards A's data must be exactly as before.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tenantry_server::http::routes::{Access, api};
+use tenantry_server::platform::http::routes::{Access, api};
 use tenantry_server::testing::TestServer;
 
 use crate::access::tenant_key;

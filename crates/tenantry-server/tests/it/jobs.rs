@@ -418,7 +418,7 @@ pub async fn a_busy_tenant_does_not_starve_a_small_one(srv: &TestServer) {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     let a_done = loop {
-        let depth = store.queue_depth().await.unwrap();
+        let depth = store.jobs().queue_depth().await.unwrap();
         if unfinished(&depth, "sleep") == 0 {
             break 10_000 - unfinished(&depth, "noop");
         }
@@ -458,6 +458,7 @@ pub async fn a_tenant_cap_bounds_running_jobs() {
         };
         async move {
             store
+                .job_console()
                 .list_jobs(
                     tenantry_store::jobs::JobScope::System,
                     &filter,

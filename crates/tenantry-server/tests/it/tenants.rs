@@ -348,7 +348,8 @@ pub async fn restore_after_the_grace_window_is_refused(srv: &TestServer) {
     // move the purge date into the past directly in the store
     let stored = srv
         .store
-        .get_tenant(&TenantRef::Id(id))
+        .tenants()
+        .get(&TenantRef::Id(id))
         .await
         .unwrap()
         .unwrap();
@@ -356,7 +357,8 @@ pub async fn restore_after_the_grace_window_is_refused(srv: &TestServer) {
     expired.purge_after = Some(chrono::Utc::now() - chrono::Duration::minutes(1));
     expired.version += 1;
     srv.store
-        .update_tenant(&expired, stored.version, &Default::default())
+        .tenants()
+        .update(&expired, stored.version, &Default::default())
         .await
         .unwrap();
     let resp = srv

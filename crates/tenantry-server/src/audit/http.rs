@@ -1,0 +1,59 @@
+//! `GET /v1/audit`: the audit log, newest first, filtered by tenant, action and time.
+
+use axum::extract::State;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tenantry_domain::TenantRef;
+use tenantry_store::AuditFilter;
+
+use crate::platform::http::AppState;
+use crate::platform::http::extract::page_request;
+use crate::platform::http::extract::{ApiQuery, Operator};
+use crate::platform::http::problem::{Kind, Problem};
+use crate::platform::http::routes::{Access, Api};
+
+pub fn register(api: Api) -> Api {
+    api.add(Method::GET, "/v1/audit", Access::Operator, list)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    /// Tenant id or slug.
+    tenant: Option<String>,
+    action: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    op: Operator,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Response, Problem> {
+    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let tenant_id = match q.tenant.as_deref() {
+        None => None,
+        Some(s) => match TenantRef::parse(s) {
+            Some(TenantRef::Id(id)) => Some(id),
+            Some(r @ TenantRef::Slug(_)) => Some(state.app.get_tenant(&op.ctx, &r).await?.id),
+            None => {
+                return Err(Problem::new(
+                    Kind::InvalidQuery,
+                    format!("tenant: '{s}' is not a tenant id or slug"),
+                ));
+            }
+        },
+    };
+    let filter = AuditFilter {
+        tenant_id,
+        action: q.action,
+        since: q.since,
+        until: q.until,
+    };
+    Ok(axum::Json(state.app.list_audit(&filter, page).await?).into_response())
+}

@@ -1,0 +1,16 @@
+//! Reading the audit log.
+
+use tenantry_domain::{AuditRecord, Page, PageRequest};
+use tenantry_store::AuditFilter;
+
+use crate::platform::{App, AppResult};
+
+impl App {
+    pub async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<AuditRecord>> {
+        Ok(self.store.audit().list(filter, page).await?)
+    }
+}

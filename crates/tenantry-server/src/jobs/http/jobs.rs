@@ -1,0 +1,434 @@
+//! `/v1/jobs`: enqueue registered kinds, inspect, cancel, retry and replay (the dead-letter
+//! console). Tenant credentials work on their tenant's jobs; an operator who names no tenant works
+//! on the platform's (every job).
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tenantry_domain::Scope;
+use tenantry_domain::job::{AttemptError, FailureKind, JobState};
+use tenantry_store::jobs::{Enqueued, JobFilter, JobRecord, ReplayFilter};
+use uuid::Uuid;
+
+use crate::access::scope::require_scope;
+use crate::jobs::service::{JobRequest, JobsAccess};
+use crate::platform::Ctx;
+use crate::platform::http::AppState;
+use crate::platform::http::extract::page_request;
+use crate::platform::http::extract::{
+    ApiJson, ApiQuery, Caller, Need, PathTenant, TenantCtx, need,
+};
+use crate::platform::http::idempotency::{self, Prepared, Reply};
+use crate::platform::http::problem::{Kind, Problem};
+use crate::platform::http::routes::{Access, Api};
+
+pub fn register(api: Api) -> Api {
+    api.add(
+        Method::POST,
+        "/v1/jobs",
+        Access::Tenant(Scope::JobsManage),
+        enqueue,
+    )
+    .add(
+        Method::GET,
+        "/v1/jobs",
+        Access::Tenant(Scope::JobsRead),
+        list,
+    )
+    .add(
+        Method::GET,
+        "/v1/jobs/{job}",
+        Access::Tenant(Scope::JobsRead),
+        show,
+    )
+    .add(
+        Method::POST,
+        "/v1/jobs/{job}:retry",
+        Access::Tenant(Scope::JobsManage),
+        act,
+    )
+    .add(
+        Method::POST,
+        "/v1/jobs/{job}:cancel",
+        Access::Tenant(Scope::JobsManage),
+        act,
+    )
+    .add(
+        Method::POST,
+        "/v1/jobs:replay",
+        Access::Tenant(Scope::JobsManage),
+        replay,
+    )
+}
+
+/// The platform (an operator naming no tenant) or one resolved tenant.
+pub struct JobsCtx<N: Need> {
+    pub ctx: Ctx,
+    tenant: Option<TenantCtx<N>>,
+    principal: tenantry_domain::Principal,
+}
+
+impl<N: Need> JobsCtx<N> {
+    pub fn access(&self) -> JobsAccess<'_> {
+        match &self.tenant {
+            Some(t) => JobsAccess::Tenant(t.scope()),
+            None => JobsAccess::Platform,
+        }
+    }
+}
+
+fn names_a_tenant(parts: &Parts, state: &AppState) -> bool {
+    parts.headers.contains_key("x-tenant-id")
+        || parts.extensions.get::<PathTenant>().is_some()
+        || state.tenant_base_host.as_deref().is_some_and(|base| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| tenantry_domain::resolution::subdomain(h, base))
+                .is_some()
+        })
+}
+
+impl<N: Need> FromRequestParts<AppState> for JobsCtx<N> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller { principal, ctx } = Caller::from_request_parts(parts, state).await?;
+        if principal.is_operator() && !names_a_tenant(parts, state) {
+            require_scope(&principal, N::SCOPE)?;
+            return Ok(Self {
+                ctx,
+                tenant: None,
+                principal,
+            });
+        }
+        let t = TenantCtx::<N>::from_request_parts(parts, state).await?;
+        Ok(Self {
+            ctx: t.ctx.clone(),
+            principal: t.principal.clone(),
+            tenant: Some(t),
+        })
+    }
+}
+
+#[derive(Serialize)]
+pub struct JobView {
+    id: Uuid,
+    queue: String,
+    kind: String,
+    tenant_id: Option<String>,
+    unique_key: Option<String>,
+    payload: Value,
+    priority: i16,
+    state: JobState,
+    attempt: u32,
+    max_attempts: u32,
+    run_at: DateTime<Utc>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    heartbeat_at: Option<DateTime<Utc>>,
+    cancel_requested: bool,
+    checkpoint: Option<Value>,
+    errors: Vec<AttemptError>,
+    created_at: DateTime<Utc>,
+    attempted_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobRecord> for JobView {
+    fn from(j: JobRecord) -> Self {
+        // tenant unique keys are stored as "<tenant>:<key>"; show the caller's key
+        let unique_key = match (&j.unique_key, j.tenant_id) {
+            (Some(k), Some(t)) => Some(k.strip_prefix(&format!("{t}:")).unwrap_or(k).to_owned()),
+            (k, _) => k.clone(),
+        };
+        Self {
+            id: j.id,
+            queue: j.queue,
+            kind: j.kind,
+            tenant_id: j.tenant_id.map(|t| t.to_string()),
+            unique_key,
+            payload: j.payload,
+            priority: j.priority,
+            state: j.state,
+            attempt: j.attempt,
+            max_attempts: j.max_attempts,
+            run_at: j.run_at,
+            lease_owner: j.lease_owner,
+            lease_expires_at: j.lease_expires_at,
+            heartbeat_at: j.heartbeat_at,
+            cancel_requested: j.cancel_requested,
+            checkpoint: j.checkpoint,
+            errors: j.errors,
+            created_at: j.created_at,
+            attempted_at: j.attempted_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+/// One job, or `{"jobs": [...]}` (up to 1 000).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EnqueueBody {
+    Batch { jobs: Vec<JobRequest> },
+    One(JobRequest),
+}
+
+#[derive(Serialize)]
+struct EnqueuedView {
+    id: Uuid,
+    /// `created`, or `existing` when a job with the same unique key is not finished.
+    status: &'static str,
+}
+
+fn enqueue_reply(batch: bool, out: &[Enqueued]) -> Reply {
+    let views: Vec<EnqueuedView> = out
+        .iter()
+        .map(|e| EnqueuedView {
+            id: e.id(),
+            status: match e {
+                Enqueued::New(_) => "created",
+                Enqueued::Existing(_) => "existing",
+            },
+        })
+        .collect();
+    if batch {
+        let created = out.iter().filter(|e| matches!(e, Enqueued::New(_))).count();
+        return Reply::json(
+            StatusCode::CREATED,
+            Vec::new(),
+            &serde_json::json!({ "jobs": views, "created": created, "existing": out.len() - created }),
+        );
+    }
+    let status = match out.first() {
+        Some(Enqueued::Existing(_)) => StatusCode::OK,
+        _ => StatusCode::CREATED,
+    };
+    let headers = out
+        .first()
+        .map(|e| vec![(header::LOCATION.to_string(), format!("/v1/jobs/{}", e.id()))])
+        .unwrap_or_default();
+    Reply::json(status, headers, &views.first())
+}
+
+async fn enqueue(
+    State(state): State<AppState>,
+    j: JobsCtx<need::JobsManage>,
+    headers: HeaderMap,
+    body: ApiJson<Value>,
+) -> Result<Response, Problem> {
+    let parsed: EnqueueBody = match serde_json::from_value(body.value.clone()) {
+        Ok(b) => b,
+        Err(_) => {
+            // re-parse strictly for a precise error (field paths, unknown fields)
+            let strict = if body.value.get("jobs").is_some() {
+                crate::platform::http::extract::parse_json::<BatchStrict>(
+                    body.document.to_string().as_bytes(),
+                )
+                .map(|b| EnqueueBody::Batch { jobs: b.value.jobs })
+            } else {
+                crate::platform::http::extract::parse_json::<JobRequest>(
+                    body.document.to_string().as_bytes(),
+                )
+                .map(|b| EnqueueBody::One(b.value))
+            };
+            strict?
+        }
+    };
+    let (batch, requests) = match parsed {
+        EnqueueBody::Batch { jobs } => (true, jobs),
+        EnqueueBody::One(job) => (false, vec![job]),
+    };
+    let path = match &j.tenant {
+        Some(t) => format!("/v1/jobs?tenant={}", t.access.tenant.id),
+        None => "/v1/jobs".to_owned(),
+    };
+    let idem = match idempotency::prepare(
+        &state,
+        &j.principal,
+        "POST",
+        &path,
+        &headers,
+        &body.document,
+    )
+    .await?
+    {
+        Prepared::Replay(resp) => return Ok(resp),
+        Prepared::Fresh(idem) => idem,
+    };
+    let record = |out: &[Enqueued]| {
+        enqueue_reply(batch, out).record(&state, idem.as_ref().expect("only built with a key"))
+    };
+    let builder: Option<&tenantry_store::jobs::RecordFn<'_>> = idem.as_ref().map(|_| &record as _);
+    let mut result = state
+        .app
+        .enqueue_jobs(&j.ctx, j.access(), &state.jobs, requests, builder)
+        .await;
+    // the use case speaks of a batch (`jobs[0].kind`); a single-job body names its own fields
+    if !batch && let Err(crate::platform::AppError::Validation(errors)) = &mut result {
+        for e in &mut errors.0 {
+            if let Some(rest) = e.field.strip_prefix("jobs[0].") {
+                e.field = rest.to_owned();
+            }
+        }
+    }
+    idempotency::finish(&state, idem.as_ref(), result, |out| {
+        enqueue_reply(batch, out)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchStrict {
+    jobs: Vec<JobRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    kind: Option<String>,
+    tenant: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn bad_query(field: &str, message: String) -> Problem {
+    crate::platform::AppError::from(tenantry_domain::ValidationErrors::single(field, message))
+        .into()
+}
+
+async fn list(
+    State(state): State<AppState>,
+    j: JobsCtx<need::JobsRead>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response, Problem> {
+    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let mut filter = JobFilter {
+        state: q
+            .state
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| bad_query("state", e))?,
+        kind: q.kind,
+        tenant_id: None,
+    };
+    if let Some(t) = q.tenant.as_deref() {
+        let found = match tenantry_domain::TenantRef::parse(t) {
+            Some(r) => state
+                .app
+                .store()
+                .tenants()
+                .get(&r)
+                .await
+                .map_err(crate::platform::AppError::from)?,
+            None => None,
+        };
+        match (found, &j.tenant) {
+            (Some(x), Some(own)) if x.id != own.access.tenant.id => {
+                return Err(crate::platform::AppError::TenantMismatch.into());
+            }
+            (Some(x), _) => filter.tenant_id = Some(x.id),
+            (None, Some(_)) => return Err(crate::platform::AppError::TenantMismatch.into()),
+            (None, None) => {
+                return Err(crate::platform::AppError::TenantNotFound(t.to_owned()).into());
+            }
+        }
+    }
+    let jobs = state.app.list_jobs(j.access(), &filter, page).await?;
+    Ok(axum::Json(jobs.map(JobView::from)).into_response())
+}
+
+fn job_id(raw: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(raw).map_err(|_| {
+        Problem::new(
+            Kind::JobNotFound,
+            format!("no job '{raw}' (job ids are UUIDs)"),
+        )
+    })
+}
+
+async fn show(
+    State(state): State<AppState>,
+    j: JobsCtx<need::JobsRead>,
+    Path(raw): Path<String>,
+) -> Result<Response, Problem> {
+    let job = state.app.get_job(j.access(), job_id(&raw)?).await?;
+    Ok(axum::Json(JobView::from(job)).into_response())
+}
+
+async fn act(
+    State(state): State<AppState>,
+    j: JobsCtx<need::JobsManage>,
+    Path(raw): Path<String>,
+) -> Result<Response, Problem> {
+    let Some((id, verb)) = raw.rsplit_once(':') else {
+        return Err(Problem::new(
+            Kind::MethodNotAllowed,
+            "POST on a job needs a verb: /v1/jobs/{id}:retry or /v1/jobs/{id}:cancel",
+        ));
+    };
+    let id = job_id(id)?;
+    let job = match verb {
+        "retry" => state.app.retry_job(&j.ctx, j.access(), id).await?,
+        "cancel" => state.app.cancel_job(&j.ctx, j.access(), id).await?,
+        other => {
+            return Err(Problem::new(
+                Kind::NotFound,
+                format!("no operation '{other}' on jobs (retry, cancel)"),
+            ));
+        }
+    };
+    Ok(axum::Json(JobView::from(job)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    kind: Option<String>,
+    tenant: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    error_kind: Option<FailureKind>,
+    #[serde(default)]
+    include_cancelled: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    j: JobsCtx<need::JobsManage>,
+    body: ApiJson<ReplayBody>,
+) -> Result<Response, Problem> {
+    let b = body.value;
+    let filter = ReplayFilter {
+        kind: b.kind,
+        tenant_id: None,
+        since: b.since,
+        until: b.until,
+        error_kind: b.error_kind,
+        include_cancelled: b.include_cancelled,
+    };
+    let n = state
+        .app
+        .replay_jobs(&j.ctx, j.access(), filter, b.tenant.as_deref(), b.dry_run)
+        .await?;
+    let key = if b.dry_run {
+        "would_replay"
+    } else {
+        "replayed"
+    };
+    Ok(axum::Json(serde_json::json!({ key: n, "dry_run": b.dry_run })).into_response())
+}

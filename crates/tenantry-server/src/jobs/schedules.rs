@@ -1,0 +1,232 @@
+//! Schedule use cases. A tenant's schedules are stored under `<tenant id>:<name>` (the store's
+//! [`stored_name`]) so that two tenants may both have a `nightly`; the API shows the name the
+//! tenant chose. A tenant credential reads and writes through its own `TenantScope`.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tenantry_domain::job::ScheduleSpec;
+use tenantry_domain::{EventEnvelope, TenantId, TenantRef, TenantStatus, ValidationErrors};
+use tenantry_store::Changes;
+use tenantry_store::jobs::JobScope;
+use tenantry_store::schedules::{ScheduleRecord, stored_name};
+
+use crate::jobs::service::JobsAccess;
+use crate::jobs::workers::Registry;
+use crate::platform::{App, AppError, AppResult, Ctx, now};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    pub name: String,
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(default)]
+    pub interval_seconds: Option<u64>,
+    pub kind: String,
+    #[serde(default)]
+    pub payload: Option<Value>,
+    /// Tenant id or slug (operators); a tenant credential's schedules are always its tenant's.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn check_name(name: &str) -> Result<(), ValidationErrors> {
+    let ok = (1..=100).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationErrors::single(
+            "name",
+            "1 to 100 characters: letters, digits, '-', '_', '.'",
+        ))
+    }
+}
+
+impl App {
+    /// Creates or replaces a schedule. Returns it and whether it is new.
+    pub async fn put_schedule(
+        &self,
+        ctx: &Ctx,
+        access: JobsAccess<'_>,
+        registry: &Registry,
+        r: ScheduleRequest,
+    ) -> AppResult<(ScheduleRecord, bool)> {
+        check_name(&r.name)?;
+        if registry.get(&r.kind).is_none() {
+            return Err(ValidationErrors::single(
+                "kind",
+                format!(
+                    "unknown job kind '{}'; registered: {}",
+                    r.kind,
+                    registry.names().join(", ")
+                ),
+            )
+            .into());
+        }
+        let spec = match (&r.cron, r.interval_seconds) {
+            (Some(c), None) => ScheduleSpec::cron(c)
+                .map_err(|e| ValidationErrors::single("cron", e.to_string()))?,
+            (None, Some(s)) => ScheduleSpec::interval_seconds(s)
+                .map_err(|e| ValidationErrors::single("interval_seconds", e.to_string()))?,
+            _ => {
+                return Err(ValidationErrors::single(
+                    "cron",
+                    "give exactly one of cron and interval_seconds",
+                )
+                .into());
+            }
+        };
+        let tenant_id = match (access, &r.tenant) {
+            (JobsAccess::Tenant(s), None) => Some(s.tenant_id()),
+            (JobsAccess::Tenant(s), Some(t)) => {
+                let found = match TenantRef::parse(t) {
+                    Some(x) => self.store.tenants().get(&x).await?,
+                    None => None,
+                };
+                if found.is_none_or(|x| x.id != s.tenant_id()) {
+                    return Err(AppError::TenantMismatch);
+                }
+                Some(s.tenant_id())
+            }
+            (JobsAccess::Platform, None) => None,
+            (JobsAccess::Platform, Some(t)) => {
+                let found = match TenantRef::parse(t) {
+                    Some(x) => self.store.tenants().get(&x).await?,
+                    None => None,
+                };
+                match found {
+                    Some(x) if x.status != TenantStatus::Deleted => Some(x.id),
+                    _ => return Err(AppError::TenantNotFound(t.clone())),
+                }
+            }
+        };
+        let name = stored_name(tenant_id, &r.name);
+        let at = now();
+        let scope = access.scope();
+        let existing = self.store.schedules().get(scope, &name).await?;
+        let (cron, interval_ms) = match &spec {
+            ScheduleSpec::Cron(c) => (Some(c.clone()), None),
+            ScheduleSpec::Interval(d) => (None, i64::try_from(d.as_millis()).ok()),
+        };
+        let same_timing = existing
+            .as_ref()
+            .is_some_and(|e| e.cron == cron && e.interval_ms == interval_ms);
+        let next_fire_at = match &existing {
+            Some(e) if same_timing && e.next_fire_at.is_some() => e.next_fire_at,
+            _ => Some(
+                spec.first_fire(at)
+                    .map_err(|e| ValidationErrors::single("cron", e.to_string()))?,
+            ),
+        };
+        let record = ScheduleRecord {
+            name: name.clone(),
+            tenant_id,
+            cron,
+            interval_ms,
+            kind: r.kind,
+            payload: r.payload.unwrap_or(json!({})),
+            enabled: r.enabled,
+            next_fire_at,
+            last_fired_at: existing.as_ref().and_then(|e| e.last_fired_at),
+            created_at: existing.as_ref().map_or(at, |e| e.created_at),
+            updated_at: at,
+        };
+        let details = json!({
+            "name": r.name, "kind": record.kind, "cron": record.cron,
+            "interval_ms": record.interval_ms, "enabled": record.enabled,
+        });
+        let action = if existing.is_some() {
+            "schedule.update"
+        } else {
+            "schedule.create"
+        };
+        let audit = ctx.audit(action, "schedule", name.clone(), tenant_id, details.clone());
+        let event = EventEnvelope::v1(
+            if existing.is_some() {
+                "schedule.updated.v1"
+            } else {
+                "schedule.created.v1"
+            },
+            name,
+            tenant_id,
+            None,
+            ctx.trace_id.clone(),
+            at,
+            details,
+        );
+        self.store
+            .schedules()
+            .put(scope, &record, &Changes::new(audit, event))
+            .await?;
+        Ok((record, existing.is_none()))
+    }
+
+    pub async fn get_schedule(
+        &self,
+        access: JobsAccess<'_>,
+        name: &str,
+    ) -> AppResult<ScheduleRecord> {
+        let (scope, tenant) = scope_of(access);
+        self.store
+            .schedules()
+            .get(scope, &stored_name(tenant, name))
+            .await?
+            .ok_or_else(|| AppError::ScheduleNotFound(name.to_owned()))
+    }
+
+    pub async fn list_schedules(&self, access: JobsAccess<'_>) -> AppResult<Vec<ScheduleRecord>> {
+        let (scope, _) = scope_of(access);
+        Ok(self.store.schedules().list(scope).await?)
+    }
+
+    pub async fn delete_schedule(
+        &self,
+        ctx: &Ctx,
+        access: JobsAccess<'_>,
+        name: &str,
+    ) -> AppResult<()> {
+        let (scope, tenant) = scope_of(access);
+        let stored = stored_name(tenant, name);
+        let details = json!({ "name": name });
+        let audit = ctx.audit(
+            "schedule.delete",
+            "schedule",
+            stored.clone(),
+            tenant,
+            details.clone(),
+        );
+        let event = EventEnvelope::v1(
+            "schedule.deleted.v1",
+            stored.clone(),
+            tenant,
+            None,
+            ctx.trace_id.clone(),
+            now(),
+            details,
+        );
+        if self
+            .store
+            .schedules()
+            .delete(scope, &stored, &Changes::new(audit, event))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(AppError::ScheduleNotFound(name.to_owned()))
+        }
+    }
+}
+
+fn scope_of(access: JobsAccess<'_>) -> (JobScope<'_>, Option<TenantId>) {
+    let scope = access.scope();
+    (scope, scope.tenant_id())
+}

@@ -1,0 +1,373 @@
+//! Job use cases: enqueue registered kinds, read, cancel, retry and replay. A tenant's credential
+//! works on its own tenant's jobs only; operators see the platform (every job).
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tenantry_domain::job::{FailureKind, JobState};
+use tenantry_domain::{
+    EventEnvelope, Page, PageRequest, TenantRef, TenantScope, TenantStatus, ValidationErrors,
+};
+use tenantry_store::Changes;
+use tenantry_store::jobs::{Enqueued, JobFilter, JobRecord, JobScope, NewJob, ReplayFilter};
+use uuid::Uuid;
+
+use crate::jobs::workers::Registry;
+use crate::platform::{App, AppError, AppResult, Ctx, now};
+
+/// Most jobs one call may enqueue.
+pub const MAX_BATCH: usize = 1000;
+
+/// A job as the API accepts it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    pub kind: String,
+    #[serde(default)]
+    pub payload: Option<Value>,
+    /// Tenant id or slug (operators); a tenant credential's jobs are always its tenant's.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub priority: Option<i16>,
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub unique_key: Option<String>,
+    /// Seconds the unique key stays taken after the job finished.
+    #[serde(default)]
+    pub unique_window_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Overrides the kind's lease: how long an attempt may go without a heartbeat.
+    #[serde(default)]
+    pub lease_seconds: Option<u64>,
+}
+
+/// Who asks: the platform (operators) or one tenant.
+#[derive(Clone, Copy)]
+pub enum JobsAccess<'a> {
+    Platform,
+    Tenant(&'a TenantScope),
+}
+
+impl<'a> JobsAccess<'a> {
+    pub(crate) fn scope(self) -> JobScope<'a> {
+        match self {
+            Self::Platform => JobScope::System,
+            Self::Tenant(s) => JobScope::Tenant(s),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error("no job '{0}'")]
+    NotFound(Uuid),
+    #[error("the job is {0}; only dead, cancelled, retryable or scheduled jobs can be retried")]
+    NotRetryable(JobState),
+    #[error("the job is already {0}")]
+    AlreadyFinished(JobState),
+}
+
+fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: usize) {
+    if value.is_empty()
+        || value.len() > max
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        errors.push(
+            field,
+            format!("must be 1 to {max} visible ASCII characters"),
+        );
+    }
+}
+
+impl App {
+    /// Validates and enqueues jobs (one transaction). Returns each job's outcome in order.
+    pub async fn enqueue_jobs(
+        &self,
+        ctx: &Ctx,
+        access: JobsAccess<'_>,
+        registry: &Registry,
+        requests: Vec<JobRequest>,
+        record: Option<&tenantry_store::jobs::RecordFn<'_>>,
+    ) -> AppResult<Vec<Enqueued>> {
+        if requests.is_empty() || requests.len() > MAX_BATCH {
+            return Err(ValidationErrors::single(
+                "jobs",
+                format!("between 1 and {MAX_BATCH} jobs per call"),
+            )
+            .into());
+        }
+        let at = now();
+        let mut errors = ValidationErrors::default();
+        let mut jobs = Vec::with_capacity(requests.len());
+        let mut tenants: std::collections::HashMap<String, tenantry_domain::TenantId> =
+            std::collections::HashMap::new();
+        for (i, r) in requests.into_iter().enumerate() {
+            let field = |f: &str| format!("jobs[{i}].{f}");
+            let Some(kind) = registry.get(&r.kind) else {
+                errors.push(
+                    field("kind"),
+                    format!(
+                        "unknown job kind '{}'; registered: {}",
+                        r.kind,
+                        registry.names().join(", ")
+                    ),
+                );
+                continue;
+            };
+            let tenant_id = match (access, &r.tenant) {
+                (JobsAccess::Tenant(s), None) => Some(s.tenant_id()),
+                (JobsAccess::Tenant(s), Some(t)) => {
+                    let named = TenantRef::parse(t).ok_or(AppError::TenantMismatch)?;
+                    let same = match named {
+                        TenantRef::Id(id) => id == s.tenant_id(),
+                        TenantRef::Slug(_) => self
+                            .store
+                            .tenants()
+                            .get(&named)
+                            .await?
+                            .is_some_and(|x| x.id == s.tenant_id()),
+                    };
+                    if !same {
+                        return Err(AppError::TenantMismatch);
+                    }
+                    Some(s.tenant_id())
+                }
+                (JobsAccess::Platform, None) => None,
+                (JobsAccess::Platform, Some(t)) => {
+                    if let Some(id) = tenants.get(t) {
+                        Some(*id)
+                    } else {
+                        let found = match TenantRef::parse(t) {
+                            Some(r) => self.store.tenants().get(&r).await?,
+                            None => None,
+                        };
+                        match found {
+                            Some(x) if x.status != TenantStatus::Deleted => {
+                                tenants.insert(t.clone(), x.id);
+                                Some(x.id)
+                            }
+                            _ => return Err(AppError::TenantNotFound(t.clone())),
+                        }
+                    }
+                }
+            };
+            let mut job = NewJob::new(kind.name, r.payload.unwrap_or(json!({})), at);
+            job.tenant_id = tenant_id;
+            job.lease = kind.lease;
+            job.retry = kind.retry;
+            job.max_attempts = kind.retry.max_attempts;
+            if let Some(q) = r.queue {
+                check_text(&mut errors, &field("queue"), &q, 64);
+                job.queue = q;
+            }
+            if let Some(p) = r.priority {
+                if !(-100..=100).contains(&p) {
+                    errors.push(field("priority"), "must be between -100 and 100");
+                }
+                job.priority = p;
+            }
+            if let Some(run_at) = r.run_at {
+                job.run_at = tenantry_domain::clock::to_stored_precision(run_at).max(at);
+            }
+            if let Some(key) = r.unique_key {
+                check_text(&mut errors, &field("unique_key"), &key, 200);
+                // a tenant's keys never collide with another tenant's
+                job.unique_key = Some(match tenant_id {
+                    Some(t) => format!("{t}:{key}"),
+                    None => key,
+                });
+            }
+            if let Some(w) = r.unique_window_seconds {
+                if w > 366 * 24 * 3600 {
+                    errors.push(field("unique_window_seconds"), "must be at most a year");
+                }
+                job.unique_window = std::time::Duration::from_secs(w);
+            }
+            if let Some(l) = r.lease_seconds {
+                if !(1..=3600).contains(&l) {
+                    errors.push(field("lease_seconds"), "must be between 1 and 3600");
+                }
+                job.lease = std::time::Duration::from_secs(l);
+            }
+            if let Some(m) = r.max_attempts {
+                if !(1..=100).contains(&m) {
+                    errors.push(field("max_attempts"), "must be between 1 and 100");
+                }
+                job.max_attempts = m;
+            }
+            jobs.push(job);
+        }
+        if !errors.0.is_empty() {
+            return Err(errors.into());
+        }
+        if let JobsAccess::Tenant(s) = access {
+            ctx.note_tenant(s.tenant_id());
+        }
+        match self.store.jobs().enqueue_recorded(&jobs, record).await {
+            Ok(out) => Ok(out),
+            Err(tenantry_store::StoreError::Duplicate(
+                tenantry_store::Constraint::IdempotencyKey,
+            )) => Err(AppError::IdempotencyRace),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_job(&self, access: JobsAccess<'_>, id: Uuid) -> AppResult<JobRecord> {
+        self.store
+            .job_console()
+            .get_job(access.scope(), id)
+            .await?
+            .ok_or_else(|| JobsError::NotFound(id).into())
+    }
+
+    pub async fn list_jobs(
+        &self,
+        access: JobsAccess<'_>,
+        filter: &JobFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<JobRecord>> {
+        Ok(self
+            .store
+            .job_console()
+            .list_jobs(access.scope(), filter, page)
+            .await?)
+    }
+
+    fn job_changes(
+        ctx: &Ctx,
+        action: &str,
+        id: String,
+        tenant: Option<tenantry_domain::TenantId>,
+        details: Value,
+    ) -> Changes {
+        let audit = ctx.audit(action, "job", id.clone(), tenant, details.clone());
+        let event = EventEnvelope::v1(
+            match action {
+                "job.cancel" => "job.cancelled.v1",
+                "job.retry" => "job.retried.v1",
+                _ => "job.replayed.v1",
+            },
+            id,
+            tenant,
+            None,
+            ctx.trace_id.clone(),
+            now(),
+            details,
+        );
+        Changes::new(audit, event)
+    }
+
+    /// Cancels a job: pending → cancelled; running → asked to stop at its next heartbeat.
+    pub async fn cancel_job(
+        &self,
+        ctx: &Ctx,
+        access: JobsAccess<'_>,
+        id: Uuid,
+    ) -> AppResult<JobRecord> {
+        let job = self.get_job(access, id).await?;
+        if job.state.is_finished() {
+            return Err(JobsError::AlreadyFinished(job.state).into());
+        }
+        let changes = Self::job_changes(
+            ctx,
+            "job.cancel",
+            id.to_string(),
+            job.tenant_id,
+            json!({ "job_id": id, "kind": job.kind, "state_before": job.state }),
+        );
+        match self
+            .store
+            .job_console()
+            .cancel_job(access.scope(), id, now(), &changes)
+            .await?
+        {
+            None => Err(JobsError::NotFound(id).into()),
+            Some(s) if s.is_finished() && s != JobState::Cancelled => {
+                Err(JobsError::AlreadyFinished(s).into())
+            }
+            Some(_) => self.get_job(access, id).await,
+        }
+    }
+
+    /// Sends a dead, cancelled, retryable or scheduled job back to the queue now.
+    pub async fn retry_job(
+        &self,
+        ctx: &Ctx,
+        access: JobsAccess<'_>,
+        id: Uuid,
+    ) -> AppResult<JobRecord> {
+        let job = self.get_job(access, id).await?;
+        if !job.state.can_retry() {
+            return Err(JobsError::NotRetryable(job.state).into());
+        }
+        let changes = Self::job_changes(
+            ctx,
+            "job.retry",
+            id.to_string(),
+            job.tenant_id,
+            json!({ "job_id": id, "kind": job.kind, "state_before": job.state }),
+        );
+        match self
+            .store
+            .job_console()
+            .retry_job(access.scope(), id, now(), &changes)
+            .await?
+        {
+            None => Err(JobsError::NotFound(id).into()),
+            Some(JobState::Available) => self.get_job(access, id).await,
+            Some(s) => Err(JobsError::NotRetryable(s).into()),
+        }
+    }
+
+    /// Replays dead (and optionally cancelled) jobs matching the filter; `dry_run` only counts.
+    pub async fn replay_jobs(
+        &self,
+        ctx: &Ctx,
+        access: JobsAccess<'_>,
+        mut filter: ReplayFilter,
+        tenant: Option<&str>,
+        dry_run: bool,
+    ) -> AppResult<u64> {
+        if let Some(t) = tenant {
+            let found = match TenantRef::parse(t) {
+                Some(r) => self.store.tenants().get(&r).await?,
+                None => None,
+            };
+            match (found, access) {
+                (Some(x), JobsAccess::Tenant(s)) if x.id != s.tenant_id() => {
+                    return Err(AppError::TenantMismatch);
+                }
+                (Some(x), _) => filter.tenant_id = Some(x.id),
+                (None, JobsAccess::Tenant(_)) => return Err(AppError::TenantMismatch),
+                (None, JobsAccess::Platform) => return Err(AppError::TenantNotFound(t.into())),
+            }
+        }
+        let tenant_id = match access {
+            JobsAccess::Tenant(s) => Some(s.tenant_id()),
+            JobsAccess::Platform => filter.tenant_id,
+        };
+        let changes = Self::job_changes(
+            ctx,
+            "job.replay",
+            "replay".into(),
+            tenant_id,
+            json!({
+                "kind": filter.kind, "tenant_id": tenant_id, "since": filter.since,
+                "until": filter.until, "error_kind": filter.error_kind.map(FailureKind::as_str),
+                "include_cancelled": filter.include_cancelled,
+            }),
+        );
+        Ok(self
+            .store
+            .job_console()
+            .replay_jobs(access.scope(), &filter, dry_run, now(), &changes)
+            .await?)
+    }
+}

@@ -1,0 +1,374 @@
+//! Extractors: the request context, the authenticated operator, and JSON / query parsing whose
+//! every failure is a Problem.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use serde::de::DeserializeOwned;
+use tenantry_domain::api_key::KeyKind;
+use tenantry_domain::resolution::{self, Source};
+use tenantry_domain::{Cursor, FieldError, PageRequest, Principal, Scope, TenantId, TraceContext};
+
+use crate::access::AuthError;
+use crate::access::scope::{TenantAccess, require_scope};
+use crate::platform::Ctx;
+use crate::platform::http::AppState;
+use crate::platform::http::problem::{Kind, Problem};
+
+/// Per-request facts set by the edge middleware.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub trace: TraceContext,
+    pub request_id: String,
+    /// The tenant the request turned out to be about, filled in by the use case.
+    pub tenant: Arc<Mutex<Option<TenantId>>>,
+}
+
+impl RequestContext {
+    pub fn tenant(&self) -> Option<TenantId> {
+        self.tenant.lock().ok().and_then(|t| *t)
+    }
+}
+
+fn request_context(parts: &Parts) -> RequestContext {
+    parts
+        .extensions
+        .get::<RequestContext>()
+        .cloned()
+        .unwrap_or_else(|| RequestContext {
+            trace: crate::platform::new_trace(),
+            request_id: String::new(),
+            tenant: Arc::default(),
+        })
+}
+
+fn bearer(parts: &Parts) -> Result<Option<String>, Problem> {
+    let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| AuthError::Invalid)?;
+    let (scheme, token) = v.split_once(' ').ok_or(AuthError::Invalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::Invalid.into());
+    }
+    Ok(Some(token.trim().to_owned()))
+}
+
+/// Any authenticated caller (operator, tenant or device key) and the context its use cases run in.
+pub struct Caller {
+    pub principal: Principal,
+    pub ctx: Ctx,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<CallerCache>() {
+            return Ok(Caller {
+                principal: caller.0.clone(),
+                ctx: caller.1.clone(),
+            });
+        }
+        let rc = request_context(parts);
+        let token = bearer(parts)?.ok_or(AuthError::Missing)?;
+        let principal = if token.starts_with("tnt_") {
+            state.app.authenticate_key(&token).await?
+        } else {
+            state.tokens.verify(&token).await?
+        };
+        if let Some(t) = principal.tenant {
+            tracing::Span::current().record("tenant_id", tracing::field::display(t));
+        }
+        let ctx = Ctx::with_tenant_slot(
+            principal.actor(),
+            Some(rc.trace.trace_id_hex()),
+            rc.tenant.clone(),
+        );
+        parts
+            .extensions
+            .insert(CallerCache(principal.clone(), ctx.clone()));
+        Ok(Caller { principal, ctx })
+    }
+}
+
+/// A caller authenticated earlier in the same request (middleware and handler share it).
+#[derive(Clone)]
+struct CallerCache(Principal, Ctx);
+
+/// An authenticated operator.
+pub struct Operator {
+    pub principal: Principal,
+    pub ctx: Ctx,
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller { principal, ctx } = Caller::from_request_parts(parts, state).await?;
+        if !principal.is_operator() {
+            return Err(match principal.credential {
+                tenantry_domain::CredentialKind::DeviceKey => {
+                    AuthError::NotOperator(KeyKind::Device)
+                }
+                tenantry_domain::CredentialKind::Jwt => AuthError::NotOperatorToken,
+                _ => AuthError::NotOperator(KeyKind::TenantSecret),
+            }
+            .into());
+        }
+        Ok(Operator { principal, ctx })
+    }
+}
+
+/// One page of a list: `limit` and `cursor` from the query string, as every list route takes them.
+pub fn page_request(limit: Option<u32>, cursor: Option<&str>) -> Result<PageRequest, Problem> {
+    let after = cursor
+        .map(Cursor::decode)
+        .transpose()
+        .map_err(|e| Problem::new(Kind::InvalidCursor, e.to_string()))?;
+    PageRequest::new(limit, after).map_err(|e| Problem::new(Kind::InvalidQuery, e.to_string()))
+}
+
+/// The scope a route needs, as a type: `TenantCtx<need::DevicesManage>`.
+pub trait Need: Send + Sync + 'static {
+    const SCOPE: Scope;
+}
+
+pub mod need {
+    use tenantry_domain::Scope;
+
+    macro_rules! needs {
+        ($($name:ident),+) => {
+            $(
+                pub struct $name;
+                impl super::Need for $name {
+                    const SCOPE: Scope = Scope::$name;
+                }
+            )+
+        };
+    }
+    // every scope of the catalog (tenantry_domain::Scope)
+    needs!(
+        TenantsRead,
+        TenantsManage,
+        EditionsRead,
+        EditionsManage,
+        KeysRead,
+        KeysManage,
+        DevicesRead,
+        DevicesManage,
+        EventsRead,
+        EventsWrite,
+        JobsRead,
+        JobsManage,
+        AuditRead,
+        UsageRead,
+        BillingManage
+    );
+}
+
+/// `/t/{tenant}/…`: the tenant named by the path prefix (set by [`strip_tenant_prefix`]).
+#[derive(Clone, Debug)]
+pub struct PathTenant(pub String);
+
+/// A caller allowed on one resolved tenant: the route's scope is checked first (so that an
+/// under-scoped credential learns nothing about tenants), then the tenant is resolved from the
+/// `X-Tenant-Id` header, the subdomain, the `/t/{tenant}` prefix or a `{tenant}` path segment, and
+/// the credential; writes to a suspended tenant are refused.
+pub struct TenantCtx<N: Need> {
+    pub principal: Principal,
+    pub ctx: Ctx,
+    pub access: TenantAccess,
+    _need: std::marker::PhantomData<N>,
+}
+
+impl<N: Need> TenantCtx<N> {
+    pub fn scope(&self) -> &tenantry_domain::TenantScope {
+        &self.access.scope
+    }
+}
+
+impl<N: Need> FromRequestParts<AppState> for TenantCtx<N> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller { principal, ctx } = Caller::from_request_parts(parts, state).await?;
+        require_scope(&principal, N::SCOPE)?;
+        let mut explicit = Vec::new();
+        if let Some(v) = parts.headers.get("x-tenant-id") {
+            let v = v.to_str().map_err(|_| {
+                Problem::new(Kind::InvalidHeader, "X-Tenant-Id must be visible ASCII")
+            })?;
+            explicit.push((Source::Header, v.trim().to_owned()));
+        }
+        if let Some(base) = state.tenant_base_host.as_deref()
+            && let Some(host) = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+            && let Some(label) = resolution::subdomain(host, base)
+        {
+            explicit.push((Source::Subdomain, label.to_owned()));
+        }
+        if let Some(PathTenant(t)) = parts.extensions.get::<PathTenant>() {
+            explicit.push((Source::Path, t.clone()));
+        }
+        if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
+            && let Some((_, t)) = params.iter().find(|(k, _)| *k == "tenant")
+        {
+            explicit.push((Source::Path, t.to_owned()));
+        }
+        let access = state
+            .app
+            .resolve_tenant(&ctx, &principal, &explicit)
+            .await?;
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            access.require_writable(&principal)?;
+        }
+        Ok(TenantCtx {
+            principal,
+            ctx,
+            access,
+            _need: std::marker::PhantomData,
+        })
+    }
+}
+
+/// Rewrites `/t/{tenant}/rest` to `/rest`, remembering the tenant (runs before routing).
+pub async fn strip_tenant_prefix(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/t/")
+        && let Some((tenant, tail)) = rest.split_once('/')
+        && !tenant.is_empty()
+    {
+        let tenant = tenant.to_owned();
+        let new_path = format!("/{tail}");
+        let pq = match req.uri().query() {
+            Some(q) => format!("{new_path}?{q}"),
+            None => new_path,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+                req.extensions_mut().insert(PathTenant(tenant));
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// A JSON body: `application/json` or any `application/*+json` (such as merge-patch). Keeps the
+/// parsed document too, for idempotency hashing.
+pub struct ApiJson<T> {
+    pub value: T,
+    pub document: serde_json::Value,
+}
+
+fn is_json_content_type(req: &Request) -> bool {
+    let Some(ct) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(&req) {
+            return Err(Problem::new(
+                Kind::UnsupportedMediaType,
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(ref inner)
+                if inner.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Problem::new(
+                    Kind::PayloadTooLarge,
+                    "the request body is larger than the server accepts",
+                )
+            }
+            other => Problem::new(
+                Kind::BadRequest,
+                format!("cannot read the request body: {other}"),
+            ),
+        })?;
+        parse_json(&bytes)
+    }
+}
+
+/// Parses a JSON body: syntax errors are `400 malformed_json`, shape errors `422` with the path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, Problem> {
+    let document: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Problem::new(
+            Kind::MalformedJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    let value = serde_path_to_error::deserialize::<_, T>(&document).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            String::from("(body)")
+        } else {
+            path
+        };
+        let message = e.into_inner().to_string();
+        Problem::new(
+            Kind::ValidationFailed,
+            format!("the body does not match the expected shape: {field}: {message}"),
+        )
+        .with_errors(vec![FieldError { field, message }])
+    })?;
+    Ok(ApiJson { value, document })
+}
+
+/// Query parameters; unknown or ill-typed ones are a `400 invalid_query`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e: QueryRejection| {
+                let detail = match &e {
+                    QueryRejection::FailedToDeserializeQueryString(inner) => inner.body_text(),
+                    other => other.body_text(),
+                };
+                Problem::new(Kind::InvalidQuery, detail)
+            })
+    }
+}

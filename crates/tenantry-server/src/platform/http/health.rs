@@ -1,0 +1,48 @@
+//! `/healthz` (the process is up), `/readyz` (the store is reachable and migrated), `/metrics`
+//! (Prometheus text format).
+
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::platform::http::AppState;
+use crate::platform::http::problem::{Kind, Problem};
+use crate::platform::http::routes::{Access, Api};
+
+pub fn register(api: Api) -> Api {
+    api.add(Method::GET, "/healthz", Access::Public, healthz)
+        .add(Method::GET, "/readyz", Access::Public, readyz)
+        .add(Method::GET, "/metrics", Access::Public, metrics)
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
+    let store = state.app.store();
+    match store.check_ready().await {
+        Ok(()) => Ok(axum::Json(json!({
+            "status": "ready",
+            "checks": { "store": { "status": "ok", "backend": store.backend().as_str() } }
+        }))
+        .into_response()),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            Err(Problem::new(
+                Kind::ServiceUnavailable,
+                format!("store ({}): {e}", store.backend().as_str()),
+            ))
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut resp = state.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,201 @@
+//! The platform: what every capability shares. The application ([`App`]: the store and the
+//! settings, extended by each capability's service with `impl App` blocks), the request context
+//! ([`Ctx`]), the one error type of the use cases ([`AppError`], mapped to HTTP once in
+//! [`http::problem`]), idempotency, public views, and the HTTP plumbing in [`http`] (edge,
+//! extractors, Problem+JSON, the route table).
+//!
+//! Each write decides with the domain, then commits the change together with its audit record and
+//! outbox event (and the request's idempotency record) as one unit of work.
+
+pub mod http;
+pub mod idempotency;
+pub mod views;
+
+/// The platform's own part of the server: health, readiness and metrics, and the purge of
+/// expired idempotency records.
+pub const CAPABILITY: crate::Capability = crate::Capability {
+    name: "platform",
+    routes: http::health::register,
+    housekeeping: idempotency::housekeeping,
+    ..crate::Capability::NONE
+};
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use tenantry_domain::clock::to_stored_precision;
+use tenantry_domain::{Actor, AuditId, AuditRecord, TenantId, TransitionError, ValidationErrors};
+use tenantry_store::{IdempotencyRecord, Store, StoreError};
+
+pub use tenantry_domain::Principal;
+pub use views::{EditionView, TenantView};
+
+#[derive(Clone, Debug)]
+pub struct AppSettings {
+    pub delete_grace: Duration,
+    pub idempotency_ttl: Duration,
+    pub key_rotation_grace: Duration,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            delete_grace: Duration::days(30),
+            idempotency_ttl: Duration::hours(24),
+            key_rotation_grace: Duration::hours(24),
+        }
+    }
+}
+
+/// The application: use cases over a store.
+#[derive(Clone)]
+pub struct App {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) settings: AppSettings,
+    /// When each key was last recorded as used (to write `last_used_at` at most once a minute).
+    pub(crate) key_use:
+        Arc<Mutex<std::collections::HashMap<tenantry_domain::ApiKeyId, std::time::Instant>>>,
+}
+
+/// Who is acting, under which trace, and (once known) for which tenant. The tenant slot is shared
+/// with the HTTP layer so that errors and logs can name the tenant.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub actor: Actor,
+    pub trace_id: Option<String>,
+    tenant: Arc<Mutex<Option<TenantId>>>,
+}
+
+impl Ctx {
+    pub fn new(actor: Actor, trace_id: Option<String>) -> Self {
+        Self {
+            actor,
+            trace_id,
+            tenant: Arc::default(),
+        }
+    }
+
+    pub fn with_tenant_slot(
+        actor: Actor,
+        trace_id: Option<String>,
+        slot: Arc<Mutex<Option<TenantId>>>,
+    ) -> Self {
+        Self {
+            actor,
+            trace_id,
+            tenant: slot,
+        }
+    }
+
+    /// Records the tenant this request is about (for problems, logs and spans).
+    pub fn note_tenant(&self, id: TenantId) {
+        if let Ok(mut slot) = self.tenant.lock() {
+            *slot = Some(id);
+        }
+        tracing::Span::current().record("tenant_id", tracing::field::display(id));
+    }
+
+    pub(crate) fn audit(
+        &self,
+        action: &str,
+        resource_type: &str,
+        resource_id: String,
+        tenant_id: Option<TenantId>,
+        details: serde_json::Value,
+    ) -> AuditRecord {
+        AuditRecord {
+            id: AuditId::new(),
+            occurred_at: now(),
+            actor: self.actor.clone(),
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id,
+            tenant_id,
+            trace_id: self.trace_id.clone(),
+            details,
+        }
+    }
+}
+
+/// Builds the idempotency record of a request from the resource its write produced.
+pub type Idem<'a, T> = Option<&'a (dyn Fn(&T) -> IdempotencyRecord + Send + Sync)>;
+
+/// A new root trace context (for work that does not arrive with one).
+pub fn new_trace() -> tenantry_domain::TraceContext {
+    tenantry_domain::TraceContext::new_root(rand::random(), rand::random())
+}
+
+/// The current time at stored precision.
+pub fn now() -> DateTime<Utc> {
+    to_stored_precision(Utc::now())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    #[error("no tenant '{0}'")]
+    TenantNotFound(String),
+    #[error("no edition '{0}'")]
+    EditionNotFound(String),
+    #[error("the slug '{0}' is taken by another tenant")]
+    SlugTaken(String),
+    #[error("an edition with key '{0}' exists")]
+    EditionExists(String),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("this update needs an If-Match header with the tenant's current ETag")]
+    PreconditionRequired,
+    #[error("the tenant has changed: its current ETag is {current}")]
+    PreconditionFailed { current: String },
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is being processed; retry shortly")]
+    IdempotencyRace,
+    #[error("{0}")]
+    TenantAmbiguous(String),
+    #[error(
+        "no tenant named: send X-Tenant-Id, use the tenant's subdomain or a /t/{{tenant}}/ path"
+    )]
+    TenantRequired,
+    #[error("this credential may not act on that tenant")]
+    TenantMismatch,
+    #[error("the tenant is suspended: reads work, changes are refused")]
+    TenantSuspended,
+    #[error("this operation needs the scope '{0}'")]
+    InsufficientScope(tenantry_domain::Scope),
+    #[error("no API key '{0}' in this tenant")]
+    KeyNotFound(String),
+    #[error("the API key '{0}' is revoked, expired or already rotated")]
+    KeyNotRotatable(String),
+    #[error("no device '{0}' in this tenant")]
+    DeviceNotFound(String),
+    #[error("a device '{0}' is already registered in this tenant")]
+    DeviceExists(String),
+    #[error(transparent)]
+    Jobs(#[from] crate::jobs::service::JobsError),
+    #[error("no schedule '{0}'")]
+    ScheduleNotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, settings: AppSettings) -> Self {
+        Self {
+            store,
+            settings,
+            key_use: Arc::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &AppSettings {
+        &self.settings
+    }
+}

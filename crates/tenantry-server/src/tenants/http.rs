@@ -1,0 +1,237 @@
+//! `/v1/tenants`: create, read, list, update, and lifecycle operations (operators only).
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tenantry_domain::{Tenant, TenantRef, TenantStatus};
+use tenantry_store::{IdempotencyRecord, TenantFilter};
+
+use crate::platform::TenantView;
+use crate::platform::http::AppState;
+use crate::platform::http::extract::page_request;
+use crate::platform::http::extract::{ApiJson, ApiQuery, Operator};
+use crate::platform::http::idempotency::{self, Prepared, Reply};
+use crate::platform::http::problem::{Kind, Problem};
+use crate::platform::http::routes::{Access, Api};
+use crate::tenants::{Lifecycle, NewTenant, TenantPatchIn};
+
+pub fn register(api: Api) -> Api {
+    api.add(Method::GET, "/v1/tenants", Access::Operator, list)
+        .add(Method::POST, "/v1/tenants", Access::Operator, create)
+        .add(Method::GET, "/v1/tenants/{target}", Access::Operator, show)
+        .add(
+            Method::PATCH,
+            "/v1/tenants/{target}",
+            Access::Operator,
+            update,
+        )
+        .add(
+            Method::DELETE,
+            "/v1/tenants/{target}",
+            Access::Operator,
+            delete,
+        )
+        .add(
+            Method::POST,
+            "/v1/tenants/{target}:suspend",
+            Access::Operator,
+            operation,
+        )
+        .add(
+            Method::POST,
+            "/v1/tenants/{target}:resume",
+            Access::Operator,
+            operation,
+        )
+        .add(
+            Method::POST,
+            "/v1/tenants/{target}:restore",
+            Access::Operator,
+            operation,
+        )
+}
+
+fn tenant_reply(status: StatusCode, t: &Tenant) -> Reply {
+    let mut headers = vec![(header::ETAG.to_string(), t.etag())];
+    if status == StatusCode::CREATED {
+        headers.push((
+            header::LOCATION.to_string(),
+            format!("/v1/tenants/{}", t.id),
+        ));
+    }
+    Reply::json(status, headers, &TenantView::from(t))
+}
+
+pub(super) fn parse_ref(s: &str) -> Result<TenantRef, Problem> {
+    TenantRef::parse(s).ok_or_else(|| {
+        Problem::new(
+            Kind::TenantNotFound,
+            format!("no tenant '{s}': not an id or a slug"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    status: Option<String>,
+    edition: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _op: Operator,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response, Problem> {
+    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<TenantStatus>)
+        .transpose()
+        .map_err(|e| Problem::new(Kind::InvalidQuery, format!("status: {e}")))?;
+    let edition = q
+        .edition
+        .as_deref()
+        .map(tenantry_domain::EditionKey::parse)
+        .transpose()
+        .map_err(|e| Problem::new(Kind::InvalidQuery, format!("edition: {e}")))?;
+    let page = state
+        .app
+        .list_tenants(&TenantFilter { status, edition }, page)
+        .await?;
+    Ok(axum::Json(page.map(|t| TenantView::from(&t))).into_response())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    op: Operator,
+    headers: HeaderMap,
+    body: ApiJson<NewTenant>,
+) -> Result<Response, Problem> {
+    let idem = match idempotency::prepare(
+        &state,
+        &op.principal,
+        "POST",
+        "/v1/tenants",
+        &headers,
+        &body.document,
+    )
+    .await?
+    {
+        Prepared::Replay(resp) => return Ok(resp),
+        Prepared::Fresh(idem) => idem,
+    };
+    let record = |t: &Tenant| -> IdempotencyRecord {
+        tenant_reply(StatusCode::CREATED, t)
+            .record(&state, idem.as_ref().expect("only built with a key"))
+    };
+    let builder: Option<&(dyn Fn(&Tenant) -> IdempotencyRecord + Send + Sync)> =
+        idem.as_ref().map(|_| &record as _);
+    let result = state.app.create_tenant(&op.ctx, body.value, builder).await;
+    idempotency::finish(&state, idem.as_ref(), result, |t| {
+        tenant_reply(StatusCode::CREATED, t)
+    })
+    .await
+}
+
+async fn show(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(target): Path<String>,
+) -> Result<Response, Problem> {
+    let t = state.app.get_tenant(&op.ctx, &parse_ref(&target)?).await?;
+    Ok(tenant_reply(StatusCode::OK, &t).into_response())
+}
+
+async fn update(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+    body: ApiJson<TenantPatchIn>,
+) -> Result<Response, Problem> {
+    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+    let t = state
+        .app
+        .update_tenant(&op.ctx, &parse_ref(&target)?, if_match, body.value)
+        .await?;
+    Ok(tenant_reply(StatusCode::OK, &t).into_response())
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    lifecycle(state, op, &target, Lifecycle::Delete, headers, "DELETE").await
+}
+
+/// `POST /v1/tenants/{id}:suspend|resume|restore` (custom methods in the AIP-136 style).
+async fn operation(
+    State(state): State<AppState>,
+    op: Operator,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let Some((id, verb)) = target.rsplit_once(':') else {
+        return Err(Problem::new(
+            Kind::MethodNotAllowed,
+            format!("POST is not allowed on /v1/tenants/{target}; use POST /v1/tenants/{target}:suspend, :resume or :restore"),
+        )
+        .with_header(header::ALLOW, "GET, PATCH, DELETE"));
+    };
+    match Lifecycle::parse(verb) {
+        Some(action @ (Lifecycle::Suspend | Lifecycle::Resume | Lifecycle::Restore)) => {
+            lifecycle(state, op, id, action, headers, "POST").await
+        }
+        _ => Err(Problem::new(
+            Kind::NotFound,
+            format!("unknown tenant operation ':{verb}'; use :suspend, :resume or :restore"),
+        )),
+    }
+}
+
+async fn lifecycle(
+    state: AppState,
+    op: Operator,
+    target: &str,
+    action: Lifecycle,
+    headers: HeaderMap,
+    method: &str,
+) -> Result<Response, Problem> {
+    let r = parse_ref(target)?;
+    let path = format!("/v1/tenants/{target}:{action:?}");
+    let idem = match idempotency::prepare(
+        &state,
+        &op.principal,
+        method,
+        &path,
+        &headers,
+        &serde_json::Value::Null,
+    )
+    .await?
+    {
+        Prepared::Replay(resp) => return Ok(resp),
+        Prepared::Fresh(idem) => idem,
+    };
+    let record = |t: &Tenant| -> IdempotencyRecord {
+        tenant_reply(StatusCode::OK, t)
+            .record(&state, idem.as_ref().expect("only built with a key"))
+    };
+    let builder: Option<&(dyn Fn(&Tenant) -> IdempotencyRecord + Send + Sync)> =
+        idem.as_ref().map(|_| &record as _);
+    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+    let result = state
+        .app
+        .transition_tenant(&op.ctx, &r, action, if_match, builder)
+        .await;
+    idempotency::finish(&state, idem.as_ref(), result, |t| {
+        tenant_reply(StatusCode::OK, t)
+    })
+    .await
+}

@@ -1,0 +1,25 @@
+//! The audit port, read side: audit records and outbox events are written through
+//! [`Changes`](crate::Changes), in the transaction of the change they record.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tenantry_domain::{AuditRecord, EventEnvelope, Page, PageRequest, TenantId};
+
+use crate::StoreResult;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub tenant_id: Option<TenantId>,
+    pub action: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Newest first (operators: the platform-wide log, optionally filtered by tenant).
+    async fn list(&self, filter: &AuditFilter, page: PageRequest)
+    -> StoreResult<Page<AuditRecord>>;
+    /// Undispatched outbox events in write order.
+    async fn pending_events(&self, limit: u32) -> StoreResult<Vec<EventEnvelope>>;
+}

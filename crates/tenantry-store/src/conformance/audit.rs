@@ -1,0 +1,106 @@
+//! Conformance cases: The audit port, and the unit of work that writes it.
+
+#![allow(clippy::unwrap_used)] // test support: a failed expectation is a test failure
+
+use chrono::Duration;
+use tenantry_domain::PageRequest;
+
+use super::{changes_for, new_tenant, now};
+use crate::{AuditFilter, Store};
+
+pub async fn audit_and_outbox_commit_with_the_change(store: &dyn Store) {
+    let t = new_tenant("audited");
+    let created = changes_for(&t, "created");
+    store.tenants().insert(&t, &created).await.unwrap();
+    let s = t.suspend(now()).unwrap();
+    store
+        .tenants()
+        .update(&s, t.version, &changes_for(&s, "suspended"))
+        .await
+        .unwrap();
+
+    let f = AuditFilter {
+        tenant_id: Some(t.id),
+        ..Default::default()
+    };
+    let all = store
+        .audit()
+        .list(&f, PageRequest::first(10))
+        .await
+        .unwrap();
+    let actions: Vec<_> = all.items.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["tenant.suspended", "tenant.created"],
+        "newest first"
+    );
+    assert_eq!(all.items[1], created.audit[0]);
+
+    let by_action = AuditFilter {
+        action: Some("tenant.created".into()),
+        ..f.clone()
+    };
+    assert_eq!(
+        store
+            .audit()
+            .list(&by_action, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let future = AuditFilter {
+        since: Some(now() + Duration::hours(1)),
+        ..f.clone()
+    };
+    assert!(
+        store
+            .audit()
+            .list(&future, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let past = AuditFilter {
+        until: Some(now() - Duration::hours(1)),
+        ..f.clone()
+    };
+    assert!(
+        store
+            .audit()
+            .list(&past, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let first = store.audit().list(&f, PageRequest::first(1)).await.unwrap();
+    let cursor =
+        tenantry_domain::Cursor::decode(first.page_info.next_cursor.as_deref().unwrap()).unwrap();
+    let second = store
+        .audit()
+        .list(&f, PageRequest::new(Some(1), Some(cursor)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(second.items[0].action, "tenant.created");
+    assert!(!second.page_info.has_next_page);
+
+    let events: Vec<_> = store
+        .audit()
+        .pending_events(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.tenant_id == Some(t.id))
+        .collect();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["tenant.created.v1", "tenant.suspended.v1"]
+    );
+    assert_eq!(events[0], created.events[0]);
+}

@@ -1,0 +1,499 @@
+//! The capability adapters whose Rust is the same on both backends, written once. Each macro
+//! implements one port for an adapter; the adapter's file supplies only its SQL, as constants in
+//! a module named `sql`, and the macro is expanded there (its paths — `sql::…`, `err`, `Intent`,
+//! the adapter's `platform_tx` / `tenant_tx` routing point and `write_changes` — resolve in that
+//! file). Both adapters give their transactions the same shape (`Tx`: a connection that commits
+//! into a `StoreResult`), which is what makes this possible.
+
+/// [`TenantStore`](crate::TenantStore). SQL: `INSERT`, `UPDATE`, `EXISTS`, `BY_ID`, `BY_SLUG`,
+/// `LIST`.
+macro_rules! tenant_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::TenantStore for $store {
+            async fn insert(
+                &self,
+                t: &tenantry_domain::Tenant,
+                changes: &$crate::Changes,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.platform_tx(Intent::Write).await?;
+                Self::write_changes(&mut tx, changes).await?;
+                $crate::sql::binds::bind_tenant!(sqlx::query(sql::INSERT), t)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await
+            }
+
+            async fn update(
+                &self,
+                t: &tenantry_domain::Tenant,
+                expected_version: i64,
+                changes: &$crate::Changes,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.platform_tx(Intent::Write).await?;
+                let updated = $crate::sql::binds::bind_tenant_update!(
+                    sqlx::query(sql::UPDATE),
+                    t,
+                    expected_version
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                if updated.rows_affected() == 0 {
+                    let exists: bool = sqlx::query_scalar(sql::EXISTS)
+                        .bind(t.id.as_uuid())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    return Err(if exists {
+                        $crate::StoreError::VersionConflict
+                    } else {
+                        $crate::StoreError::NotFound
+                    });
+                }
+                Self::write_changes(&mut tx, changes).await?;
+                tx.commit().await
+            }
+
+            async fn get(
+                &self,
+                r: &tenantry_domain::TenantRef,
+            ) -> $crate::StoreResult<Option<tenantry_domain::Tenant>> {
+                let row = match r {
+                    tenantry_domain::TenantRef::Id(id) => {
+                        sqlx::query(sql::BY_ID)
+                            .bind(id.as_uuid())
+                            .fetch_optional(&self.pool)
+                            .await
+                    }
+                    tenantry_domain::TenantRef::Slug(s) => {
+                        sqlx::query(sql::BY_SLUG)
+                            .bind(s.as_str())
+                            .fetch_optional(&self.pool)
+                            .await
+                    }
+                }
+                .map_err(err)?;
+                row.map(|row| $crate::sql::rows::decode_tenant!(&row, err))
+                    .transpose()
+            }
+
+            async fn list(
+                &self,
+                f: &$crate::TenantFilter,
+                page: tenantry_domain::PageRequest,
+            ) -> $crate::StoreResult<tenantry_domain::Page<tenantry_domain::Tenant>> {
+                let rows = sqlx::query(sql::LIST)
+                    .bind($crate::sql::after(&page))
+                    .bind(f.status.map(|s| s.as_str()))
+                    .bind(f.edition.as_ref().map(tenantry_domain::EditionKey::as_str))
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                let tenants = rows
+                    .iter()
+                    .map(|row| $crate::sql::rows::decode_tenant!(row, err))
+                    .collect::<$crate::StoreResult<Vec<_>>>()?;
+                Ok(tenantry_domain::Page::from_fetched(
+                    tenants,
+                    page.limit,
+                    |t| *t.id.as_uuid(),
+                ))
+            }
+        }
+    };
+}
+
+/// [`EditionStore`](crate::EditionStore). SQL: `LIST`, `GET`, `INSERT`.
+macro_rules! edition_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::EditionStore for $store {
+            async fn list(&self) -> $crate::StoreResult<Vec<tenantry_domain::Edition>> {
+                let rows = sqlx::query(sql::LIST)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                rows.iter()
+                    .map(|row| $crate::sql::rows::decode_edition!(row, err))
+                    .collect()
+            }
+
+            async fn get(
+                &self,
+                key: &tenantry_domain::EditionKey,
+            ) -> $crate::StoreResult<Option<tenantry_domain::Edition>> {
+                let row = sqlx::query(sql::GET)
+                    .bind(key.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?;
+                row.map(|row| $crate::sql::rows::decode_edition!(&row, err))
+                    .transpose()
+            }
+
+            async fn insert(
+                &self,
+                e: &tenantry_domain::Edition,
+                changes: &$crate::Changes,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.platform_tx(Intent::Write).await?;
+                Self::write_changes(&mut tx, changes).await?;
+                $crate::sql::binds::bind_edition!(sqlx::query(sql::INSERT), e)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await
+            }
+        }
+    };
+}
+
+/// [`AuditStore`](crate::AuditStore). SQL: `LIST`, `PENDING_EVENTS`.
+macro_rules! audit_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::AuditStore for $store {
+            async fn list(
+                &self,
+                f: &$crate::AuditFilter,
+                page: tenantry_domain::PageRequest,
+            ) -> $crate::StoreResult<tenantry_domain::Page<tenantry_domain::AuditRecord>> {
+                let rows = sqlx::query(sql::LIST)
+                    .bind($crate::sql::before(&page))
+                    .bind(f.tenant_id.map(uuid::Uuid::from))
+                    .bind(f.action.as_deref())
+                    .bind(f.since)
+                    .bind(f.until)
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                let records = rows
+                    .iter()
+                    .map(|row| $crate::sql::rows::decode_audit!(row, err))
+                    .collect::<$crate::StoreResult<Vec<_>>>()?;
+                Ok(tenantry_domain::Page::from_fetched(
+                    records,
+                    page.limit,
+                    |a| *a.id.as_uuid(),
+                ))
+            }
+
+            async fn pending_events(
+                &self,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<tenantry_domain::EventEnvelope>> {
+                let rows = sqlx::query(sql::PENDING_EVENTS)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                rows.iter()
+                    .map(|row| $crate::sql::rows::decode_event!(row, err))
+                    .collect()
+            }
+        }
+    };
+}
+
+/// [`IdempotencyStore`](crate::IdempotencyStore). SQL: `FIND`, `PURGE`.
+macro_rules! idempotency_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::IdempotencyStore for $store {
+            async fn find(
+                &self,
+                scope: &str,
+                key: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::StoreResult<Option<$crate::IdempotencyRecord>> {
+                let row = sqlx::query(sql::FIND)
+                    .bind(scope)
+                    .bind(key)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?;
+                row.map(|row| $crate::sql::rows::decode_idempotency!(&row, err))
+                    .transpose()
+            }
+
+            async fn purge(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::StoreResult<u64> {
+                let r = sqlx::query(sql::PURGE)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                Ok(r.rows_affected())
+            }
+        }
+    };
+}
+
+/// [`AccessStore`](crate::AccessStore). SQL: `INSERT_KEY`, `FIND_KEY`, `TOUCH_KEY`,
+/// `COUNT_OPERATOR_KEYS`, `LIST_TENANT_KEYS`, `GET_TENANT_KEY`, `REVOKE_TENANT_KEY`,
+/// `ROTATE_TENANT_KEY`, `INSERT_DEVICE`, `LIST_DEVICES`, `GET_DEVICE`, `REVOKE_DEVICE_KEYS`,
+/// `DELETE_DEVICE`. Tenant data is opened through the adapter's `tenant_tx`.
+macro_rules! access_store {
+    ($store:ty, $conn:ty) => {
+        async fn insert_key(conn: &mut $conn, k: &$crate::ApiKeyRecord) -> $crate::StoreResult<()> {
+            $crate::sql::binds::bind_api_key!(sqlx::query(sql::INSERT_KEY), k)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
+            Ok(())
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::AccessStore for $store {
+            async fn insert_operator_key(
+                &self,
+                k: &$crate::ApiKeyRecord,
+                changes: &$crate::Changes,
+            ) -> $crate::StoreResult<()> {
+                if k.tenant_id.is_some() {
+                    return Err($crate::StoreError::corrupt(
+                        "a tenant key written as an operator key",
+                    ));
+                }
+                let mut tx = self.platform_tx(Intent::Write).await?;
+                Self::write_changes(&mut tx, changes).await?;
+                insert_key(&mut tx, k).await?;
+                tx.commit().await
+            }
+
+            async fn find_key(
+                &self,
+                lookup: &str,
+            ) -> $crate::StoreResult<Option<$crate::ApiKeyRecord>> {
+                let row = sqlx::query(sql::FIND_KEY)
+                    .bind(lookup)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?;
+                row.map(|row| $crate::sql::rows::decode_api_key!(&row, err))
+                    .transpose()
+            }
+
+            async fn touch_key(
+                &self,
+                id: tenantry_domain::ApiKeyId,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::StoreResult<()> {
+                sqlx::query(sql::TOUCH_KEY)
+                    .bind(id.as_uuid())
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                Ok(())
+            }
+
+            async fn count_active_operator_keys(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::StoreResult<i64> {
+                sqlx::query_scalar(sql::COUNT_OPERATOR_KEYS)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(err)
+            }
+
+            async fn insert_tenant_key(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                k: &$crate::ApiKeyRecord,
+                changes: &$crate::Changes,
+            ) -> $crate::StoreResult<()> {
+                $crate::error::ensure_same_tenant(scope, k.tenant_id)?;
+                let mut tx = self.tenant_tx(scope, Intent::Write).await?;
+                Self::write_changes(&mut tx, changes).await?;
+                insert_key(&mut tx, k).await?;
+                tx.commit().await
+            }
+
+            async fn list_tenant_keys(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                page: tenantry_domain::PageRequest,
+            ) -> $crate::StoreResult<tenantry_domain::Page<$crate::ApiKeyRecord>> {
+                let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+                let rows = sqlx::query(sql::LIST_TENANT_KEYS)
+                    .bind(scope.tenant_id().as_uuid())
+                    .bind($crate::sql::after(&page))
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await?;
+                let keys = rows
+                    .iter()
+                    .map(|row| $crate::sql::rows::decode_api_key!(row, err))
+                    .collect::<$crate::StoreResult<Vec<_>>>()?;
+                Ok(tenantry_domain::Page::from_fetched(keys, page.limit, |k| {
+                    *k.id.as_uuid()
+                }))
+            }
+
+            async fn get_tenant_key(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                id: tenantry_domain::ApiKeyId,
+            ) -> $crate::StoreResult<Option<$crate::ApiKeyRecord>> {
+                let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+                let row = sqlx::query(sql::GET_TENANT_KEY)
+                    .bind(scope.tenant_id().as_uuid())
+                    .bind(id.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await?;
+                row.map(|row| $crate::sql::rows::decode_api_key!(&row, err))
+                    .transpose()
+            }
+
+            async fn revoke_tenant_key(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                id: tenantry_domain::ApiKeyId,
+                at: chrono::DateTime<chrono::Utc>,
+                changes: &$crate::Changes,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.tenant_tx(scope, Intent::Write).await?;
+                let done = sqlx::query(sql::REVOKE_TENANT_KEY)
+                    .bind(scope.tenant_id().as_uuid())
+                    .bind(id.as_uuid())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Self::write_changes(&mut tx, changes).await?;
+                tx.commit().await
+            }
+
+            async fn rotate_tenant_key(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                old: tenantry_domain::ApiKeyId,
+                old_expires_at: chrono::DateTime<chrono::Utc>,
+                successor: &$crate::ApiKeyRecord,
+                changes: &$crate::Changes,
+            ) -> $crate::StoreResult<()> {
+                $crate::error::ensure_same_tenant(scope, successor.tenant_id)?;
+                let mut tx = self.tenant_tx(scope, Intent::Write).await?;
+                let done = sqlx::query(sql::ROTATE_TENANT_KEY)
+                    .bind(scope.tenant_id().as_uuid())
+                    .bind(old.as_uuid())
+                    .bind(old_expires_at)
+                    .bind(successor.id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                insert_key(&mut tx, successor).await?;
+                Self::write_changes(&mut tx, changes).await?;
+                tx.commit().await
+            }
+
+            async fn insert_device(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                d: &$crate::DeviceRecord,
+                key: &$crate::ApiKeyRecord,
+                changes: &$crate::Changes,
+            ) -> $crate::StoreResult<()> {
+                $crate::error::ensure_same_tenant(scope, Some(d.tenant_id))?;
+                $crate::error::ensure_same_tenant(scope, key.tenant_id)?;
+                let mut tx = self.tenant_tx(scope, Intent::Write).await?;
+                Self::write_changes(&mut tx, changes).await?;
+                $crate::sql::binds::bind_device!(sqlx::query(sql::INSERT_DEVICE), d)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                insert_key(&mut tx, key).await?;
+                tx.commit().await
+            }
+
+            async fn list_devices(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                page: tenantry_domain::PageRequest,
+            ) -> $crate::StoreResult<tenantry_domain::Page<$crate::DeviceRecord>> {
+                let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+                let rows = sqlx::query(sql::LIST_DEVICES)
+                    .bind(scope.tenant_id().as_uuid())
+                    .bind($crate::sql::after(&page))
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await?;
+                let devices = rows
+                    .iter()
+                    .map(|row| $crate::sql::rows::decode_device!(row, err))
+                    .collect::<$crate::StoreResult<Vec<_>>>()?;
+                Ok(tenantry_domain::Page::from_fetched(
+                    devices,
+                    page.limit,
+                    |d| d.id,
+                ))
+            }
+
+            async fn get_device(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                device_id: &str,
+            ) -> $crate::StoreResult<Option<$crate::DeviceRecord>> {
+                let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+                let row = sqlx::query(sql::GET_DEVICE)
+                    .bind(scope.tenant_id().as_uuid())
+                    .bind(device_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await?;
+                row.map(|row| $crate::sql::rows::decode_device!(&row, err))
+                    .transpose()
+            }
+
+            async fn delete_device(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                device_id: &str,
+                at: chrono::DateTime<chrono::Utc>,
+                changes: &$crate::Changes,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.tenant_tx(scope, Intent::Write).await?;
+                sqlx::query(sql::REVOKE_DEVICE_KEYS)
+                    .bind(scope.tenant_id().as_uuid())
+                    .bind(device_id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                let done = sqlx::query(sql::DELETE_DEVICE)
+                    .bind(scope.tenant_id().as_uuid())
+                    .bind(device_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Self::write_changes(&mut tx, changes).await?;
+                tx.commit().await
+            }
+        }
+    };
+}
+
+pub(crate) use {access_store, audit_store, edition_store, idempotency_store, tenant_store};

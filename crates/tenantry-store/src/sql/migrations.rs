@@ -1,0 +1,104 @@
+//! Versioned migrations, one list per backend, embedded in the binary (a test fails when a file
+//! in `migrations/` is missing from a list, or when the backends disagree on a version). sqlx records them in
+//! `_sqlx_migrations` and (on PostgreSQL) holds an advisory lock while applying them, so replicas
+//! that start together apply each version exactly once.
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+macro_rules! migrations {
+    ($dir:literal: $($version:literal => $name:literal),+ $(,)?) => {
+        vec![$(
+            Migration::new(
+                $version,
+                $name.into(),
+                MigrationType::Simple,
+                include_str!(concat!("../../migrations/", $dir, "/", $name, ".sql")).into_sql_str(),
+                false,
+            )
+        ),+]
+    };
+}
+
+pub(crate) fn sqlite() -> Migrator {
+    Migrator::with_migrations(
+        migrations!("sqlite": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path"),
+    )
+}
+
+pub(crate) fn postgres() -> Migrator {
+    Migrator::with_migrations(
+        migrations!("postgres": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path"),
+    )
+}
+
+/// The newest version a migrator knows.
+pub(crate) fn latest(m: &Migrator) -> i64 {
+    m.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The newest successfully applied version (both backends keep sqlx's table).
+pub(crate) const NEWEST_APPLIED: &str = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+
+/// The versions of `m` that were not applied before this run.
+pub(crate) fn applied_now(m: &Migrator, before: &[i64]) -> Vec<i64> {
+    m.iter()
+        .map(|m| m.version)
+        .filter(|v| !before.contains(v))
+        .collect()
+}
+
+/// A failed readiness query: no migrations table yet means "not migrated", anything else is the
+/// database's own error.
+pub(crate) fn not_migrated_or(
+    e: sqlx::Error,
+    want: i64,
+    err: fn(sqlx::Error) -> crate::StoreError,
+) -> crate::StoreError {
+    match e {
+        sqlx::Error::Database(_) => crate::StoreError::NotMigrated { have: None, want },
+        e => err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Every `NNNN_name.sql` file in a backend's folder, as (version, name).
+    fn files(dir: &str) -> BTreeSet<(i64, String)> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(dir);
+        std::fs::read_dir(&path)
+            .expect("migrations folder")
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let stem = name.strip_suffix(".sql")?.to_owned();
+                let version = stem.split('_').next()?.parse().ok()?;
+                Some((version, stem))
+            })
+            .collect()
+    }
+
+    fn listed(m: &super::Migrator) -> BTreeSet<(i64, String)> {
+        m.iter()
+            .map(|m| (m.version, m.description.to_string()))
+            .collect()
+    }
+
+    /// A migration file that is not in the embedded list would never run: fail instead.
+    #[test]
+    fn every_migration_file_is_embedded() {
+        assert_eq!(listed(&super::sqlite()), files("sqlite"));
+        assert_eq!(listed(&super::postgres()), files("postgres"));
+    }
+
+    /// Both backends know the same versions under the same names, so a schema version means the
+    /// same step everywhere (a step one backend does not need is a commented no-op there).
+    #[test]
+    fn both_backends_have_the_same_versions() {
+        assert_eq!(files("sqlite"), files("postgres"));
+    }
+}

@@ -1,0 +1,220 @@
+//! The embedded adapter: SQLite in WAL mode with full fsync, one file in the data directory.
+//!
+//! Every write transaction starts with `BEGIN IMMEDIATE`, so writers queue on SQLite's write lock
+//! (bounded by the busy timeout) instead of failing on a read-to-write upgrade. Writers queue in
+//! process first, in FIFO order, on one slot.
+//!
+//! Tenant data is opened only through [`SqliteStore::tenant_tx`] (or [`SqliteStore::scoped_tx`]
+//! for a job scope): SQLite has no row-level security, so the scope's `tenant_id` filter in each
+//! statement is the fence; the one routing point is where schema- or database-per-tenant routing
+//! will hang.
+
+mod access;
+mod audit;
+mod editions;
+mod idempotency;
+mod job_console;
+mod jobs;
+mod leases;
+mod schedules;
+mod tenants;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
+use tenantry_domain::TenantScope;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::jobs::JobScope;
+pub(crate) use crate::sql::Intent;
+use crate::sql::{binds, migrations};
+use crate::{Backend, Changes, StoreError, StoreResult};
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// SQLite has one writer at a time. Writers queue here, in FIFO order, instead of polling
+    /// SQLite's busy handler (which sleeps and retries, and makes tail latency explode under load).
+    writer: Arc<Mutex<()>>,
+    /// Wakes idle workers when jobs are enqueued.
+    signal: Arc<tokio::sync::Notify>,
+    /// Coalesces concurrent plain enqueues into one write transaction (started on first use).
+    batcher: Arc<std::sync::OnceLock<crate::sql::enqueue_batch::EnqueueBatcher>>,
+}
+
+/// A transaction; a write one holds the in-process writer slot until it ends.
+pub(crate) struct Tx {
+    tx: Transaction<'static, Sqlite>,
+    _slot: Option<OwnedMutexGuard<()>>,
+    /// Woken after commit when the transaction enqueued jobs.
+    signal: Arc<tokio::sync::Notify>,
+    enqueued: bool,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+impl Tx {
+    async fn commit(self) -> StoreResult<()> {
+        self.tx.commit().await.map_err(err)?;
+        if self.enqueued {
+            self.signal.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+/// A write transaction: waits for the writer slot, then `BEGIN IMMEDIATE`.
+async fn begin_write(
+    pool: &SqlitePool,
+    writer: &Arc<Mutex<()>>,
+    signal: &Arc<tokio::sync::Notify>,
+) -> StoreResult<Tx> {
+    let slot = Arc::clone(writer).lock_owned().await;
+    let tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+    Ok(Tx {
+        tx,
+        _slot: Some(slot),
+        signal: Arc::clone(signal),
+        enqueued: false,
+    })
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    StoreError::from_sqlx(Backend::Sqlite, e)
+}
+
+/// The statements of the unit-of-work writer ([`binds::write_records`]).
+mod sql {
+    pub(super) const IDEMPOTENCY_EXPIRE: &str =
+        "DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2 AND expires_at <= ?3";
+    pub(super) const IDEMPOTENCY_INSERT: &str = "INSERT INTO idempotency_keys (scope, key, request_hash, status, headers, body, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    pub(super) const AUDIT_INSERT: &str = "INSERT INTO audit_log (id, occurred_at, actor_kind, actor_id, action, resource_type, resource_id, tenant_id, trace_id, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    pub(super) const OUTBOX_INSERT: &str = "INSERT INTO outbox (id, event_type, source, time, tenant_id, edition, trace_id, schema_version, key, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, options: &crate::ConnectOptions) -> StoreResult<Self> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Database)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(err)?;
+        Ok(Self {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+            signal: Arc::default(),
+            batcher: Arc::default(),
+        })
+    }
+
+    /// A transaction on platform data (tenants, editions, keys by lookup, the job queue).
+    async fn platform_tx(&self, intent: Intent) -> StoreResult<Tx> {
+        match intent {
+            Intent::Write => begin_write(&self.pool, &self.writer, &self.signal).await,
+            Intent::Read => Ok(Tx {
+                tx: self.pool.begin().await.map_err(err)?,
+                _slot: None,
+                signal: Arc::clone(&self.signal),
+                enqueued: false,
+            }),
+        }
+    }
+
+    /// The tenant-routing point: the only way to a transaction on a tenant's data.
+    async fn tenant_tx(&self, _scope: &TenantScope, intent: Intent) -> StoreResult<Tx> {
+        self.platform_tx(intent).await
+    }
+
+    /// A transaction for a job scope: one tenant's data, or the platform's view of it all.
+    async fn scoped_tx(&self, scope: JobScope<'_>, intent: Intent) -> StoreResult<Tx> {
+        match scope {
+            JobScope::Tenant(s) => self.tenant_tx(s, intent).await,
+            JobScope::System => self.platform_tx(intent).await,
+        }
+    }
+
+    /// Writes what must commit with a change (jobs, idempotency record, audit, outbox).
+    async fn write_changes(tx: &mut Tx, changes: &Changes) -> StoreResult<()> {
+        if !changes.jobs.is_empty() {
+            jobs::insert_jobs(&mut *tx, &changes.jobs).await?;
+            tx.enqueued = true;
+        }
+        binds::write_records!(&mut **tx, changes, self::sql, err)
+    }
+
+    async fn seed_editions(&self) -> StoreResult<()> {
+        for e in crate::sql::builtin_editions() {
+            binds::bind_edition!(
+                sqlx::query(
+                    "INSERT INTO editions (key, name, description, limits, builtin, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
+                ),
+                &e
+            )
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> StoreResult<Vec<i64>> {
+        let migrator = migrations::sqlite();
+        let before: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default();
+        migrator.run(&self.pool).await?;
+        self.seed_editions().await?;
+        Ok(migrations::applied_now(&migrator, &before))
+    }
+
+    async fn check_ready(&self) -> StoreResult<()> {
+        let want = migrations::latest(&migrations::sqlite());
+        let have: Option<i64> = sqlx::query_scalar(migrations::NEWEST_APPLIED)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| migrations::not_migrated_or(e, want, err))?;
+        crate::sql::readiness(have, want)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    crate::capability_accessors!();
+}
