@@ -327,8 +327,8 @@ pub async fn run_auth(args: AuthBenchArgs) -> anyhow::Result<()> {
     for (name, redis) in limiters {
         let srv = Arc::new(
             TestServer::start(tenantry_store::testing::sqlite().await, |c| {
-                c.redis_url = redis.clone().unwrap_or_default();
-                c.edition_cache_seconds = 5;
+                c.limits.redis_url = redis.clone().unwrap_or_default();
+                c.limits.edition_cache_seconds = 5;
             })
             .await,
         );
@@ -421,7 +421,7 @@ pub struct NoisyBenchArgs {
 pub async fn run_noisy(args: NoisyBenchArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.seconds.max(1));
     let srv = TestServer::start(tenantry_store::testing::sqlite().await, |c| {
-        c.edition_cache_seconds = 5
+        c.limits.edition_cache_seconds = 5
     })
     .await;
     let client = tenantry_server::http_client().build().expect("http client");

@@ -1,6 +1,11 @@
 //! Configuration: built-in defaults < `tenantry.toml` < `TENANTRY_*` environment < command-line
 //! flags. Validated once at start-up; an invalid value stops the process with a message that names
-//! the key and where it came from.
+//! the key and its environment variable.
+//!
+//! The process's own settings are top-level keys; each capability's settings are a section
+//! (`[tenants]`, `[auth]`, `[limits]`, `[jobs]`) whose type, defaults and validation live in that
+//! capability's folder (`jobs/config.rs`, …). The environment variables keep their flat names
+//! (`TENANTRY_WORKER_CONCURRENCY` is `[jobs] worker_concurrency`): each section lists its own.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -36,10 +41,10 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Every setting, with its default. Keys are the same in the TOML file and, upper-cased with the
-/// `TENANTRY_` prefix, in the environment (`listen` ↔ `TENANTRY_LISTEN`).
+/// Every setting, with its default. Top-level keys are the same in the environment, upper-cased
+/// with the `TENANTRY_` prefix (`listen` ↔ `TENANTRY_LISTEN`); sections list theirs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP server binds to.
     pub listen: String,
@@ -56,49 +61,16 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
-    /// How long a deleted tenant can be restored, in days.
-    pub tenant_delete_grace_days: u32,
     /// How long an `Idempotency-Key` is remembered, in hours (at least 24).
     pub idempotency_ttl_hours: u32,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_seconds: u32,
-    /// Base host whose subdomains name tenants (`acme.api.example.com` → `acme`); empty: off.
-    pub tenant_base_host: String,
-    /// How long a rotated key's old secret keeps working, in hours.
-    pub key_rotation_grace_hours: u32,
-    /// `redis://…`: rate limits shared by every instance. Empty: each instance limits alone.
-    pub redis_url: String,
-    /// Milliseconds a Redis rate-limit decision may take before the instance falls back to its own.
-    pub redis_timeout_ms: u32,
-    /// Requests per minute across the whole platform (0: no global limit).
-    pub global_rate_limit_per_minute: u32,
-    /// Burst of the global limit (0: twice the per-minute rate).
-    pub global_rate_limit_burst: u32,
-    /// Seconds a tenant's edition limits are cached (an edition change applies within this time).
-    pub edition_cache_seconds: u32,
-    /// HS256 secret for bearer tokens (development; at least 32 bytes). Empty: HS256 off.
-    pub auth_jwt_hs256_secret: Option<Secret>,
-    /// JWKS document of the identity provider (RS256, ES256, EdDSA). Empty: off.
-    pub auth_jwt_jwks_url: String,
-    /// Required `iss` of bearer tokens (required with a JWKS URL).
-    pub auth_jwt_issuer: String,
-    /// Required `aud` of bearer tokens (required with a JWKS URL).
-    pub auth_jwt_audience: String,
-    /// Least seconds between two JWKS downloads (an unknown `kid` triggers one).
-    pub auth_jwt_jwks_min_refresh_seconds: u32,
     /// What this process does, comma-separated: `api`, `worker`, `scheduler` (default: all).
     pub roles: String,
-    /// Jobs one worker process runs at once.
-    pub worker_concurrency: u32,
-    /// Queues this process's worker claims from, comma-separated.
-    pub worker_queues: String,
-    /// Jobs one tenant may have running at once across every worker (0: no cap; fair order
-    /// alone). Give every worker the same value.
-    pub job_tenant_max_running: u32,
-    /// Days completed and cancelled jobs are kept (dead jobs are kept until replayed or purged).
-    pub job_retention_days: u32,
-    /// Milliseconds between overdue schedules fired together when a scheduler takes the lead.
-    pub schedule_stagger_ms: u64,
+    pub tenants: crate::tenants::config::TenantsConfig,
+    pub auth: crate::access::config::AuthConfig,
+    pub limits: crate::access::config::LimitsConfig,
+    pub jobs: crate::jobs::config::JobsConfig,
 }
 
 impl Default for Config {
@@ -112,64 +84,63 @@ impl Default for Config {
             log_level: "info".into(),
             log_format: LogFormat::Json,
             body_limit_bytes: 1024 * 1024,
-            tenant_delete_grace_days: 30,
             idempotency_ttl_hours: 24,
             shutdown_grace_seconds: 10,
-            tenant_base_host: String::new(),
-            key_rotation_grace_hours: 24,
-            redis_url: String::new(),
-            redis_timeout_ms: 100,
-            global_rate_limit_per_minute: 0,
-            global_rate_limit_burst: 0,
-            edition_cache_seconds: 5,
-            auth_jwt_hs256_secret: None,
-            auth_jwt_jwks_url: String::new(),
-            auth_jwt_issuer: String::new(),
-            auth_jwt_audience: String::new(),
-            auth_jwt_jwks_min_refresh_seconds: 30,
             roles: "api,worker,scheduler".into(),
-            worker_concurrency: 16,
-            worker_queues: "default".into(),
-            job_tenant_max_running: 0,
-            job_retention_days: 7,
-            schedule_stagger_ms: 250,
+            tenants: Default::default(),
+            auth: Default::default(),
+            limits: Default::default(),
+            jobs: Default::default(),
         }
     }
 }
 
-/// Keys read from the environment (other `TENANTRY_*` variables, such as the test suite's, are not
-/// configuration and are ignored).
-pub const KEYS: &[&str] = &[
-    "listen",
-    "data_dir",
-    "database_url",
-    "database_max_connections",
-    "bootstrap_operator_key",
-    "log_level",
-    "log_format",
-    "body_limit_bytes",
-    "tenant_delete_grace_days",
-    "idempotency_ttl_hours",
-    "shutdown_grace_seconds",
-    "tenant_base_host",
-    "key_rotation_grace_hours",
-    "redis_url",
-    "redis_timeout_ms",
-    "global_rate_limit_per_minute",
-    "global_rate_limit_burst",
-    "edition_cache_seconds",
-    "auth_jwt_hs256_secret",
-    "auth_jwt_jwks_url",
-    "auth_jwt_issuer",
-    "auth_jwt_audience",
-    "auth_jwt_jwks_min_refresh_seconds",
-    "roles",
-    "worker_concurrency",
-    "worker_queues",
-    "job_tenant_max_running",
-    "job_retention_days",
-    "schedule_stagger_ms",
+/// The top-level keys read from the environment, as (`TENANTRY_` + name, key).
+const TOP_ENV: &[(&str, &str)] = &[
+    ("listen", "listen"),
+    ("data_dir", "data_dir"),
+    ("database_url", "database_url"),
+    ("database_max_connections", "database_max_connections"),
+    ("bootstrap_operator_key", "bootstrap_operator_key"),
+    ("log_level", "log_level"),
+    ("log_format", "log_format"),
+    ("body_limit_bytes", "body_limit_bytes"),
+    ("idempotency_ttl_hours", "idempotency_ttl_hours"),
+    ("shutdown_grace_seconds", "shutdown_grace_seconds"),
+    ("roles", "roles"),
 ];
+
+/// Every environment variable (`TENANTRY_` + name) and the key it sets. Other `TENANTRY_*`
+/// variables, such as the test suite's, are not configuration and are ignored.
+pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
+    [
+        TOP_ENV,
+        crate::tenants::config::ENV,
+        crate::access::config::AUTH_ENV,
+        crate::access::config::LIMITS_ENV,
+        crate::jobs::config::ENV,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+}
+
+/// The environment variable of a key (`jobs.worker_concurrency` → `TENANTRY_WORKER_CONCURRENCY`).
+pub fn env_var(key: &str) -> String {
+    let name = env_keys()
+        .find(|(_, k)| *k == key)
+        .map_or(key, |(env, _)| env);
+    format!("TENANTRY_{}", name.to_uppercase())
+}
+
+/// An invalid value: the error names the key and its environment variable.
+pub fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        env: env_var(key),
+        message: message.into(),
+    }
+}
 
 /// Values given on the command line; `None` leaves the lower layers' value.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -192,8 +163,20 @@ pub struct Overrides {
 pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Load(#[from] Box<figment::Error>),
-    #[error("invalid configuration: `{key}` (TENANTRY_{env}): {message}", env = key.to_uppercase())]
-    Invalid { key: &'static str, message: String },
+    #[error("invalid configuration: `{key}` ({env}): {message}")]
+    Invalid {
+        key: &'static str,
+        env: String,
+        message: String,
+    },
+    #[error(
+        "invalid configuration: `{old}` is now `{new}` in tenantry.toml (write it in its section; the environment variable {env} is unchanged)"
+    )]
+    Moved {
+        old: String,
+        new: &'static str,
+        env: String,
+    },
     #[error("configuration file {0} does not exist")]
     MissingFile(PathBuf),
 }
@@ -202,7 +185,12 @@ impl Config {
     /// Loads the layers. `file` is an explicit configuration file (it must exist); without it,
     /// `./tenantry.toml` is read when present.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
-        Self::load_from(file, overrides, Env::prefixed("TENANTRY_").only(KEYS))
+        let env = Env::prefixed("TENANTRY_").filter_map(|name| {
+            env_keys()
+                .find(|(env, _)| name == *env)
+                .map(|(_, key)| key.into())
+        });
+        Self::load_from(file, overrides, env)
     }
 
     fn load_from(
@@ -223,155 +211,76 @@ impl Config {
             .merge(env)
             .merge(Serialized::defaults(overrides))
             .extract()
-            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+            .map_err(moved_or_load)?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks every value; the first invalid one is reported by key.
+    /// Checks every value, the process's and each section's; the first invalid one is reported
+    /// by key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
         if let Err(e) = self.listen.parse::<SocketAddr>() {
-            return invalid(
+            return Err(invalid(
                 "listen",
                 format!(
                     "'{}' is not an address like 127.0.0.1:8080 ({e})",
                     self.listen
                 ),
-            );
+            ));
         }
         let url = self.database_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
             || url.starts_with("postgresql://"))
         {
-            return invalid(
+            return Err(invalid(
                 "database_url",
-                "must start with sqlite:// or postgres://".into(),
-            );
+                "must start with sqlite:// or postgres://",
+            ));
         }
         if self.database_max_connections == 0 || self.database_max_connections > 1000 {
-            return invalid(
+            return Err(invalid(
                 "database_max_connections",
-                "must be between 1 and 1000".into(),
-            );
+                "must be between 1 and 1000",
+            ));
         }
         if let Some(key) = &self.bootstrap_operator_key {
             match tenantry_domain::PresentedKey::parse(key.expose()) {
                 Ok(k) if k.kind == tenantry_domain::KeyKind::Operator => {}
                 Ok(_) => {
-                    return invalid(
+                    return Err(invalid(
                         "bootstrap_operator_key",
-                        "must be an operator key (tnt_op_…)".into(),
-                    );
+                        "must be an operator key (tnt_op_…)",
+                    ));
                 }
-                Err(e) => return invalid("bootstrap_operator_key", e.to_string()),
+                Err(e) => return Err(invalid("bootstrap_operator_key", e.to_string())),
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
-            return invalid("log_level", e.to_string());
+            return Err(invalid("log_level", e.to_string()));
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.body_limit_bytes) {
-            return invalid(
+            return Err(invalid(
                 "body_limit_bytes",
-                "must be between 1024 and 1073741824".into(),
-            );
-        }
-        if !(1..=3650).contains(&self.tenant_delete_grace_days) {
-            return invalid(
-                "tenant_delete_grace_days",
-                "must be between 1 and 3650".into(),
-            );
+                "must be between 1024 and 1073741824",
+            ));
         }
         if !(24..=24 * 365).contains(&self.idempotency_ttl_hours) {
-            return invalid(
+            return Err(invalid(
                 "idempotency_ttl_hours",
-                "must be between 24 and 8760".into(),
-            );
-        }
-        let host = self.tenant_base_host.trim();
-        if !host.is_empty()
-            && (host.starts_with('.')
-                || host.contains('/')
-                || !host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b)))
-        {
-            return invalid(
-                "tenant_base_host",
-                format!("'{host}' is not a host name like api.example.com"),
-            );
-        }
-        if self.key_rotation_grace_hours > 24 * 30 {
-            return invalid("key_rotation_grace_hours", "must be at most 720".into());
-        }
-        let redis = self.redis_url.trim();
-        let redis_ok = ["redis://", "rediss://", "redis+unix://"]
-            .iter()
-            .any(|p| redis.starts_with(p));
-        if !redis.is_empty() && !redis_ok {
-            return invalid(
-                "redis_url",
-                "must start with redis:// (or be empty for in-process limits)".into(),
-            );
-        }
-        if !(5..=10_000).contains(&self.redis_timeout_ms) {
-            return invalid("redis_timeout_ms", "must be between 5 and 10000".into());
-        }
-        if self.edition_cache_seconds > 300 {
-            return invalid("edition_cache_seconds", "must be at most 300".into());
-        }
-        if let Some(secret) = &self.auth_jwt_hs256_secret
-            && secret.expose().len() < 32
-        {
-            return invalid(
-                "auth_jwt_hs256_secret",
-                "must be at least 32 bytes (256 bits)".into(),
-            );
-        }
-        let jwks = self.auth_jwt_jwks_url.trim();
-        if !jwks.is_empty() {
-            if !(jwks.starts_with("https://") || jwks.starts_with("http://")) {
-                return invalid("auth_jwt_jwks_url", "must be an https:// URL".into());
-            }
-            if self.auth_jwt_issuer.trim().is_empty() {
-                return invalid(
-                    "auth_jwt_issuer",
-                    "is required when auth_jwt_jwks_url is set (tokens from any issuer would be accepted)".into(),
-                );
-            }
-            if self.auth_jwt_audience.trim().is_empty() {
-                return invalid(
-                    "auth_jwt_audience",
-                    "is required when auth_jwt_jwks_url is set (tokens for other services would be accepted)".into(),
-                );
-            }
-        }
-        if !(1..=3600).contains(&self.auth_jwt_jwks_min_refresh_seconds) {
-            return invalid(
-                "auth_jwt_jwks_min_refresh_seconds",
-                "must be between 1 and 3600".into(),
-            );
+                "must be between 24 and 8760",
+            ));
         }
         if let Err(e) = Roles::parse(&self.roles) {
-            return invalid("roles", e);
-        }
-        if !(1..=1024).contains(&self.worker_concurrency) {
-            return invalid("worker_concurrency", "must be between 1 and 1024".into());
-        }
-        if self.queues().is_empty() {
-            return invalid("worker_queues", "name at least one queue".into());
-        }
-        if !(1..=3650).contains(&self.job_retention_days) {
-            return invalid("job_retention_days", "must be between 1 and 3650".into());
-        }
-        if self.schedule_stagger_ms > 60_000 {
-            return invalid("schedule_stagger_ms", "must be at most 60000".into());
+            return Err(invalid("roles", e));
         }
         if self.shutdown_grace_seconds > 3600 {
-            return invalid("shutdown_grace_seconds", "must be at most 3600".into());
+            return Err(invalid("shutdown_grace_seconds", "must be at most 3600"));
         }
-        Ok(())
+        self.tenants.validate()?;
+        self.auth.validate()?;
+        self.limits.validate()?;
+        self.jobs.validate()
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -394,15 +303,6 @@ impl Config {
         Roles::parse(&self.roles).unwrap_or_default()
     }
 
-    pub fn queues(&self) -> Vec<String> {
-        self.worker_queues
-            .split(',')
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
-
     pub fn uses_sqlite(&self) -> bool {
         self.database_url().starts_with("sqlite:")
     }
@@ -410,20 +310,31 @@ impl Config {
     /// The configuration with secrets masked and the effective database URL, for `config check`.
     pub fn redacted(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(obj) = v.as_object_mut() {
-            if self.bootstrap_operator_key.is_some() {
-                obj.insert("bootstrap_operator_key".into(), "***".into());
-            }
-            if self.auth_jwt_hs256_secret.is_some() {
-                obj.insert("auth_jwt_hs256_secret".into(), "***".into());
-            }
-            obj.insert(
-                "database_url".into(),
-                redact_url(&self.database_url()).into(),
-            );
+        if self.bootstrap_operator_key.is_some() {
+            v["bootstrap_operator_key"] = "***".into();
         }
+        if self.auth.jwt_hs256_secret.is_some() {
+            v["auth"]["jwt_hs256_secret"] = "***".into();
+        }
+        v["database_url"] = redact_url(&self.database_url()).into();
         v
     }
+}
+
+/// A top-level key of the file that is a section's key now (its old flat name) is reported with
+/// its new place; any other load error as it is.
+fn moved_or_load(e: figment::Error) -> ConfigError {
+    if let figment::error::Kind::UnknownField(field, _) = &e.kind
+        && e.path.len() <= 1
+        && let Some((env, new)) = env_keys().find(|(env, key)| env == field && key.contains('.'))
+    {
+        return ConfigError::Moved {
+            old: field.clone(),
+            new,
+            env: format!("TENANTRY_{}", env.to_uppercase()),
+        };
+    }
+    ConfigError::Load(Box::new(e))
 }
 
 /// What a `tenantry serve` process does.
@@ -546,14 +457,14 @@ mod tests {
 
     #[test]
     fn the_schedule_stagger_is_configurable_and_bounded() {
-        assert_eq!(Config::default().schedule_stagger_ms, 250);
+        assert_eq!(Config::default().jobs.schedule_stagger_ms, 250);
         let c = load_env(
             &[("TENANTRY_SCHEDULE_STAGGER_MS", "1000")],
             None,
             Overrides::default(),
         )
         .unwrap();
-        assert_eq!(c.schedule_stagger_ms, 1000);
+        assert_eq!(c.jobs.schedule_stagger_ms, 1000);
         let err = load_env(
             &[("TENANTRY_SCHEDULE_STAGGER_MS", "600000")],
             None,
@@ -566,14 +477,14 @@ mod tests {
 
     #[test]
     fn the_tenant_cap_is_off_by_default_and_configurable() {
-        assert_eq!(Config::default().job_tenant_max_running, 0);
+        assert_eq!(Config::default().jobs.tenant_max_running, 0);
         let c = load_env(
             &[("TENANTRY_JOB_TENANT_MAX_RUNNING", "4")],
             None,
             Overrides::default(),
         )
         .unwrap();
-        assert_eq!(c.job_tenant_max_running, 4);
+        assert_eq!(c.jobs.tenant_max_running, 4);
         assert!(
             load_env(
                 &[("TENANTRY_JOB_TENANT_MAX_RUNNING", "-1")],
@@ -656,7 +567,68 @@ mod tests {
             Overrides::default(),
         )
         .unwrap();
-        assert_eq!(c.redacted()["auth_jwt_hs256_secret"], "***");
+        assert_eq!(c.redacted()["auth"]["jwt_hs256_secret"], "***");
+    }
+
+    #[test]
+    fn sections_are_read_from_the_file_and_from_the_flat_environment_names() {
+        let file = "[jobs]\nworker_concurrency = 8\n\n[limits]\nglobal_per_minute = 600\n";
+        let c = load_env(
+            &[("TENANTRY_WORKER_QUEUES", "default,reports")],
+            Some(file),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.jobs.worker_concurrency, 8);
+        assert_eq!(c.limits.global_per_minute, 600);
+        assert_eq!(c.jobs.queues(), ["default", "reports"]);
+        // the environment still wins over the file, under the documented flat names
+        let c = load_env(
+            &[("TENANTRY_WORKER_CONCURRENCY", "4")],
+            Some(file),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.jobs.worker_concurrency, 4);
+        // every documented variable maps to a key that exists
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        for (env, key) in env_keys() {
+            let mut v = &defaults;
+            for part in key.split('.') {
+                v = &v[part];
+            }
+            assert!(
+                !v.is_null() || key.ends_with("secret") || key.ends_with("key"),
+                "TENANTRY_{env} → {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_sections_and_moved_flat_keys_are_errors_that_say_where() {
+        let err = load_env(&[], Some("[jobs]\nworkers = 2\n"), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("workers"), "{err}");
+        let err = load_env(&[], Some("worker_concurrency = 2\n"), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`jobs.worker_concurrency`")
+                && err.contains("TENANTRY_WORKER_CONCURRENCY"),
+            "{err}"
+        );
+        let err = load_env(
+            &[("TENANTRY_WORKER_CONCURRENCY", "0")],
+            None,
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`jobs.worker_concurrency` (TENANTRY_WORKER_CONCURRENCY)"),
+            "{err}"
+        );
     }
 
     #[test]

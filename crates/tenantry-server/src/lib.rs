@@ -122,9 +122,11 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 pub fn app_settings(config: &Config) -> AppSettings {
     AppSettings {
-        delete_grace: chrono::Duration::days(i64::from(config.tenant_delete_grace_days)),
+        delete_grace: chrono::Duration::days(i64::from(config.tenants.delete_grace_days)),
         idempotency_ttl: chrono::Duration::hours(i64::from(config.idempotency_ttl_hours)),
-        key_rotation_grace: chrono::Duration::hours(i64::from(config.key_rotation_grace_hours)),
+        key_rotation_grace: chrono::Duration::hours(i64::from(
+            config.auth.key_rotation_grace_hours,
+        )),
     }
 }
 
@@ -208,11 +210,11 @@ async fn housekeeping(app: App, config: Config) {
 
 /// The rate limiter the configuration asks for: in-process, or Redis with an in-process fallback.
 pub async fn build_limiter(config: &Config) -> std::sync::Arc<dyn tenantry_limiter::RateLimiter> {
-    let url = config.redis_url.trim();
+    let url = config.limits.redis_url.trim();
     if url.is_empty() {
         return std::sync::Arc::new(tenantry_limiter::InProcess::new());
     }
-    let timeout = std::time::Duration::from_millis(u64::from(config.redis_timeout_ms));
+    let timeout = std::time::Duration::from_millis(u64::from(config.limits.redis_timeout_ms));
     let limiter = tenantry_limiter::Resilient::new(
         url,
         "tenantry:rl:",
@@ -241,14 +243,14 @@ pub async fn app_state(
         jobs,
         app,
         metrics: telemetry::metrics_handle(),
-        tenant_base_host: Some(config.tenant_base_host.trim())
+        tenant_base_host: Some(config.tenants.base_host.trim())
             .filter(|h| !h.is_empty())
             .map(std::sync::Arc::from),
         limiter: build_limiter(config).await,
         limits: std::sync::Arc::new(access::limits::LimitPolicy::new(
-            config.global_rate_limit_per_minute,
-            config.global_rate_limit_burst,
-            std::time::Duration::from_secs(u64::from(config.edition_cache_seconds)),
+            config.limits.global_per_minute,
+            config.limits.global_burst,
+            std::time::Duration::from_secs(u64::from(config.limits.edition_cache_seconds)),
         )),
     })
 }
@@ -258,14 +260,15 @@ pub fn token_settings(config: &Config) -> access::tokens::TokenSettings {
     let non_empty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
     access::tokens::TokenSettings {
         hs256_secret: config
-            .auth_jwt_hs256_secret
+            .auth
+            .jwt_hs256_secret
             .as_ref()
             .map(|s| s.expose().to_owned()),
-        jwks_url: non_empty(&config.auth_jwt_jwks_url),
-        issuer: non_empty(&config.auth_jwt_issuer),
-        audience: non_empty(&config.auth_jwt_audience),
+        jwks_url: non_empty(&config.auth.jwt_jwks_url),
+        issuer: non_empty(&config.auth.jwt_issuer),
+        audience: non_empty(&config.auth.jwt_audience),
         jwks_min_refresh: std::time::Duration::from_secs(u64::from(
-            config.auth_jwt_jwks_min_refresh_seconds,
+            config.auth.jwt_jwks_min_refresh_seconds,
         )),
     }
 }

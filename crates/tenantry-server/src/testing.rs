@@ -34,10 +34,10 @@ impl TestServer {
             database_url: store.url.clone(),
             bootstrap_operator_key: Some(Secret::new(key.clone())),
             shutdown_grace_seconds: 2,
-            tenant_base_host: TEST_BASE_HOST.into(),
-            edition_cache_seconds: 0,
             ..Config::default()
         };
+        config.tenants.base_host = TEST_BASE_HOST.into();
+        config.limits.edition_cache_seconds = 0;
         tweak(&mut config);
         let app = App::new(Arc::clone(&store.store), crate::app_settings(&config));
         let key = config

@@ -358,10 +358,11 @@ fn parse_job_id(id: &str) -> Result<uuid::Uuid, Failure> {
 
 async fn jobs(config: Config, cmd: JobsCommand) -> Result<(), Failure> {
     use tenantry_server::jobs::http::jobs::JobView;
-    use tenantry_server::jobs::service::{JobRequest, JobsAccess};
+    use tenantry_server::jobs::service::JobRequest;
+    use tenantry_server::platform::PlatformOrTenant;
     let app = open_app(&config).await?;
     let ctx = cli_ctx();
-    let access = JobsAccess::Platform;
+    let access = PlatformOrTenant::Platform;
     let view = |j| serde_json::to_value(JobView::from(j)).unwrap_or_default();
     let result = match cmd {
         JobsCommand::Enqueue {

@@ -134,9 +134,6 @@ impl App {
             Err(StoreError::Duplicate(Constraint::DeviceId)) => {
                 Err(AppError::DeviceExists(registered.device.device_id))
             }
-            Err(StoreError::Duplicate(Constraint::IdempotencyKey)) => {
-                Err(AppError::IdempotencyRace)
-            }
             Err(e) => Err(e.into()),
         }
     }

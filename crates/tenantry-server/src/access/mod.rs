@@ -3,6 +3,7 @@
 //! keys and devices. The platform's extractors call into it; it is the one capability every other
 //! one depends on.
 
+pub mod config;
 pub mod devices;
 pub mod http;
 pub mod keys;

@@ -4,7 +4,7 @@
 use tenantry_domain::resolution::{self, ResolutionError, Source};
 use tenantry_domain::{Principal, Scope, Tenant, TenantRef, TenantScope, TenantStatus};
 
-use crate::platform::{App, AppError, AppResult, Ctx};
+use crate::platform::{App, AppError, AppResult, Ctx, PlatformOrTenant};
 
 /// A request resolved to one tenant, with the right to touch its data.
 #[derive(Clone, Debug)]
@@ -14,7 +14,43 @@ pub struct TenantAccess {
     pub source: Source,
 }
 
+/// Which deleted tenants a body or query may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    Refused,
+    Allowed,
+}
+
 impl App {
+    /// The tenant a request body or query names (`"tenant": "<id or slug>"`), checked against the
+    /// caller: a tenant's credential may name only its own tenant (`TenantMismatch` otherwise);
+    /// the platform, any tenant that exists (`TenantNotFound` otherwise, and for deleted tenants
+    /// unless `deleted` allows them). Naming none is the caller's own tenant, or the platform.
+    pub async fn named_tenant(
+        &self,
+        caller: PlatformOrTenant<'_>,
+        named: Option<&str>,
+        deleted: Deleted,
+    ) -> AppResult<Option<tenantry_domain::TenantId>> {
+        let Some(raw) = named else {
+            return Ok(caller.tenant_id());
+        };
+        let found = match TenantRef::parse(raw) {
+            Some(r) => self.store.tenants().get(&r).await?,
+            None => None,
+        };
+        match (caller, found) {
+            (PlatformOrTenant::Tenant(s), Some(t)) if t.id == s.tenant_id() => Ok(Some(t.id)),
+            (PlatformOrTenant::Tenant(_), _) => Err(AppError::TenantMismatch),
+            (PlatformOrTenant::Platform, Some(t))
+                if t.status != TenantStatus::Deleted || deleted == Deleted::Allowed =>
+            {
+                Ok(Some(t.id))
+            }
+            (PlatformOrTenant::Platform, _) => Err(AppError::TenantNotFound(raw.to_owned())),
+        }
+    }
+
     /// Resolves the tenant of a request. `explicit` are the tenant names the request carried
     /// (header, subdomain, path), in any order.
     pub async fn resolve_tenant(

@@ -9,7 +9,7 @@ use tenantry_domain::{
     ApiKeyId, EventEnvelope, Page, PageRequest, Principal, Role, Scope, ScopeSet, TenantScope,
     ValidationErrors,
 };
-use tenantry_store::{ApiKeyRecord, Changes, Constraint, StoreError};
+use tenantry_store::{ApiKeyRecord, Changes, StoreError};
 
 use crate::access::keys::{IssuedKey, generate_key, hash_key};
 use crate::platform::{App, AppError, AppResult, Ctx, Idem, now};
@@ -179,9 +179,6 @@ impl App {
             .await
         {
             Ok(()) => Ok(issued),
-            Err(StoreError::Duplicate(Constraint::IdempotencyKey)) => {
-                Err(AppError::IdempotencyRace)
-            }
             Err(e) => Err(e.into()),
         }
     }
@@ -297,9 +294,6 @@ impl App {
         {
             Ok(()) => Ok(issued),
             Err(StoreError::NotFound) => Err(AppError::KeyNotRotatable(key_id.to_owned())),
-            Err(StoreError::Duplicate(Constraint::IdempotencyKey)) => {
-                Err(AppError::IdempotencyRace)
-            }
             Err(e) => Err(e.into()),
         }
     }

@@ -92,9 +92,6 @@ impl App {
             Err(StoreError::Duplicate(Constraint::EditionKey)) => {
                 Err(AppError::EditionExists(edition.key.to_string()))
             }
-            Err(StoreError::Duplicate(Constraint::IdempotencyKey)) => {
-                Err(AppError::IdempotencyRace)
-            }
             Err(e) => Err(e.into()),
         }
     }

@@ -1,6 +1,7 @@
 //! Jobs: the durable job engine's console and API ([`service`], [`http`]), schedules
 //! ([`schedules`]), and the background work of the `worker` and `scheduler` roles ([`workers`]).
 
+pub mod config;
 pub mod http;
 pub mod schedules;
 pub mod service;
@@ -27,10 +28,10 @@ fn background(rt: &Runtime<'_>) -> Vec<Task> {
     if rt.roles.worker {
         let c = rt.config;
         let settings = workers::WorkerSettings {
-            queues: rt.config.queues(),
-            concurrency: c.worker_concurrency as usize,
+            queues: rt.config.jobs.queues(),
+            concurrency: c.jobs.worker_concurrency as usize,
             shutdown_grace: rt.grace,
-            tenant_cap: (c.job_tenant_max_running > 0).then_some(c.job_tenant_max_running),
+            tenant_cap: (c.jobs.tenant_max_running > 0).then_some(c.jobs.tenant_max_running),
             ..workers::WorkerSettings::default()
         };
         let worker = workers::Worker::new(
@@ -61,7 +62,7 @@ fn background(rt: &Runtime<'_>) -> Vec<Task> {
             store(),
             std::sync::Arc::clone(rt.registry),
             workers::scheduler::SchedulerSettings {
-                stagger: Duration::from_millis(rt.config.schedule_stagger_ms),
+                stagger: Duration::from_millis(rt.config.jobs.schedule_stagger_ms),
                 ..workers::scheduler::SchedulerSettings::default()
             },
             rt.stop.clone(),
@@ -73,7 +74,7 @@ fn background(rt: &Runtime<'_>) -> Vec<Task> {
 /// Removes finished jobs past their retention (safe on any number of replicas).
 fn housekeeping(app: &crate::platform::App, config: &crate::config::Config) -> Option<Task> {
     let store = std::sync::Arc::clone(app.store());
-    let retention = chrono::Duration::days(i64::from(config.job_retention_days));
+    let retention = chrono::Duration::days(i64::from(config.jobs.retention_days));
     Some(Box::pin(async move {
         match store
             .jobs()

@@ -5,13 +5,14 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_domain::job::ScheduleSpec;
-use tenantry_domain::{EventEnvelope, TenantId, TenantRef, TenantStatus, ValidationErrors};
+use tenantry_domain::{EventEnvelope, TenantId, ValidationErrors};
 use tenantry_store::Changes;
 use tenantry_store::jobs::JobScope;
 use tenantry_store::schedules::{ScheduleRecord, stored_name};
 
-use crate::jobs::service::JobsAccess;
+use crate::access::scope::Deleted;
 use crate::jobs::workers::Registry;
+use crate::platform::PlatformOrTenant;
 use crate::platform::{App, AppError, AppResult, Ctx, now};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -56,7 +57,7 @@ impl App {
     pub async fn put_schedule(
         &self,
         ctx: &Ctx,
-        access: JobsAccess<'_>,
+        access: PlatformOrTenant<'_>,
         registry: &Registry,
         r: ScheduleRequest,
     ) -> AppResult<(ScheduleRecord, bool)> {
@@ -85,30 +86,9 @@ impl App {
                 .into());
             }
         };
-        let tenant_id = match (access, &r.tenant) {
-            (JobsAccess::Tenant(s), None) => Some(s.tenant_id()),
-            (JobsAccess::Tenant(s), Some(t)) => {
-                let found = match TenantRef::parse(t) {
-                    Some(x) => self.store.tenants().get(&x).await?,
-                    None => None,
-                };
-                if found.is_none_or(|x| x.id != s.tenant_id()) {
-                    return Err(AppError::TenantMismatch);
-                }
-                Some(s.tenant_id())
-            }
-            (JobsAccess::Platform, None) => None,
-            (JobsAccess::Platform, Some(t)) => {
-                let found = match TenantRef::parse(t) {
-                    Some(x) => self.store.tenants().get(&x).await?,
-                    None => None,
-                };
-                match found {
-                    Some(x) if x.status != TenantStatus::Deleted => Some(x.id),
-                    _ => return Err(AppError::TenantNotFound(t.clone())),
-                }
-            }
-        };
+        let tenant_id = self
+            .named_tenant(access, r.tenant.as_deref(), Deleted::Refused)
+            .await?;
         let name = stored_name(tenant_id, &r.name);
         let at = now();
         let scope = access.scope();
@@ -172,7 +152,7 @@ impl App {
 
     pub async fn get_schedule(
         &self,
-        access: JobsAccess<'_>,
+        access: PlatformOrTenant<'_>,
         name: &str,
     ) -> AppResult<ScheduleRecord> {
         let (scope, tenant) = scope_of(access);
@@ -183,7 +163,10 @@ impl App {
             .ok_or_else(|| AppError::ScheduleNotFound(name.to_owned()))
     }
 
-    pub async fn list_schedules(&self, access: JobsAccess<'_>) -> AppResult<Vec<ScheduleRecord>> {
+    pub async fn list_schedules(
+        &self,
+        access: PlatformOrTenant<'_>,
+    ) -> AppResult<Vec<ScheduleRecord>> {
         let (scope, _) = scope_of(access);
         Ok(self.store.schedules().list(scope).await?)
     }
@@ -191,7 +174,7 @@ impl App {
     pub async fn delete_schedule(
         &self,
         ctx: &Ctx,
-        access: JobsAccess<'_>,
+        access: PlatformOrTenant<'_>,
         name: &str,
     ) -> AppResult<()> {
         let (scope, tenant) = scope_of(access);
@@ -226,7 +209,7 @@ impl App {
     }
 }
 
-fn scope_of(access: JobsAccess<'_>) -> (JobScope<'_>, Option<TenantId>) {
+fn scope_of(access: PlatformOrTenant<'_>) -> (JobScope<'_>, Option<TenantId>) {
     let scope = access.scope();
     (scope, scope.tenant_id())
 }

@@ -5,15 +5,14 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_domain::job::{FailureKind, JobState};
-use tenantry_domain::{
-    EventEnvelope, Page, PageRequest, TenantRef, TenantScope, TenantStatus, ValidationErrors,
-};
+use tenantry_domain::{EventEnvelope, Page, PageRequest, ValidationErrors};
 use tenantry_store::Changes;
-use tenantry_store::jobs::{Enqueued, JobFilter, JobRecord, JobScope, NewJob, ReplayFilter};
+use tenantry_store::jobs::{Enqueued, JobFilter, JobRecord, NewJob, ReplayFilter};
 use uuid::Uuid;
 
+use crate::access::scope::Deleted;
 use crate::jobs::workers::Registry;
-use crate::platform::{App, AppError, AppResult, Ctx, now};
+use crate::platform::{App, AppResult, Ctx, PlatformOrTenant, now};
 
 /// Most jobs one call may enqueue.
 pub const MAX_BATCH: usize = 1000;
@@ -46,22 +45,6 @@ pub struct JobRequest {
     pub lease_seconds: Option<u64>,
 }
 
-/// Who asks: the platform (operators) or one tenant.
-#[derive(Clone, Copy)]
-pub enum JobsAccess<'a> {
-    Platform,
-    Tenant(&'a TenantScope),
-}
-
-impl<'a> JobsAccess<'a> {
-    pub(crate) fn scope(self) -> JobScope<'a> {
-        match self {
-            Self::Platform => JobScope::System,
-            Self::Tenant(s) => JobScope::Tenant(s),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum JobsError {
     #[error("no job '{0}'")]
@@ -91,7 +74,7 @@ impl App {
     pub async fn enqueue_jobs(
         &self,
         ctx: &Ctx,
-        access: JobsAccess<'_>,
+        access: PlatformOrTenant<'_>,
         registry: &Registry,
         requests: Vec<JobRequest>,
         record: Option<&tenantry_store::jobs::RecordFn<'_>>,
@@ -122,40 +105,18 @@ impl App {
                 continue;
             };
             let tenant_id = match (access, &r.tenant) {
-                (JobsAccess::Tenant(s), None) => Some(s.tenant_id()),
-                (JobsAccess::Tenant(s), Some(t)) => {
-                    let named = TenantRef::parse(t).ok_or(AppError::TenantMismatch)?;
-                    let same = match named {
-                        TenantRef::Id(id) => id == s.tenant_id(),
-                        TenantRef::Slug(_) => self
-                            .store
-                            .tenants()
-                            .get(&named)
-                            .await?
-                            .is_some_and(|x| x.id == s.tenant_id()),
-                    };
-                    if !same {
-                        return Err(AppError::TenantMismatch);
-                    }
-                    Some(s.tenant_id())
+                // a batch naming many tenants looks each one up once
+                (PlatformOrTenant::Platform, Some(t)) if tenants.contains_key(t) => {
+                    tenants.get(t).copied()
                 }
-                (JobsAccess::Platform, None) => None,
-                (JobsAccess::Platform, Some(t)) => {
-                    if let Some(id) = tenants.get(t) {
-                        Some(*id)
-                    } else {
-                        let found = match TenantRef::parse(t) {
-                            Some(r) => self.store.tenants().get(&r).await?,
-                            None => None,
-                        };
-                        match found {
-                            Some(x) if x.status != TenantStatus::Deleted => {
-                                tenants.insert(t.clone(), x.id);
-                                Some(x.id)
-                            }
-                            _ => return Err(AppError::TenantNotFound(t.clone())),
-                        }
+                (_, named) => {
+                    let id = self
+                        .named_tenant(access, named.as_deref(), Deleted::Refused)
+                        .await?;
+                    if let (PlatformOrTenant::Platform, Some(t), Some(id)) = (access, named, id) {
+                        tenants.insert(t.clone(), id);
                     }
+                    id
                 }
             };
             let mut job = NewJob::new(kind.name, r.payload.unwrap_or(json!({})), at);
@@ -207,19 +168,16 @@ impl App {
         if !errors.0.is_empty() {
             return Err(errors.into());
         }
-        if let JobsAccess::Tenant(s) = access {
+        if let PlatformOrTenant::Tenant(s) = access {
             ctx.note_tenant(s.tenant_id());
         }
         match self.store.jobs().enqueue_recorded(&jobs, record).await {
             Ok(out) => Ok(out),
-            Err(tenantry_store::StoreError::Duplicate(
-                tenantry_store::Constraint::IdempotencyKey,
-            )) => Err(AppError::IdempotencyRace),
             Err(e) => Err(e.into()),
         }
     }
 
-    pub async fn get_job(&self, access: JobsAccess<'_>, id: Uuid) -> AppResult<JobRecord> {
+    pub async fn get_job(&self, access: PlatformOrTenant<'_>, id: Uuid) -> AppResult<JobRecord> {
         self.store
             .job_console()
             .get_job(access.scope(), id)
@@ -229,7 +187,7 @@ impl App {
 
     pub async fn list_jobs(
         &self,
-        access: JobsAccess<'_>,
+        access: PlatformOrTenant<'_>,
         filter: &JobFilter,
         page: PageRequest,
     ) -> AppResult<Page<JobRecord>> {
@@ -268,7 +226,7 @@ impl App {
     pub async fn cancel_job(
         &self,
         ctx: &Ctx,
-        access: JobsAccess<'_>,
+        access: PlatformOrTenant<'_>,
         id: Uuid,
     ) -> AppResult<JobRecord> {
         let job = self.get_job(access, id).await?;
@@ -300,7 +258,7 @@ impl App {
     pub async fn retry_job(
         &self,
         ctx: &Ctx,
-        access: JobsAccess<'_>,
+        access: PlatformOrTenant<'_>,
         id: Uuid,
     ) -> AppResult<JobRecord> {
         let job = self.get_job(access, id).await?;
@@ -330,28 +288,17 @@ impl App {
     pub async fn replay_jobs(
         &self,
         ctx: &Ctx,
-        access: JobsAccess<'_>,
+        access: PlatformOrTenant<'_>,
         mut filter: ReplayFilter,
         tenant: Option<&str>,
         dry_run: bool,
     ) -> AppResult<u64> {
-        if let Some(t) = tenant {
-            let found = match TenantRef::parse(t) {
-                Some(r) => self.store.tenants().get(&r).await?,
-                None => None,
-            };
-            match (found, access) {
-                (Some(x), JobsAccess::Tenant(s)) if x.id != s.tenant_id() => {
-                    return Err(AppError::TenantMismatch);
-                }
-                (Some(x), _) => filter.tenant_id = Some(x.id),
-                (None, JobsAccess::Tenant(_)) => return Err(AppError::TenantMismatch),
-                (None, JobsAccess::Platform) => return Err(AppError::TenantNotFound(t.into())),
-            }
+        if tenant.is_some() {
+            filter.tenant_id = self.named_tenant(access, tenant, Deleted::Allowed).await?;
         }
         let tenant_id = match access {
-            JobsAccess::Tenant(s) => Some(s.tenant_id()),
-            JobsAccess::Platform => filter.tenant_id,
+            PlatformOrTenant::Tenant(s) => Some(s.tenant_id()),
+            PlatformOrTenant::Platform => filter.tenant_id,
         };
         let changes = Self::job_changes(
             ctx,

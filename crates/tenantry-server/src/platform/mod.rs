@@ -117,6 +117,32 @@ impl Ctx {
     }
 }
 
+/// Who asks: the platform (an operator naming no tenant) or one tenant, through its scope. Jobs
+/// use it today; every capability whose data is both the platform's and tenants' (webhooks,
+/// flags, metering) takes the same.
+#[derive(Clone, Copy, Debug)]
+pub enum PlatformOrTenant<'a> {
+    Platform,
+    Tenant(&'a tenantry_domain::TenantScope),
+}
+
+impl<'a> PlatformOrTenant<'a> {
+    /// The store's view for this caller.
+    pub fn scope(self) -> tenantry_store::jobs::JobScope<'a> {
+        match self {
+            Self::Platform => tenantry_store::jobs::JobScope::System,
+            Self::Tenant(s) => tenantry_store::jobs::JobScope::Tenant(s),
+        }
+    }
+
+    pub fn tenant_id(self) -> Option<TenantId> {
+        match self {
+            Self::Platform => None,
+            Self::Tenant(s) => Some(s.tenant_id()),
+        }
+    }
+}
+
 /// Builds the idempotency record of a request from the resource its write produced.
 pub type Idem<'a, T> = Option<&'a (dyn Fn(&T) -> IdempotencyRecord + Send + Sync)>;
 
@@ -177,10 +203,24 @@ pub enum AppError {
     #[error("no schedule '{0}'")]
     ScheduleNotFound(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// Store errors become application errors here, once: a unit of work that ran into another
+/// request's `Idempotency-Key` lost a race with that request (it is still being processed);
+/// everything else the use case did not handle itself is a store error.
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Duplicate(tenantry_store::Constraint::IdempotencyKey) => {
+                AppError::IdempotencyRace
+            }
+            e => AppError::Store(e),
+        }
+    }
+}
 
 impl App {
     pub fn new(store: Arc<dyn Store>, settings: AppSettings) -> Self {

@@ -1,5 +1,6 @@
 //! Tenants: the registry and its lifecycle (create, change, suspend, resume, delete, restore).
 
+pub mod config;
 pub mod http;
 pub mod service;
 

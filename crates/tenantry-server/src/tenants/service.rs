@@ -173,9 +173,6 @@ impl App {
                 Err(StoreError::Duplicate(Constraint::TenantSlug)) => {
                     return Err(AppError::SlugTaken(slug.to_string()));
                 }
-                Err(StoreError::Duplicate(Constraint::IdempotencyKey)) => {
-                    return Err(AppError::IdempotencyRace);
-                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -333,9 +330,6 @@ impl App {
                 })
             }
             Err(StoreError::NotFound) => Err(AppError::TenantNotFound(current.id.to_string())),
-            Err(StoreError::Duplicate(Constraint::IdempotencyKey)) => {
-                Err(AppError::IdempotencyRace)
-            }
             Err(e) => Err(e.into()),
         }
     }

@@ -435,8 +435,8 @@ pub async fn a_busy_tenant_does_not_starve_a_small_one(srv: &TestServer) {
 /// another tenant's jobs use the free slots.
 pub async fn a_tenant_cap_bounds_running_jobs() {
     let srv = TestServer::start(tenantry_store::testing::sqlite().await, |c| {
-        c.job_tenant_max_running = 2;
-        c.worker_concurrency = 16;
+        c.jobs.tenant_max_running = 2;
+        c.jobs.worker_concurrency = 16;
     })
     .await;
     let a = tenant_named(&srv, "Capped").await;

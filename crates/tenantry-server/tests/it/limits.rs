@@ -215,8 +215,8 @@ pub async fn edition_changes_apply_without_restart(srv: &TestServer) {
 /// The platform-wide limit applies across tenants.
 pub async fn the_global_limit_applies_to_everyone() {
     let srv = TestServer::start(tenantry_store::testing::sqlite().await, |c| {
-        c.global_rate_limit_per_minute = 6;
-        c.global_rate_limit_burst = 3;
+        c.limits.global_per_minute = 6;
+        c.limits.global_burst = 3;
     })
     .await;
     for _ in 0..3 {
@@ -254,11 +254,11 @@ pub async fn instances_share_limits_through_redis() {
         return tenantry_limiter::conformance::skip_notice("instances_share_limits_through_redis");
     };
     let one = TestServer::start(tenantry_store::testing::sqlite().await, |c| {
-        c.redis_url = redis.clone()
+        c.limits.redis_url = redis.clone()
     })
     .await;
     let two = one
-        .second_instance_with(|c| c.redis_url = redis.clone())
+        .second_instance_with(|c| c.limits.redis_url = redis.clone())
         .await;
     let tid = tenant_on(&one, "Shared", 6, 5).await;
     let (_, k) = tenant_key(&one, &tid, &["member"]).await;

@@ -44,9 +44,9 @@ fn claims(tenant: &str, extra: Value) -> Value {
 
 async fn hs256_server() -> TestServer {
     TestServer::start(tenantry_store::testing::sqlite().await, |c| {
-        c.auth_jwt_hs256_secret = Some(Secret::new(SECRET));
-        c.auth_jwt_issuer = ISSUER.into();
-        c.auth_jwt_audience = AUDIENCE.into();
+        c.auth.jwt_hs256_secret = Some(Secret::new(SECRET));
+        c.auth.jwt_issuer = ISSUER.into();
+        c.auth.jwt_audience = AUDIENCE.into();
     })
     .await
 }
@@ -298,10 +298,10 @@ pub async fn jwks_keys_verify_rs256_es256_and_eddsa_and_refresh_on_unknown_kid()
     ]);
     let url = idp.url.clone();
     let srv = TestServer::start(tenantry_store::testing::sqlite().await, move |c| {
-        c.auth_jwt_jwks_url = url;
-        c.auth_jwt_issuer = ISSUER.into();
-        c.auth_jwt_audience = AUDIENCE.into();
-        c.auth_jwt_jwks_min_refresh_seconds = 1;
+        c.auth.jwt_jwks_url = url;
+        c.auth.jwt_issuer = ISSUER.into();
+        c.auth.jwt_audience = AUDIENCE.into();
+        c.auth.jwt_jwks_min_refresh_seconds = 1;
     })
     .await;
     // the key set is loaded at start-up, without waiting for a token

@@ -8,12 +8,12 @@
 //! running-jobs index (ADR 0010).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgListener, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use tenantry_domain::TenantId;
@@ -22,10 +22,9 @@ use uuid::Uuid;
 
 use super::{Intent, PgStore, err};
 use crate::jobs::*;
-use crate::sql::enqueue_batch::EnqueueBatcher;
 use crate::{Changes, StoreResult};
 
-const CHANNEL: &str = "tenantry_jobs";
+pub(super) const CHANNEL: &str = "tenantry_jobs";
 
 pub(super) fn decode(row: &PgRow) -> StoreResult<JobRecord> {
     let state: String = row.try_get("state").map_err(err)?;
@@ -117,7 +116,7 @@ pub(super) async fn insert_jobs(
 /// (each lane continues from the larger of the queue's head and its own tail), so an enqueue
 /// without unique keys is a single round trip. `tails` is `MATERIALIZED`: inlined, the planner
 /// evaluated the lane-tail probe once per inserted row instead of once per lane (8 ms of 100 jobs).
-async fn insert_fresh<'c, E>(conn: E, fresh: &[&NewJob]) -> StoreResult<()>
+pub(super) async fn insert_fresh<'c, E>(conn: E, fresh: &[&NewJob]) -> StoreResult<()>
 where
     E: sqlx::Executor<'c, Database = Postgres>,
 {
@@ -165,6 +164,33 @@ where
     Ok(())
 }
 
+/// A time as PostgreSQL stores it (`timestamptz`).
+pub(super) fn db_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t
+}
+
+pub(super) fn tenant_clause(scope: JobScope<'_>) -> Option<Uuid> {
+    scope.tenant_id().map(Uuid::from)
+}
+
+/// Sends finished jobs back to the queue with fresh attempts (replay).
+pub(super) async fn requeue_all(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'available', attempt = 0, run_at = $2, finished_at = NULL,
+             cancel_requested = FALSE WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
 pub(super) async fn finish_unique(
     conn: &mut PgConnection,
     id: Uuid,
@@ -190,7 +216,7 @@ pub(super) async fn finish_unique(
     Ok(())
 }
 
-pub(super) async fn retake_unique(conn: &mut PgConnection, ids: &[Uuid]) -> StoreResult<()> {
+pub(super) async fn retake_unique_all(conn: &mut PgConnection, ids: &[Uuid]) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO job_unique_keys (key, job_id, expires_at)
          SELECT unique_key, id, NULL FROM jobs WHERE id = ANY($1) AND unique_key IS NOT NULL
@@ -237,136 +263,6 @@ pub(super) async fn notify(conn: &mut PgConnection) -> StoreResult<()> {
         .await
         .map_err(err)?;
     Ok(())
-}
-
-impl PgStore {
-    /// Concurrent plain enqueues share one insert and one commit (`enqueue_batch`), up to four
-    /// inserts in flight.
-    fn enqueue_batcher(&self) -> &EnqueueBatcher {
-        self.batcher.get_or_init(|| {
-            let pool = self.pool.clone();
-            EnqueueBatcher::start(
-                4,
-                Arc::new(move |jobs: Vec<NewJob>| {
-                    let pool = pool.clone();
-                    Box::pin(async move {
-                        let refs: Vec<&NewJob> = jobs.iter().collect();
-                        insert_fresh(&pool, &refs).await
-                    })
-                }),
-            )
-        })
-    }
-
-    /// `VACUUM` of the jobs table on a connection of its own: `VACUUM` needs the table's owner
-    /// (the login role that ran the migrations), not the application role the pools work as.
-    /// `SKIP_LOCKED`: if autovacuum or another instance is at it already, there is nothing to do.
-    async fn vacuum_jobs(&self) -> StoreResult<bool> {
-        use sqlx::Connection as _;
-        let mut conn = PgConnection::connect_with(&self.options)
-            .await
-            .map_err(err)?;
-        let owner: bool = sqlx::query_scalar(
-            "SELECT pg_has_role(session_user, c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = 'jobs'::regclass",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .map_err(err)?;
-        if !owner {
-            if !self
-                .vacuum_refused
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
-                tracing::warn!(
-                    "the database login does not own the jobs table, so it cannot vacuum it; autovacuum alone keeps the queue tidy (claims slow down under sustained load)"
-                );
-            }
-            let _ = conn.close().await;
-            return Ok(false);
-        }
-        let started = std::time::Instant::now();
-        let r = sqlx::query("VACUUM (SKIP_LOCKED) jobs")
-            .execute(&mut conn)
-            .await
-            .map_err(err);
-        let _ = conn.close().await;
-        r?;
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "jobs table vacuumed"
-        );
-        Ok(true)
-    }
-
-    /// Jobs may be available: wake this instance's workers now, and other instances' through
-    /// `NOTIFY` — coalesced to at most one every couple of milliseconds, because `NOTIFY`
-    /// serialises the commits of the transactions that send it.
-    pub(super) fn announce(&self) {
-        self.signal.notify_waiters();
-        if self
-            .announce_pending
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            return;
-        }
-        let pool = self.pool.clone();
-        let pending = Arc::clone(&self.announce_pending);
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            pending.store(false, std::sync::atomic::Ordering::Release);
-            if pool.is_closed() {
-                return;
-            }
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANNEL)
-                .execute(&pool)
-                .await
-            {
-                tracing::debug!(error = %e, "NOTIFY failed; other instances find the jobs by polling");
-            }
-        });
-    }
-
-    /// Forwards `NOTIFY tenantry_jobs` from any instance to `signal`, for as long as it lives.
-    fn spawn_listener(&self, signal: &Arc<tokio::sync::Notify>) {
-        let pool = self.pool.clone();
-        let weak: Weak<tokio::sync::Notify> = Arc::downgrade(signal);
-        tokio::spawn(async move {
-            let mut listener = loop {
-                match PgListener::connect_with(&pool).await {
-                    Ok(mut l) => match l.listen(CHANNEL).await {
-                        Ok(()) => break l,
-                        Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "job listener cannot connect; retrying"),
-                }
-                if weak.strong_count() == 0 {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            };
-            loop {
-                let got =
-                    tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv()).await;
-                let Some(signal) = weak.upgrade() else {
-                    return;
-                };
-                match got {
-                    Ok(Ok(_)) => signal.notify_waiters(),
-                    // the store is closing: let go of the connection so the pool can close
-                    Ok(Err(_)) if pool.is_closed() => return,
-                    // reconnects by itself on the next recv; wake workers in case we missed one
-                    Ok(Err(e)) => {
-                        signal.notify_waiters();
-                        tracing::debug!(error = %e, "job listener lost its connection; reconnecting");
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    }
-                    Err(_) if pool.is_closed() => return,
-                    Err(_) => {}
-                }
-            }
-        });
-    }
 }
 
 #[async_trait]

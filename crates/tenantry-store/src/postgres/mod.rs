@@ -12,6 +12,7 @@ mod audit;
 mod editions;
 mod idempotency;
 mod job_console;
+mod job_upkeep;
 mod jobs;
 mod leases;
 mod schedules;
@@ -87,6 +88,10 @@ impl std::ops::DerefMut for Tx {
     }
 }
 impl Tx {
+    /// Jobs were made available: PostgreSQL announces them after the commit
+    /// (`PgStore::after_enqueue`), so there is nothing to note on the transaction.
+    fn mark_enqueued(&mut self) {}
+
     async fn commit(self) -> StoreResult<()> {
         self.0.commit().await.map_err(err)
     }

@@ -1,9 +1,6 @@
-//! Schedules on PostgreSQL. Tenant-facing methods open their transaction through
-//! [`PgStore::scoped_tx`] (a tenant scope writes under row-level security); the scheduler's
-//! (`due`, `reschedule`, `fire`) work on the platform's view.
+//! Schedules on PostgreSQL: the statements and the row decoder; the Rust around them is written
+//! once, in [`crate::sql::capabilities::schedule_store`].
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -11,162 +8,33 @@ use sqlx::types::Json;
 use tenantry_domain::TenantId;
 use uuid::Uuid;
 
-use super::jobs::insert_jobs;
+use super::jobs::{db_time, insert_jobs, tenant_clause};
 use super::{Intent, PgStore, err};
-use crate::error::ensure_same_tenant;
-use crate::jobs::{JobScope, NewJob};
-use crate::schedules::{ScheduleRecord, ScheduleStore};
-use crate::{Changes, StoreResult};
+use crate::StoreResult;
+use crate::schedules::ScheduleRecord;
 
-#[async_trait]
-impl ScheduleStore for PgStore {
-    async fn put(
-        &self,
-        scope: JobScope<'_>,
-        sc: &ScheduleRecord,
-        changes: &Changes,
-    ) -> StoreResult<()> {
-        if let JobScope::Tenant(s) = scope {
-            ensure_same_tenant(s, sc.tenant_id)?;
-        }
-        let mut tx = self.scoped_tx(scope, Intent::Write).await?;
-        sqlx::query(
-            "INSERT INTO schedules (name, tenant_id, cron, interval_ms, kind, payload, enabled, next_fire_at, last_fired_at, created_at, updated_at)
+mod sql {
+    pub(super) const UPSERT: &str = "INSERT INTO schedules (name, tenant_id, cron, interval_ms, kind, payload, enabled, next_fire_at, last_fired_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (name) DO UPDATE SET tenant_id = excluded.tenant_id, cron = excluded.cron,
                  interval_ms = excluded.interval_ms, kind = excluded.kind, payload = excluded.payload,
                  enabled = excluded.enabled, next_fire_at = excluded.next_fire_at,
-                 updated_at = excluded.updated_at",
-        )
-        .bind(&sc.name)
-        .bind(sc.tenant_id.map(Uuid::from))
-        .bind(&sc.cron)
-        .bind(sc.interval_ms)
-        .bind(&sc.kind)
-        .bind(Json(&sc.payload))
-        .bind(sc.enabled)
-        .bind(sc.next_fire_at)
-        .bind(sc.last_fired_at)
-        .bind(sc.created_at)
-        .bind(sc.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        Self::write_changes(&mut tx, changes).await?;
-        tx.commit().await
-    }
-
-    async fn get(&self, scope: JobScope<'_>, name: &str) -> StoreResult<Option<ScheduleRecord>> {
-        let mut tx = self.scoped_tx(scope, Intent::Write).await?;
-        let row = sqlx::query(
-            "SELECT * FROM schedules WHERE name = $1 AND ($2::uuid IS NULL OR tenant_id = $2)",
-        )
-        .bind(name)
-        .bind(scope.tenant_id().map(Uuid::from))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.commit().await?;
-        row.as_ref().map(decode_schedule).transpose()
-    }
-
-    async fn list(&self, scope: JobScope<'_>) -> StoreResult<Vec<ScheduleRecord>> {
-        let mut tx = self.scoped_tx(scope, Intent::Write).await?;
-        let rows = sqlx::query(
-            "SELECT * FROM schedules WHERE ($1::uuid IS NULL OR tenant_id = $1) ORDER BY name",
-        )
-        .bind(scope.tenant_id().map(Uuid::from))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.commit().await?;
-        rows.iter().map(decode_schedule).collect()
-    }
-
-    async fn delete(
-        &self,
-        scope: JobScope<'_>,
-        name: &str,
-        changes: &Changes,
-    ) -> StoreResult<bool> {
-        let mut tx = self.scoped_tx(scope, Intent::Write).await?;
-        let n = sqlx::query(
-            "DELETE FROM schedules WHERE name = $1 AND ($2::uuid IS NULL OR tenant_id = $2)",
-        )
-        .bind(name)
-        .bind(scope.tenant_id().map(Uuid::from))
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        if n == 0 {
-            return Ok(false);
-        }
-        Self::write_changes(&mut tx, changes).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ScheduleRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM schedules WHERE enabled AND next_fire_at <= $1
-             ORDER BY next_fire_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
-        rows.iter().map(decode_schedule).collect()
-    }
-
-    async fn reschedule(
-        &self,
-        name: &str,
-        expected: DateTime<Utc>,
-        next: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let n = sqlx::query(
-            "UPDATE schedules SET next_fire_at = $3 WHERE name = $1 AND next_fire_at = $2",
-        )
-        .bind(name)
-        .bind(expected)
-        .bind(next)
-        .execute(&self.pool)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
-    async fn fire(
-        &self,
-        name: &str,
-        fired: DateTime<Utc>,
-        next: DateTime<Utc>,
-        job: &NewJob,
-    ) -> StoreResult<bool> {
-        let mut tx = self.platform_tx(Intent::Write).await?;
-        let n = sqlx::query(
-            "UPDATE schedules SET next_fire_at = $3, last_fired_at = $2
-             WHERE name = $1 AND next_fire_at = $2 AND enabled",
-        )
-        .bind(name)
-        .bind(fired)
-        .bind(next)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        if n == 0 {
-            return Ok(false);
-        }
-        insert_jobs(&mut tx, std::slice::from_ref(job)).await?;
-        tx.commit().await?;
-        self.announce();
-        Ok(true)
-    }
+                 updated_at = excluded.updated_at";
+    pub(super) const GET: &str =
+        "SELECT * FROM schedules WHERE name = $1 AND ($2::uuid IS NULL OR tenant_id = $2)";
+    pub(super) const LIST: &str =
+        "SELECT * FROM schedules WHERE ($1::uuid IS NULL OR tenant_id = $1) ORDER BY name";
+    pub(super) const DELETE: &str =
+        "DELETE FROM schedules WHERE name = $1 AND ($2::uuid IS NULL OR tenant_id = $2)";
+    pub(super) const DUE: &str = "SELECT * FROM schedules WHERE enabled AND next_fire_at <= $1
+             ORDER BY next_fire_at LIMIT $2";
+    pub(super) const RESCHEDULE: &str =
+        "UPDATE schedules SET next_fire_at = $3 WHERE name = $1 AND next_fire_at = $2";
+    pub(super) const FIRE: &str = "UPDATE schedules SET next_fire_at = $3, last_fired_at = $2
+             WHERE name = $1 AND next_fire_at = $2 AND enabled";
 }
+
+crate::sql::capabilities::schedule_store!(PgStore);
 
 fn decode_schedule(row: &PgRow) -> StoreResult<ScheduleRecord> {
     Ok(ScheduleRecord {

@@ -208,11 +208,50 @@ pub(super) async fn retake_unique(conn: &mut SqliteConnection, id: Uuid) -> Stor
     Ok(())
 }
 
+/// A time as SQLite stores it (microseconds since the epoch).
+pub(super) fn db_time(t: DateTime<Utc>) -> i64 {
+    us(t)
+}
+
+/// Takes the unique keys of finished jobs going back to the queue.
+pub(super) async fn retake_unique_all(
+    conn: &mut SqliteConnection,
+    ids: &[Uuid],
+) -> StoreResult<()> {
+    for id in ids {
+        retake_unique(conn, *id).await?;
+    }
+    Ok(())
+}
+
+/// Sends finished jobs back to the queue with fresh attempts (replay).
+pub(super) async fn requeue_all(
+    conn: &mut SqliteConnection,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    for id in ids {
+        sqlx::query(
+            "UPDATE jobs SET state = 'available', attempt = 0, run_at = ?2, finished_at = NULL,
+                 cancel_requested = 0 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(us(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
 pub(super) fn tenant_clause(scope: JobScope<'_>) -> Option<Uuid> {
     scope.tenant_id().map(Uuid::from)
 }
 
 impl SqliteStore {
+    /// Nothing to do after an enqueue commits: the transaction woke the workers itself.
+    pub(super) fn after_enqueue(&self) {}
+
     /// Concurrent plain enqueues share one write transaction (`enqueue_batch`). One insert at a
     /// time: SQLite has one writer.
     fn enqueue_batcher(&self) -> &EnqueueBatcher {

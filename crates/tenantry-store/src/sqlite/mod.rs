@@ -69,6 +69,11 @@ impl std::ops::DerefMut for Tx {
     }
 }
 impl Tx {
+    /// The transaction made jobs available: workers are woken once it commits.
+    fn mark_enqueued(&mut self) {
+        self.enqueued = true;
+    }
+
     async fn commit(self) -> StoreResult<()> {
         self.tx.commit().await.map_err(err)?;
         if self.enqueued {

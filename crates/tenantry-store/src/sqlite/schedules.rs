@@ -1,9 +1,6 @@
-//! Schedules on SQLite. Tenant-facing methods open their transaction through
-//! [`SqliteStore::scoped_tx`]; the scheduler's (`due`, `reschedule`, `fire`) work on the
-//! platform's view.
+//! Schedules on SQLite: the statements and the row decoder; the Rust around them is written
+//! once, in [`crate::sql::capabilities::schedule_store`].
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -11,163 +8,33 @@ use sqlx::types::Json;
 use tenantry_domain::TenantId;
 use uuid::Uuid;
 
-use super::jobs::{from_us, insert_jobs, opt_us, tenant_clause, us};
+use super::jobs::{db_time, from_us, insert_jobs, opt_us, tenant_clause};
 use super::{Intent, SqliteStore, err};
-use crate::error::ensure_same_tenant;
-use crate::jobs::{Enqueued, JobScope, NewJob};
-use crate::schedules::{ScheduleRecord, ScheduleStore};
-use crate::{Changes, StoreResult};
+use crate::StoreResult;
+use crate::schedules::ScheduleRecord;
 
-#[async_trait]
-impl ScheduleStore for SqliteStore {
-    async fn put(
-        &self,
-        scope: JobScope<'_>,
-        sc: &ScheduleRecord,
-        changes: &Changes,
-    ) -> StoreResult<()> {
-        if let JobScope::Tenant(s) = scope {
-            ensure_same_tenant(s, sc.tenant_id)?;
-        }
-        let mut tx = self.scoped_tx(scope, Intent::Write).await?;
-        sqlx::query(
-            "INSERT INTO schedules (name, tenant_id, cron, interval_ms, kind, payload, enabled, next_fire_at, last_fired_at, created_at, updated_at)
+mod sql {
+    pub(super) const UPSERT: &str = "INSERT INTO schedules (name, tenant_id, cron, interval_ms, kind, payload, enabled, next_fire_at, last_fired_at, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (name) DO UPDATE SET tenant_id = excluded.tenant_id, cron = excluded.cron,
                  interval_ms = excluded.interval_ms, kind = excluded.kind, payload = excluded.payload,
                  enabled = excluded.enabled, next_fire_at = excluded.next_fire_at,
-                 updated_at = excluded.updated_at",
-        )
-        .bind(&sc.name)
-        .bind(sc.tenant_id.map(Uuid::from))
-        .bind(&sc.cron)
-        .bind(sc.interval_ms)
-        .bind(&sc.kind)
-        .bind(Json(&sc.payload))
-        .bind(sc.enabled)
-        .bind(sc.next_fire_at.map(us))
-        .bind(sc.last_fired_at.map(us))
-        .bind(us(sc.created_at))
-        .bind(us(sc.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        Self::write_changes(&mut tx, changes).await?;
-        tx.commit().await
-    }
-
-    async fn get(&self, scope: JobScope<'_>, name: &str) -> StoreResult<Option<ScheduleRecord>> {
-        let mut tx = self.scoped_tx(scope, Intent::Read).await?;
-        let row = sqlx::query(
-            "SELECT * FROM schedules WHERE name = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
-        )
-        .bind(name)
-        .bind(tenant_clause(scope))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.commit().await?;
-        row.as_ref().map(decode_schedule).transpose()
-    }
-
-    async fn list(&self, scope: JobScope<'_>) -> StoreResult<Vec<ScheduleRecord>> {
-        let mut tx = self.scoped_tx(scope, Intent::Read).await?;
-        let rows = sqlx::query(
-            "SELECT * FROM schedules WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY name",
-        )
-        .bind(tenant_clause(scope))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.commit().await?;
-        rows.iter().map(decode_schedule).collect()
-    }
-
-    async fn delete(
-        &self,
-        scope: JobScope<'_>,
-        name: &str,
-        changes: &Changes,
-    ) -> StoreResult<bool> {
-        let mut tx = self.scoped_tx(scope, Intent::Write).await?;
-        let n =
-            sqlx::query("DELETE FROM schedules WHERE name = ?1 AND (?2 IS NULL OR tenant_id = ?2)")
-                .bind(name)
-                .bind(tenant_clause(scope))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?
-                .rows_affected();
-        if n == 0 {
-            return Ok(false);
-        }
-        Self::write_changes(&mut tx, changes).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ScheduleRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM schedules WHERE enabled = 1 AND next_fire_at <= ?1
-             ORDER BY next_fire_at LIMIT ?2",
-        )
-        .bind(us(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
-        rows.iter().map(decode_schedule).collect()
-    }
-
-    async fn reschedule(
-        &self,
-        name: &str,
-        expected: DateTime<Utc>,
-        next: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let mut tx = self.platform_tx(Intent::Write).await?;
-        let n = sqlx::query(
-            "UPDATE schedules SET next_fire_at = ?3 WHERE name = ?1 AND next_fire_at = ?2",
-        )
-        .bind(name)
-        .bind(us(expected))
-        .bind(us(next))
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(n == 1)
-    }
-
-    async fn fire(
-        &self,
-        name: &str,
-        fired: DateTime<Utc>,
-        next: DateTime<Utc>,
-        job: &NewJob,
-    ) -> StoreResult<bool> {
-        let mut tx = self.platform_tx(Intent::Write).await?;
-        let n = sqlx::query(
-            "UPDATE schedules SET next_fire_at = ?3, last_fired_at = ?2
-             WHERE name = ?1 AND next_fire_at = ?2 AND enabled = 1",
-        )
-        .bind(name)
-        .bind(us(fired))
-        .bind(us(next))
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        if n == 0 {
-            return Ok(false);
-        }
-        let out = insert_jobs(&mut tx, std::slice::from_ref(job)).await?;
-        tx.enqueued = out.iter().any(|e| matches!(e, Enqueued::New(_)));
-        tx.commit().await?;
-        Ok(true)
-    }
+                 updated_at = excluded.updated_at";
+    pub(super) const GET: &str =
+        "SELECT * FROM schedules WHERE name = ?1 AND (?2 IS NULL OR tenant_id = ?2)";
+    pub(super) const LIST: &str =
+        "SELECT * FROM schedules WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY name";
+    pub(super) const DELETE: &str =
+        "DELETE FROM schedules WHERE name = ?1 AND (?2 IS NULL OR tenant_id = ?2)";
+    pub(super) const DUE: &str = "SELECT * FROM schedules WHERE enabled = 1 AND next_fire_at <= ?1
+             ORDER BY next_fire_at LIMIT ?2";
+    pub(super) const RESCHEDULE: &str =
+        "UPDATE schedules SET next_fire_at = ?3 WHERE name = ?1 AND next_fire_at = ?2";
+    pub(super) const FIRE: &str = "UPDATE schedules SET next_fire_at = ?3, last_fired_at = ?2
+             WHERE name = ?1 AND next_fire_at = ?2 AND enabled = 1";
 }
+
+crate::sql::capabilities::schedule_store!(SqliteStore);
 
 fn decode_schedule(row: &SqliteRow) -> StoreResult<ScheduleRecord> {
     Ok(ScheduleRecord {

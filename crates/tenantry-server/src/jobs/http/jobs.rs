@@ -2,8 +2,7 @@
 //! console). Tenant credentials work on their tenant's jobs; an operator who names no tenant works
 //! on the platform's (every job).
 
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -14,14 +13,12 @@ use tenantry_domain::job::{AttemptError, FailureKind, JobState};
 use tenantry_store::jobs::{Enqueued, JobFilter, JobRecord, ReplayFilter};
 use uuid::Uuid;
 
-use crate::access::scope::require_scope;
-use crate::jobs::service::{JobRequest, JobsAccess};
-use crate::platform::Ctx;
+use crate::access::scope::Deleted;
+use crate::jobs::service::JobRequest;
 use crate::platform::http::AppState;
+use crate::platform::http::extract::PlatformOrTenantCtx;
 use crate::platform::http::extract::page_request;
-use crate::platform::http::extract::{
-    ApiJson, ApiQuery, Caller, Need, PathTenant, TenantCtx, need,
-};
+use crate::platform::http::extract::{ApiJson, ApiQuery, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::{Kind, Problem};
 use crate::platform::http::routes::{Access, Api};
@@ -63,60 +60,6 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::JobsManage),
         replay,
     )
-}
-
-/// The platform (an operator naming no tenant) or one resolved tenant.
-pub struct JobsCtx<N: Need> {
-    pub ctx: Ctx,
-    tenant: Option<TenantCtx<N>>,
-    principal: tenantry_domain::Principal,
-}
-
-impl<N: Need> JobsCtx<N> {
-    pub fn access(&self) -> JobsAccess<'_> {
-        match &self.tenant {
-            Some(t) => JobsAccess::Tenant(t.scope()),
-            None => JobsAccess::Platform,
-        }
-    }
-}
-
-fn names_a_tenant(parts: &Parts, state: &AppState) -> bool {
-    parts.headers.contains_key("x-tenant-id")
-        || parts.extensions.get::<PathTenant>().is_some()
-        || state.tenant_base_host.as_deref().is_some_and(|base| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| tenantry_domain::resolution::subdomain(h, base))
-                .is_some()
-        })
-}
-
-impl<N: Need> FromRequestParts<AppState> for JobsCtx<N> {
-    type Rejection = Problem;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Caller { principal, ctx } = Caller::from_request_parts(parts, state).await?;
-        if principal.is_operator() && !names_a_tenant(parts, state) {
-            require_scope(&principal, N::SCOPE)?;
-            return Ok(Self {
-                ctx,
-                tenant: None,
-                principal,
-            });
-        }
-        let t = TenantCtx::<N>::from_request_parts(parts, state).await?;
-        Ok(Self {
-            ctx: t.ctx.clone(),
-            principal: t.principal.clone(),
-            tenant: Some(t),
-        })
-    }
 }
 
 #[derive(Serialize)]
@@ -222,7 +165,7 @@ fn enqueue_reply(batch: bool, out: &[Enqueued]) -> Reply {
 
 async fn enqueue(
     State(state): State<AppState>,
-    j: JobsCtx<need::JobsManage>,
+    j: PlatformOrTenantCtx<need::JobsManage>,
     headers: HeaderMap,
     body: ApiJson<Value>,
 ) -> Result<Response, Problem> {
@@ -310,7 +253,7 @@ fn bad_query(field: &str, message: String) -> Problem {
 
 async fn list(
     State(state): State<AppState>,
-    j: JobsCtx<need::JobsRead>,
+    j: PlatformOrTenantCtx<need::JobsRead>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
     let page = page_request(q.limit, q.cursor.as_deref())?;
@@ -324,27 +267,11 @@ async fn list(
         kind: q.kind,
         tenant_id: None,
     };
-    if let Some(t) = q.tenant.as_deref() {
-        let found = match tenantry_domain::TenantRef::parse(t) {
-            Some(r) => state
-                .app
-                .store()
-                .tenants()
-                .get(&r)
-                .await
-                .map_err(crate::platform::AppError::from)?,
-            None => None,
-        };
-        match (found, &j.tenant) {
-            (Some(x), Some(own)) if x.id != own.access.tenant.id => {
-                return Err(crate::platform::AppError::TenantMismatch.into());
-            }
-            (Some(x), _) => filter.tenant_id = Some(x.id),
-            (None, Some(_)) => return Err(crate::platform::AppError::TenantMismatch.into()),
-            (None, None) => {
-                return Err(crate::platform::AppError::TenantNotFound(t.to_owned()).into());
-            }
-        }
+    if q.tenant.is_some() {
+        filter.tenant_id = state
+            .app
+            .named_tenant(j.access(), q.tenant.as_deref(), Deleted::Allowed)
+            .await?;
     }
     let jobs = state.app.list_jobs(j.access(), &filter, page).await?;
     Ok(axum::Json(jobs.map(JobView::from)).into_response())
@@ -361,7 +288,7 @@ fn job_id(raw: &str) -> Result<Uuid, Problem> {
 
 async fn show(
     State(state): State<AppState>,
-    j: JobsCtx<need::JobsRead>,
+    j: PlatformOrTenantCtx<need::JobsRead>,
     Path(raw): Path<String>,
 ) -> Result<Response, Problem> {
     let job = state.app.get_job(j.access(), job_id(&raw)?).await?;
@@ -370,7 +297,7 @@ async fn show(
 
 async fn act(
     State(state): State<AppState>,
-    j: JobsCtx<need::JobsManage>,
+    j: PlatformOrTenantCtx<need::JobsManage>,
     Path(raw): Path<String>,
 ) -> Result<Response, Problem> {
     let Some((id, verb)) = raw.rsplit_once(':') else {
@@ -409,7 +336,7 @@ struct ReplayBody {
 
 async fn replay(
     State(state): State<AppState>,
-    j: JobsCtx<need::JobsManage>,
+    j: PlatformOrTenantCtx<need::JobsManage>,
     body: ApiJson<ReplayBody>,
 ) -> Result<Response, Problem> {
     let b = body.value;

@@ -9,9 +9,9 @@ use serde_json::Value;
 use tenantry_domain::Scope;
 use tenantry_store::schedules::ScheduleRecord;
 
-use crate::jobs::http::jobs::JobsCtx;
 use crate::jobs::schedules::ScheduleRequest;
 use crate::platform::http::AppState;
+use crate::platform::http::extract::PlatformOrTenantCtx;
 use crate::platform::http::extract::{ApiJson, need};
 use crate::platform::http::problem::Problem;
 use crate::platform::http::routes::{Access, Api};
@@ -79,7 +79,7 @@ impl From<ScheduleRecord> for ScheduleView {
 
 async fn put(
     State(state): State<AppState>,
-    j: JobsCtx<need::JobsManage>,
+    j: PlatformOrTenantCtx<need::JobsManage>,
     body: ApiJson<ScheduleRequest>,
 ) -> Result<Response, Problem> {
     let (record, created) = state
@@ -102,7 +102,7 @@ async fn put(
 
 async fn list(
     State(state): State<AppState>,
-    j: JobsCtx<need::JobsRead>,
+    j: PlatformOrTenantCtx<need::JobsRead>,
 ) -> Result<Response, Problem> {
     let items: Vec<ScheduleView> = state
         .app
@@ -116,7 +116,7 @@ async fn list(
 
 async fn show(
     State(state): State<AppState>,
-    j: JobsCtx<need::JobsRead>,
+    j: PlatformOrTenantCtx<need::JobsRead>,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
     let s = state.app.get_schedule(j.access(), &name).await?;
@@ -125,7 +125,7 @@ async fn show(
 
 async fn delete(
     State(state): State<AppState>,
-    j: JobsCtx<need::JobsManage>,
+    j: PlatformOrTenantCtx<need::JobsManage>,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
     state.app.delete_schedule(&j.ctx, j.access(), &name).await?;

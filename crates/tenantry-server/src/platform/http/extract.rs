@@ -15,9 +15,9 @@ use tenantry_domain::{Cursor, FieldError, PageRequest, Principal, Scope, TenantI
 
 use crate::access::AuthError;
 use crate::access::scope::{TenantAccess, require_scope};
-use crate::platform::Ctx;
 use crate::platform::http::AppState;
 use crate::platform::http::problem::{Kind, Problem};
+use crate::platform::{Ctx, PlatformOrTenant};
 
 /// Per-request facts set by the edge middleware.
 #[derive(Clone, Debug)]
@@ -176,6 +176,63 @@ pub mod need {
         UsageRead,
         BillingManage
     );
+}
+
+/// The caller as [`PlatformOrTenant`]: an operator naming no tenant acts for the platform (the
+/// route's scope checked on the credential); anyone else, or an operator naming a tenant, acts on
+/// one resolved tenant exactly as [`TenantCtx`] does.
+pub struct PlatformOrTenantCtx<N: Need> {
+    pub ctx: Ctx,
+    /// The resolved tenant (`None`: the platform).
+    pub tenant: Option<TenantCtx<N>>,
+    pub principal: tenantry_domain::Principal,
+}
+
+impl<N: Need> PlatformOrTenantCtx<N> {
+    pub fn access(&self) -> PlatformOrTenant<'_> {
+        match &self.tenant {
+            Some(t) => PlatformOrTenant::Tenant(t.scope()),
+            None => PlatformOrTenant::Platform,
+        }
+    }
+}
+
+fn names_a_tenant(parts: &Parts, state: &AppState) -> bool {
+    parts.headers.contains_key("x-tenant-id")
+        || parts.extensions.get::<PathTenant>().is_some()
+        || state.tenant_base_host.as_deref().is_some_and(|base| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| tenantry_domain::resolution::subdomain(h, base))
+                .is_some()
+        })
+}
+
+impl<N: Need> FromRequestParts<AppState> for PlatformOrTenantCtx<N> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller { principal, ctx } = Caller::from_request_parts(parts, state).await?;
+        if principal.is_operator() && !names_a_tenant(parts, state) {
+            require_scope(&principal, N::SCOPE)?;
+            return Ok(Self {
+                ctx,
+                tenant: None,
+                principal,
+            });
+        }
+        let t = TenantCtx::<N>::from_request_parts(parts, state).await?;
+        Ok(Self {
+            ctx: t.ctx.clone(),
+            principal: t.principal.clone(),
+            tenant: Some(t),
+        })
+    }
 }
 
 /// `/t/{tenant}/…`: the tenant named by the path prefix (set by [`strip_tenant_prefix`]).

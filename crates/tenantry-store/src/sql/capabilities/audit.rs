@@ -1,0 +1,49 @@
+/// [`AuditStore`](crate::AuditStore). SQL: `LIST`, `PENDING_EVENTS`.
+macro_rules! audit_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::AuditStore for $store {
+            async fn list(
+                &self,
+                f: &$crate::AuditFilter,
+                page: tenantry_domain::PageRequest,
+            ) -> $crate::StoreResult<tenantry_domain::Page<tenantry_domain::AuditRecord>> {
+                let rows = sqlx::query(sql::LIST)
+                    .bind($crate::sql::before(&page))
+                    .bind(f.tenant_id.map(uuid::Uuid::from))
+                    .bind(f.action.as_deref())
+                    .bind(f.since)
+                    .bind(f.until)
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                let records = rows
+                    .iter()
+                    .map(|row| $crate::sql::rows::decode_audit!(row, err))
+                    .collect::<$crate::StoreResult<Vec<_>>>()?;
+                Ok(tenantry_domain::Page::from_fetched(
+                    records,
+                    page.limit,
+                    |a| *a.id.as_uuid(),
+                ))
+            }
+
+            async fn pending_events(
+                &self,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<tenantry_domain::EventEnvelope>> {
+                let rows = sqlx::query(sql::PENDING_EVENTS)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                rows.iter()
+                    .map(|row| $crate::sql::rows::decode_event!(row, err))
+                    .collect()
+            }
+        }
+    };
+}
+
+pub(crate) use audit_store;
