@@ -1,7 +1,7 @@
 //! API keys and devices on PostgreSQL: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::access_store`] (tenant data through `PgStore::tenant_tx`).
 
-use super::{Intent, PgStore, err};
+use super::{Intent, PgStore, db_time, err};
 
 mod sql {
     use crate::sql::rows::api_key_columns;

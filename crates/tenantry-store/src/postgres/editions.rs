@@ -1,7 +1,7 @@
 //! Editions on PostgreSQL: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::edition_store`].
 
-use super::{Intent, PgStore, err};
+use super::{Intent, PgStore, db_time, err};
 
 mod sql {
     pub(super) const LIST: &str = "SELECT key, name, description, limits, builtin, created_at FROM editions ORDER BY builtin DESC, created_at, key";

@@ -1,7 +1,7 @@
 //! Idempotency records (read side and purge) on PostgreSQL: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::idempotency_store`].
 
-use super::{PgStore, err};
+use super::{PgStore, db_time, err};
 
 mod sql {
     pub(super) const FIND: &str =

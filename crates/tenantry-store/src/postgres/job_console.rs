@@ -1,8 +1,8 @@
 //! The job console on PostgreSQL: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::job_console`] (every method through `PgStore::scoped_tx`).
 
-use super::jobs::{db_time, decode, finish_unique, requeue_all, retake_unique_all, tenant_clause};
-use super::{Intent, PgStore, err};
+use super::jobs::{decode, finish_unique, requeue_all, retake_unique_all, tenant_clause};
+use super::{Intent, PgStore, db_time, err};
 
 mod sql {
     use crate::jobs::job_columns;

@@ -16,8 +16,7 @@ use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
-use tenantry_domain::TenantId;
-use tenantry_domain::job::{AttemptError, FailureKind, JobState};
+use tenantry_domain::job::{FailureKind, JobState};
 use uuid::Uuid;
 
 use super::{Intent, PgStore, err};
@@ -27,40 +26,7 @@ use crate::{Changes, StoreResult};
 pub(super) const CHANNEL: &str = "tenantry_jobs";
 
 pub(super) fn decode(row: &PgRow) -> StoreResult<JobRecord> {
-    let state: String = row.try_get("state").map_err(err)?;
-    let errors: Json<Vec<AttemptError>> = row.try_get("errors").map_err(err)?;
-    Ok(JobRecord {
-        id: row.try_get("id").map_err(err)?,
-        queue: row.try_get("queue").map_err(err)?,
-        kind: row.try_get("kind").map_err(err)?,
-        tenant_id: row
-            .try_get::<Option<Uuid>, _>("tenant_id")
-            .map_err(err)?
-            .map(TenantId::from_uuid),
-        unique_key: row.try_get("unique_key").map_err(err)?,
-        payload: row.try_get::<Json<Value>, _>("payload").map_err(err)?.0,
-        priority: row.try_get("priority").map_err(err)?,
-        state: crate::sql::rows::parse("job state", &state)?,
-        attempt: u32::try_from(row.try_get::<i32, _>("attempt").map_err(err)?).unwrap_or(0),
-        max_attempts: u32::try_from(row.try_get::<i32, _>("max_attempts").map_err(err)?)
-            .unwrap_or(0),
-        run_at: row.try_get("run_at").map_err(err)?,
-        lease: std::time::Duration::from_millis(
-            u64::try_from(row.try_get::<i64, _>("lease_ms").map_err(err)?).unwrap_or(0),
-        ),
-        lease_owner: row.try_get("lease_owner").map_err(err)?,
-        lease_expires_at: row.try_get("lease_expires_at").map_err(err)?,
-        heartbeat_at: row.try_get("heartbeat_at").map_err(err)?,
-        cancel_requested: row.try_get("cancel_requested").map_err(err)?,
-        checkpoint: row
-            .try_get::<Option<Json<Value>>, _>("checkpoint")
-            .map_err(err)?
-            .map(|j| j.0),
-        errors: errors.0,
-        created_at: row.try_get("created_at").map_err(err)?,
-        attempted_at: row.try_get("attempted_at").map_err(err)?,
-        finished_at: row.try_get("finished_at").map_err(err)?,
-    })
+    crate::sql::rows::decode_job!(row, err)
 }
 
 fn fence_arrays(jobs: &[Fence]) -> (Vec<Uuid>, Vec<i32>) {
@@ -162,11 +128,6 @@ where
     );
     qb.build().execute(conn).await.map_err(err)?;
     Ok(())
-}
-
-/// A time as PostgreSQL stores it (`timestamptz`).
-pub(super) fn db_time(t: DateTime<Utc>) -> DateTime<Utc> {
-    t
 }
 
 pub(super) fn tenant_clause(scope: JobScope<'_>) -> Option<Uuid> {

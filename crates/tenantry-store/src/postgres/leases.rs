@@ -1,8 +1,7 @@
 //! Singleton leases on PostgreSQL (platform data): the statements; the Rust around them is
 //! written once, in [`crate::sql::capabilities::lease_store`].
 
-use super::jobs::db_time;
-use super::{Intent, PgStore, err};
+use super::{Intent, PgStore, db_time, err};
 
 mod sql {
     pub(super) const ACQUIRE: &str = "INSERT INTO worker_leases (name, owner, expires_at, acquired_at) VALUES ($1, $2, $4, $3)

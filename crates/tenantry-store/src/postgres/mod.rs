@@ -69,6 +69,11 @@ async fn assume_app_role(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// A time as PostgreSQL stores it (`timestamptz`).
+pub(crate) fn db_time(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    t
+}
+
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(Backend::Postgres, e)
 }

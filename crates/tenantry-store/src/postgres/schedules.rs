@@ -1,15 +1,10 @@
 //! Schedules on PostgreSQL: the statements and the row decoder; the Rust around them is written
 //! once, in [`crate::sql::capabilities::schedule_store`].
 
-use serde_json::Value;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
-use sqlx::types::Json;
-use tenantry_domain::TenantId;
-use uuid::Uuid;
 
-use super::jobs::{db_time, insert_jobs, tenant_clause};
-use super::{Intent, PgStore, err};
+use super::jobs::{insert_jobs, tenant_clause};
+use super::{Intent, PgStore, db_time, err};
 use crate::StoreResult;
 use crate::schedules::ScheduleRecord;
 
@@ -37,20 +32,5 @@ mod sql {
 crate::sql::capabilities::schedule_store!(PgStore);
 
 fn decode_schedule(row: &PgRow) -> StoreResult<ScheduleRecord> {
-    Ok(ScheduleRecord {
-        name: row.try_get("name").map_err(err)?,
-        tenant_id: row
-            .try_get::<Option<Uuid>, _>("tenant_id")
-            .map_err(err)?
-            .map(TenantId::from_uuid),
-        cron: row.try_get("cron").map_err(err)?,
-        interval_ms: row.try_get("interval_ms").map_err(err)?,
-        kind: row.try_get("kind").map_err(err)?,
-        payload: row.try_get::<Json<Value>, _>("payload").map_err(err)?.0,
-        enabled: row.try_get("enabled").map_err(err)?,
-        next_fire_at: row.try_get("next_fire_at").map_err(err)?,
-        last_fired_at: row.try_get("last_fired_at").map_err(err)?,
-        created_at: row.try_get("created_at").map_err(err)?,
-        updated_at: row.try_get("updated_at").map_err(err)?,
-    })
+    crate::sql::rows::decode_schedule!(row, err)
 }

@@ -1,7 +1,7 @@
 //! Tenants on PostgreSQL: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::tenant_store`].
 
-use super::{Intent, PgStore, err};
+use super::{Intent, PgStore, db_time, err};
 
 mod sql {
     use crate::sql::rows::tenant_columns;

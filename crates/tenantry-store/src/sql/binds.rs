@@ -2,6 +2,8 @@
 //! the column order of the statement both adapters spell in their own SQL (`INSERT INTO t (…)
 //! VALUES (?1 …)` on SQLite, `($1 …)` on PostgreSQL). Macros, like the row decoders in
 //! [`rows`](super::rows), because sqlx's per-driver bounds do not fit one generic function well.
+//! Times are bound through `db_time`, the adapter's encoding, which must be in scope where a
+//! macro is expanded.
 
 /// `(id, slug, name, status, edition, region, isolation, created_at, updated_at, deleted_at,
 /// purge_after, deleted_from, version)`
@@ -15,10 +17,10 @@ macro_rules! bind_tenant {
             .bind(t.edition.as_str())
             .bind(t.region.as_ref().map(|r| r.as_str()))
             .bind(t.isolation.as_str())
-            .bind(t.created_at)
-            .bind(t.updated_at)
-            .bind(t.deleted_at)
-            .bind(t.purge_after)
+            .bind(db_time(t.created_at))
+            .bind(db_time(t.updated_at))
+            .bind(t.deleted_at.map(db_time))
+            .bind(t.purge_after.map(db_time))
             .bind(t.deleted_from.map(|s| s.as_str()))
             .bind(t.version)
     }};
@@ -34,9 +36,9 @@ macro_rules! bind_tenant_update {
             .bind(t.status.as_str())
             .bind(t.edition.as_str())
             .bind(t.region.as_ref().map(|r| r.as_str()))
-            .bind(t.updated_at)
-            .bind(t.deleted_at)
-            .bind(t.purge_after)
+            .bind(db_time(t.updated_at))
+            .bind(t.deleted_at.map(db_time))
+            .bind(t.purge_after.map(db_time))
             .bind(t.deleted_from.map(|s| s.as_str()))
             .bind(t.version)
             .bind($expected)
@@ -52,7 +54,7 @@ macro_rules! bind_edition {
             .bind(&e.description)
             .bind(sqlx::types::Json(&e.limits))
             .bind(e.builtin)
-            .bind(e.created_at)
+            .bind(db_time(e.created_at))
     }};
 }
 
@@ -67,9 +69,9 @@ macro_rules! bind_api_key {
             .bind(&k.secret_hash)
             .bind(&k.name)
             .bind(k.tenant_id.map(uuid::Uuid::from))
-            .bind(k.created_at)
-            .bind(k.expires_at)
-            .bind(k.revoked_at)
+            .bind(db_time(k.created_at))
+            .bind(k.expires_at.map(db_time))
+            .bind(k.revoked_at.map(db_time))
             .bind(sqlx::types::Json(
                 k.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             ))
@@ -94,7 +96,7 @@ macro_rules! bind_device {
             .bind(&d.device_id)
             .bind(&d.name)
             .bind(sqlx::types::Json(&d.metadata))
-            .bind(d.created_at)
+            .bind(db_time(d.created_at))
     }};
 }
 
@@ -108,8 +110,8 @@ macro_rules! bind_idempotency {
             .bind(i32::from(r.status))
             .bind(sqlx::types::Json(&r.headers))
             .bind(&r.body)
-            .bind(r.created_at)
-            .bind(r.expires_at)
+            .bind(db_time(r.created_at))
+            .bind(db_time(r.expires_at))
     }};
 }
 
@@ -119,7 +121,7 @@ macro_rules! bind_audit {
     ($q:expr, $a:expr) => {{
         let a = $a;
         $q.bind(a.id.as_uuid())
-            .bind(a.occurred_at)
+            .bind(db_time(a.occurred_at))
             .bind(a.actor.kind.as_str())
             .bind(&a.actor.id)
             .bind(&a.action)
@@ -138,7 +140,7 @@ macro_rules! bind_event {
         $q.bind(e.id.as_uuid())
             .bind(&e.event_type)
             .bind(&e.source)
-            .bind(e.time)
+            .bind(db_time(e.time))
             .bind(e.tenant_id.map(uuid::Uuid::from))
             .bind(e.edition.as_ref().map(tenantry_domain::EditionKey::as_str))
             .bind(&e.trace_id)
@@ -160,7 +162,7 @@ macro_rules! write_records {
             sqlx::query(sql::IDEMPOTENCY_EXPIRE)
                 .bind(&r.scope)
                 .bind(&r.key)
-                .bind(r.created_at)
+                .bind(db_time(r.created_at))
                 .execute(&mut *conn)
                 .await
                 .map_err($err)?;

@@ -1,12 +1,53 @@
-//! Row decoding shared by both adapters. Both store the same Rust types (UUID, UTC time, JSON,
-//! text, integers), so one decoder per record serves both; each is a macro because sqlx rows of
-//! different drivers share no trait that carries the per-type bounds conveniently.
+//! Row decoding shared by both adapters. Both store the same Rust types (UUID, JSON, text,
+//! integers) and every time at microsecond precision — PostgreSQL as `timestamptz`, SQLite as
+//! integer microseconds since the epoch (migration 0005 made that the one SQLite encoding) —
+//! so one decoder per record serves both, reading times through [`Times`]. Each is a macro
+//! because sqlx rows of different drivers share no trait that carries the per-type bounds
+//! conveniently.
 
 use std::str::FromStr;
 
 use tenantry_domain::{EditionKey, Region, Slug, TenantName};
 
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
 use crate::{StoreError, StoreResult};
+
+/// Reads a time column as the backend stores it.
+pub(crate) trait Times {
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, sqlx::Error>;
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error>;
+}
+
+/// SQLite: integer microseconds since the Unix epoch.
+impl Times for sqlx::sqlite::SqliteRow {
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+        micros(column, self.try_get(column)?)
+    }
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        self.try_get::<Option<i64>, _>(column)?
+            .map(|v| micros(column, v))
+            .transpose()
+    }
+}
+
+fn micros(column: &str, v: i64) -> Result<DateTime<Utc>, sqlx::Error> {
+    DateTime::from_timestamp_micros(v).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: format!("{v} is not a time in microseconds").into(),
+    })
+}
+
+/// PostgreSQL: `timestamptz`.
+impl Times for sqlx::postgres::PgRow {
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+        self.try_get(column)
+    }
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        self.try_get(column)
+    }
+}
 
 pub(crate) fn parse<T: FromStr>(what: &str, s: &str) -> StoreResult<T>
 where
@@ -63,10 +104,10 @@ macro_rules! decode_tenant {
                 "isolation",
                 &row.try_get::<String, _>("isolation").map_err(map)?,
             )?,
-            created_at: row.try_get("created_at").map_err(map)?,
-            updated_at: row.try_get("updated_at").map_err(map)?,
-            deleted_at: row.try_get("deleted_at").map_err(map)?,
-            purge_after: row.try_get("purge_after").map_err(map)?,
+            created_at: $crate::sql::rows::Times::time(row, "created_at").map_err(map)?,
+            updated_at: $crate::sql::rows::Times::time(row, "updated_at").map_err(map)?,
+            deleted_at: $crate::sql::rows::Times::opt_time(row, "deleted_at").map_err(map)?,
+            purge_after: $crate::sql::rows::Times::opt_time(row, "purge_after").map_err(map)?,
             deleted_from: row
                 .try_get::<Option<String>, _>("deleted_from")
                 .map_err(map)?
@@ -90,7 +131,7 @@ macro_rules! decode_edition {
             description: row.try_get("description").map_err(map)?,
             limits: limits.0,
             builtin: row.try_get("builtin").map_err(map)?,
-            created_at: row.try_get("created_at").map_err(map)?,
+            created_at: $crate::sql::rows::Times::time(row, "created_at").map_err(map)?,
         })
     }};
 }
@@ -113,9 +154,9 @@ macro_rules! decode_api_key {
                 .try_get::<Option<uuid::Uuid>, _>("tenant_id")
                 .map_err(map)?
                 .map(tenantry_domain::TenantId::from_uuid),
-            created_at: row.try_get("created_at").map_err(map)?,
-            expires_at: row.try_get("expires_at").map_err(map)?,
-            revoked_at: row.try_get("revoked_at").map_err(map)?,
+            created_at: $crate::sql::rows::Times::time(row, "created_at").map_err(map)?,
+            expires_at: $crate::sql::rows::Times::opt_time(row, "expires_at").map_err(map)?,
+            revoked_at: $crate::sql::rows::Times::opt_time(row, "revoked_at").map_err(map)?,
             scopes: $crate::sql::rows::parse_all(
                 "scope",
                 row.try_get::<sqlx::types::Json<Vec<String>>, _>("scopes")
@@ -138,7 +179,7 @@ macro_rules! decode_api_key {
                 .try_get::<Option<uuid::Uuid>, _>("rotated_to")
                 .map_err(map)?
                 .map(tenantry_domain::ApiKeyId::from_uuid),
-            last_used_at: row.try_get("last_used_at").map_err(map)?,
+            last_used_at: $crate::sql::rows::Times::opt_time(row, "last_used_at").map_err(map)?,
         })
     }};
 }
@@ -163,7 +204,7 @@ macro_rules! decode_device {
             device_id: row.try_get("device_id").map_err(map)?,
             name: row.try_get("name").map_err(map)?,
             metadata: metadata.0,
-            created_at: row.try_get("created_at").map_err(map)?,
+            created_at: $crate::sql::rows::Times::time(row, "created_at").map_err(map)?,
         })
     }};
 }
@@ -176,7 +217,7 @@ macro_rules! decode_audit {
         let details: sqlx::types::Json<serde_json::Value> = row.try_get("details").map_err(map)?;
         Ok::<_, $crate::StoreError>(tenantry_domain::AuditRecord {
             id: tenantry_domain::AuditId::from_uuid(row.try_get("id").map_err(map)?),
-            occurred_at: row.try_get("occurred_at").map_err(map)?,
+            occurred_at: $crate::sql::rows::Times::time(row, "occurred_at").map_err(map)?,
             actor: tenantry_domain::Actor {
                 kind: $crate::sql::rows::parse(
                     "actor kind",
@@ -207,7 +248,7 @@ macro_rules! decode_event {
             id: tenantry_domain::EventId::from_uuid(row.try_get("id").map_err(map)?),
             event_type: row.try_get("event_type").map_err(map)?,
             source: row.try_get("source").map_err(map)?,
-            time: row.try_get("time").map_err(map)?,
+            time: $crate::sql::rows::Times::time(row, "time").map_err(map)?,
             tenant_id: row
                 .try_get::<Option<uuid::Uuid>, _>("tenant_id")
                 .map_err(map)?
@@ -241,13 +282,90 @@ macro_rules! decode_idempotency {
                 .map_err(|e| $crate::StoreError::corrupt(e))?,
             headers: headers.0,
             body: row.try_get("body").map_err(map)?,
-            created_at: row.try_get("created_at").map_err(map)?,
-            expires_at: row.try_get("expires_at").map_err(map)?,
+            created_at: $crate::sql::rows::Times::time(row, "created_at").map_err(map)?,
+            expires_at: $crate::sql::rows::Times::time(row, "expires_at").map_err(map)?,
+        })
+    }};
+}
+
+/// A job row (the columns of [`crate::jobs::job_columns`], or `*`).
+macro_rules! decode_job {
+    ($row:expr, $map:expr) => {{
+        use sqlx::Row;
+        use $crate::sql::rows::Times;
+        let row = $row;
+        let map = $map;
+        let state: String = row.try_get("state").map_err(map)?;
+        let errors: sqlx::types::Json<Vec<tenantry_domain::job::AttemptError>> =
+            row.try_get("errors").map_err(map)?;
+        Ok::<_, $crate::StoreError>($crate::jobs::JobRecord {
+            id: row.try_get("id").map_err(map)?,
+            queue: row.try_get("queue").map_err(map)?,
+            kind: row.try_get("kind").map_err(map)?,
+            tenant_id: row
+                .try_get::<Option<uuid::Uuid>, _>("tenant_id")
+                .map_err(map)?
+                .map(tenantry_domain::TenantId::from_uuid),
+            unique_key: row.try_get("unique_key").map_err(map)?,
+            payload: row
+                .try_get::<sqlx::types::Json<serde_json::Value>, _>("payload")
+                .map_err(map)?
+                .0,
+            priority: row.try_get("priority").map_err(map)?,
+            state: $crate::sql::rows::parse("job state", &state)?,
+            attempt: u32::try_from(row.try_get::<i32, _>("attempt").map_err(map)?).unwrap_or(0),
+            max_attempts: u32::try_from(row.try_get::<i32, _>("max_attempts").map_err(map)?)
+                .unwrap_or(0),
+            run_at: row.time("run_at").map_err(map)?,
+            lease: std::time::Duration::from_millis(
+                u64::try_from(row.try_get::<i64, _>("lease_ms").map_err(map)?).unwrap_or(0),
+            ),
+            lease_owner: row.try_get("lease_owner").map_err(map)?,
+            lease_expires_at: row.opt_time("lease_expires_at").map_err(map)?,
+            heartbeat_at: row.opt_time("heartbeat_at").map_err(map)?,
+            cancel_requested: row.try_get("cancel_requested").map_err(map)?,
+            checkpoint: row
+                .try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>("checkpoint")
+                .map_err(map)?
+                .map(|j| j.0),
+            errors: errors.0,
+            created_at: row.time("created_at").map_err(map)?,
+            attempted_at: row.opt_time("attempted_at").map_err(map)?,
+            finished_at: row.opt_time("finished_at").map_err(map)?,
+        })
+    }};
+}
+
+/// A schedule row (`*` of `schedules`).
+macro_rules! decode_schedule {
+    ($row:expr, $map:expr) => {{
+        use sqlx::Row;
+        use $crate::sql::rows::Times;
+        let row = $row;
+        let map = $map;
+        Ok::<_, $crate::StoreError>($crate::schedules::ScheduleRecord {
+            name: row.try_get("name").map_err(map)?,
+            tenant_id: row
+                .try_get::<Option<uuid::Uuid>, _>("tenant_id")
+                .map_err(map)?
+                .map(tenantry_domain::TenantId::from_uuid),
+            cron: row.try_get("cron").map_err(map)?,
+            interval_ms: row.try_get("interval_ms").map_err(map)?,
+            kind: row.try_get("kind").map_err(map)?,
+            payload: row
+                .try_get::<sqlx::types::Json<serde_json::Value>, _>("payload")
+                .map_err(map)?
+                .0,
+            enabled: row.try_get("enabled").map_err(map)?,
+            next_fire_at: row.opt_time("next_fire_at").map_err(map)?,
+            last_fired_at: row.opt_time("last_fired_at").map_err(map)?,
+            created_at: row.time("created_at").map_err(map)?,
+            updated_at: row.time("updated_at").map_err(map)?,
         })
     }};
 }
 
 pub(crate) use {
     api_key_columns, decode_api_key, decode_audit, decode_device, decode_edition, decode_event,
-    decode_idempotency, decode_tenant, tenant_columns,
+    decode_idempotency, decode_job, decode_schedule, decode_tenant, tenant_columns,
 };

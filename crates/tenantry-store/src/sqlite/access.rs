@@ -1,7 +1,7 @@
 //! API keys and devices on SQLite: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::access_store`] (tenant data through `SqliteStore::tenant_tx`).
 
-use super::{Intent, SqliteStore, err};
+use super::{Intent, SqliteStore, db_time, err};
 
 mod sql {
     use crate::sql::rows::api_key_columns;

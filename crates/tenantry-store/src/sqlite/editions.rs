@@ -1,7 +1,7 @@
 //! Editions on SQLite: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::edition_store`].
 
-use super::{Intent, SqliteStore, err};
+use super::{Intent, SqliteStore, db_time, err};
 
 mod sql {
     pub(super) const LIST: &str = "SELECT key, name, description, limits, builtin, created_at FROM editions ORDER BY builtin DESC, created_at, key";

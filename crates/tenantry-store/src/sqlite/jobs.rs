@@ -11,62 +11,16 @@ use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
 use sqlx::{Row, SqliteConnection};
-use tenantry_domain::TenantId;
-use tenantry_domain::job::{AttemptError, JobState};
+use tenantry_domain::job::JobState;
 use uuid::Uuid;
 
-use super::{Intent, SqliteStore, err};
+use super::{Intent, SqliteStore, db_time, err};
 use crate::jobs::*;
 use crate::sql::enqueue_batch::EnqueueBatcher;
-use crate::{Changes, StoreError, StoreResult};
-
-pub(super) fn us(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
-pub(super) fn from_us(v: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(v).ok_or_else(|| StoreError::corrupt(format!("time {v}")))
-}
-
-pub(super) fn opt_us(v: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
-    v.map(from_us).transpose()
-}
+use crate::{Changes, StoreResult};
 
 pub(super) fn decode(row: &SqliteRow) -> StoreResult<JobRecord> {
-    let state: String = row.try_get("state").map_err(err)?;
-    let errors: Json<Vec<AttemptError>> = row.try_get("errors").map_err(err)?;
-    Ok(JobRecord {
-        id: row.try_get("id").map_err(err)?,
-        queue: row.try_get("queue").map_err(err)?,
-        kind: row.try_get("kind").map_err(err)?,
-        tenant_id: row
-            .try_get::<Option<Uuid>, _>("tenant_id")
-            .map_err(err)?
-            .map(TenantId::from_uuid),
-        unique_key: row.try_get("unique_key").map_err(err)?,
-        payload: row.try_get::<Json<Value>, _>("payload").map_err(err)?.0,
-        priority: i16::try_from(row.try_get::<i64, _>("priority").map_err(err)?).unwrap_or(0),
-        state: crate::sql::rows::parse("job state", &state)?,
-        attempt: u32::try_from(row.try_get::<i64, _>("attempt").map_err(err)?).unwrap_or(0),
-        max_attempts: u32::try_from(row.try_get::<i64, _>("max_attempts").map_err(err)?)
-            .unwrap_or(0),
-        run_at: from_us(row.try_get("run_at").map_err(err)?)?,
-        lease: std::time::Duration::from_millis(
-            u64::try_from(row.try_get::<i64, _>("lease_ms").map_err(err)?).unwrap_or(0),
-        ),
-        lease_owner: row.try_get("lease_owner").map_err(err)?,
-        lease_expires_at: opt_us(row.try_get("lease_expires_at").map_err(err)?)?,
-        heartbeat_at: opt_us(row.try_get("heartbeat_at").map_err(err)?)?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested").map_err(err)? != 0,
-        checkpoint: row
-            .try_get::<Option<Json<Value>>, _>("checkpoint")
-            .map_err(err)?
-            .map(|j| j.0),
-        errors: errors.0,
-        created_at: from_us(row.try_get("created_at").map_err(err)?)?,
-        attempted_at: opt_us(row.try_get("attempted_at").map_err(err)?)?,
-        finished_at: opt_us(row.try_get("finished_at").map_err(err)?)?,
-    })
+    crate::sql::rows::decode_job!(row, err)
 }
 
 /// Inserts jobs in the caller's transaction, honouring unique keys and assigning fair keys.
@@ -86,7 +40,7 @@ pub(super) async fn insert_jobs(
     let mut next: HashMap<String, i64> = HashMap::new();
     let mut out = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let now = us(job.created_at);
+        let now = db_time(job.created_at);
         if let Some(key) = &job.unique_key {
             sqlx::query("DELETE FROM job_unique_keys WHERE key = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2")
                 .bind(key)
@@ -151,7 +105,7 @@ pub(super) async fn insert_jobs(
         .bind(i64::from(job.priority))
         .bind(state)
         .bind(i64::from(job.max_attempts.max(1)))
-        .bind(us(job.run_at))
+        .bind(db_time(job.run_at))
         .bind(millis(job.lease).max(1))
         .bind(millis(job.retry.base))
         .bind(millis(job.retry.cap))
@@ -186,7 +140,7 @@ pub(super) async fn finish_unique(
         sqlx::query("UPDATE job_unique_keys SET expires_at = ?3 WHERE key = ?1 AND job_id = ?2")
             .bind(&key)
             .bind(id)
-            .bind(us(now) + window_ms * 1000)
+            .bind(db_time(now) + window_ms * 1000)
             .execute(&mut *conn)
             .await
             .map_err(err)?;
@@ -206,11 +160,6 @@ pub(super) async fn retake_unique(conn: &mut SqliteConnection, id: Uuid) -> Stor
     .await
     .map_err(err)?;
     Ok(())
-}
-
-/// A time as SQLite stores it (microseconds since the epoch).
-pub(super) fn db_time(t: DateTime<Utc>) -> i64 {
-    us(t)
 }
 
 /// Takes the unique keys of finished jobs going back to the queue.
@@ -236,7 +185,7 @@ pub(super) async fn requeue_all(
                  cancel_requested = 0 WHERE id = ?1",
         )
         .bind(id)
-        .bind(us(now))
+        .bind(db_time(now))
         .execute(&mut *conn)
         .await
         .map_err(err)?;
@@ -365,7 +314,7 @@ impl JobQueue for SqliteStore {
             uncapped
         })
         .bind(owner)
-        .bind(us(now))
+        .bind(db_time(now))
         .bind(Json(queues))
         .bind(i64::from(limit));
         if let Some(cap) = tenant_cap {
@@ -395,7 +344,7 @@ impl JobQueue for SqliteStore {
                  WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND state = 'running'
                  RETURNING cancel_requested",
             )
-            .bind(us(now))
+            .bind(db_time(now))
             .bind(f.id)
             .bind(i64::from(f.attempt))
             .bind(owner)
@@ -432,7 +381,7 @@ impl JobQueue for SqliteStore {
                  WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND state = 'running'
                  RETURNING unique_key, unique_window_ms",
             )
-            .bind(us(now))
+            .bind(db_time(now))
             .bind(f.id)
             .bind(i64::from(f.attempt))
             .bind(owner)
@@ -538,7 +487,7 @@ impl JobQueue for SqliteStore {
                      lease_owner = NULL, lease_expires_at = NULL
                  WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND state = 'running'",
             )
-            .bind(us(now))
+            .bind(db_time(now))
             .bind(f.id)
             .bind(i64::from(f.attempt))
             .bind(owner)
@@ -565,7 +514,7 @@ impl JobQueue for SqliteStore {
             " FROM jobs WHERE state = 'running' AND lease_expires_at < ?1
              ORDER BY lease_expires_at LIMIT ?2"
         ))
-        .bind(us(now))
+        .bind(db_time(now))
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await
@@ -634,7 +583,7 @@ impl JobQueue for SqliteStore {
         .map_err(err)?;
         Ok(DeadLetters {
             count: row.try_get("n").map_err(err)?,
-            oldest: opt_us(row.try_get("oldest").map_err(err)?)?,
+            oldest: crate::sql::rows::Times::opt_time(&row, "oldest").map_err(err)?,
         })
     }
 
@@ -649,7 +598,7 @@ impl JobQueue for SqliteStore {
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
                  WHERE id < ?3 AND state IN ('completed','cancelled') AND finished_at < ?1 LIMIT ?2)",
         )
-        .bind(us(before))
+        .bind(db_time(before))
         .bind(i64::from(limit))
         .bind(created_before(before))
         .execute(&mut *tx)
@@ -657,7 +606,7 @@ impl JobQueue for SqliteStore {
         .map_err(err)?
         .rows_affected();
         sqlx::query("DELETE FROM job_unique_keys WHERE expires_at IS NOT NULL AND expires_at < ?1")
-            .bind(us(before))
+            .bind(db_time(before))
             .execute(&mut *tx)
             .await
             .map_err(err)?;
@@ -686,9 +635,9 @@ async fn apply_failure(
     )
     .bind(job.id)
     .bind(d.state.as_str())
-    .bind(us(d.run_at))
+    .bind(db_time(d.run_at))
     .bind(Json(&errors))
-    .bind(d.state.is_finished().then(|| us(now)))
+    .bind(d.state.is_finished().then(|| db_time(now)))
     .execute(&mut *conn)
     .await
     .map_err(err)?;

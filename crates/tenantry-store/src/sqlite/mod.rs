@@ -99,6 +99,11 @@ async fn begin_write(
     })
 }
 
+/// A time as SQLite stores it: integer microseconds since the Unix epoch (migration 0005).
+pub(crate) fn db_time(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(Backend::Sqlite, e)
 }
@@ -222,4 +227,126 @@ impl crate::Store for SqliteStore {
     }
 
     crate::capability_accessors!();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::{DateTime, Utc};
+    use sqlx::migrate::Migrator;
+    use tenantry_domain::{PageRequest, TenantRef};
+
+    use crate::Store;
+
+    /// A database made before 0005 (times as RFC 3339 text, written the way sqlx wrote them)
+    /// reads back the same times, through the same decoders, once 0005 converted it.
+    #[tokio::test]
+    async fn migration_0005_converts_text_times_to_microseconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = super::SqliteStore::connect(&url, &Default::default())
+            .await
+            .unwrap();
+        let before = Migrator::with_migrations(
+            super::migrations::sqlite()
+                .iter()
+                .filter(|m| m.version <= 4)
+                .cloned()
+                .collect(),
+        );
+        before.run(&store.pool).await.unwrap();
+        let at: DateTime<Utc> = "2026-12-01T21:03:39.123456Z".parse().unwrap();
+        let whole: DateTime<Utc> = "2026-12-01T21:03:40Z".parse().unwrap();
+        let tenant = uuid::Uuid::now_v7();
+        sqlx::query("INSERT INTO editions (key, name, limits, builtin, created_at) VALUES ('free', 'Free', ?1, 1, ?2)")
+            .bind(serde_json::to_string(&tenantry_domain::Edition::defaults(at)[0].limits).unwrap())
+            .bind(at)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO tenants (id, slug, name, status, edition, isolation, created_at, updated_at, deleted_at, version)
+             VALUES (?1, 'acme', 'Acme', 'active', 'free', 'pooled', ?2, ?3, NULL, 1)",
+        )
+        .bind(tenant)
+        .bind(at)
+        .bind(whole)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO api_keys (id, kind, lookup, secret_hash, name, tenant_id, created_at, expires_at)
+             VALUES (?1, 'tenant_secret', 'tnt_sk_aaaaaaaaaaaa', x'00', 'k', ?2, ?3, ?4)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(tenant)
+        .bind(at)
+        .bind(whole)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO audit_log (id, occurred_at, actor_kind, actor_id, action, resource_type, resource_id, tenant_id, details)
+             VALUES (?1, ?2, 'system', 's', 'tenant.create', 'tenant', 'r', ?3, '{}')",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(at)
+        .bind(tenant)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, status, headers, body, created_at, expires_at)
+             VALUES ('s', 'k', 'h', 201, '[]', '{}', ?1, ?2)",
+        )
+        .bind(at)
+        .bind(at + chrono::Duration::days(3650))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+
+        assert_eq!(store.migrate().await.unwrap(), vec![5]);
+        store.check_ready().await.unwrap();
+        let t = store
+            .tenants()
+            .get(&TenantRef::Id(tenantry_domain::TenantId::from_uuid(tenant)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.created_at, t.updated_at, t.deleted_at),
+            (at, whole, None)
+        );
+        let k = store
+            .access()
+            .find_key("tnt_sk_aaaaaaaaaaaa")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((k.created_at, k.expires_at), (at, Some(whole)));
+        let audit = store
+            .audit()
+            .list(&Default::default(), PageRequest::first(10))
+            .await
+            .unwrap();
+        assert_eq!(audit.items[0].occurred_at, at);
+        let idem = store
+            .idempotency()
+            .find("s", "k", at)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(idem.created_at, at);
+        // one encoding: every time column of every table is an integer now
+        let text: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM tenants WHERE typeof(created_at) <> 'integer')
+                  + (SELECT COUNT(*) FROM editions WHERE typeof(created_at) <> 'integer')
+                  + (SELECT COUNT(*) FROM api_keys WHERE typeof(expires_at) <> 'integer')",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(text, 0);
+    }
 }

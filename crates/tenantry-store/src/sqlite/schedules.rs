@@ -1,15 +1,10 @@
 //! Schedules on SQLite: the statements and the row decoder; the Rust around them is written
 //! once, in [`crate::sql::capabilities::schedule_store`].
 
-use serde_json::Value;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use sqlx::types::Json;
-use tenantry_domain::TenantId;
-use uuid::Uuid;
 
-use super::jobs::{db_time, from_us, insert_jobs, opt_us, tenant_clause};
-use super::{Intent, SqliteStore, err};
+use super::jobs::{insert_jobs, tenant_clause};
+use super::{Intent, SqliteStore, db_time, err};
 use crate::StoreResult;
 use crate::schedules::ScheduleRecord;
 
@@ -37,20 +32,5 @@ mod sql {
 crate::sql::capabilities::schedule_store!(SqliteStore);
 
 fn decode_schedule(row: &SqliteRow) -> StoreResult<ScheduleRecord> {
-    Ok(ScheduleRecord {
-        name: row.try_get("name").map_err(err)?,
-        tenant_id: row
-            .try_get::<Option<Uuid>, _>("tenant_id")
-            .map_err(err)?
-            .map(TenantId::from_uuid),
-        cron: row.try_get("cron").map_err(err)?,
-        interval_ms: row.try_get("interval_ms").map_err(err)?,
-        kind: row.try_get("kind").map_err(err)?,
-        payload: row.try_get::<Json<Value>, _>("payload").map_err(err)?.0,
-        enabled: row.try_get::<i64, _>("enabled").map_err(err)? != 0,
-        next_fire_at: opt_us(row.try_get("next_fire_at").map_err(err)?)?,
-        last_fired_at: opt_us(row.try_get("last_fired_at").map_err(err)?)?,
-        created_at: from_us(row.try_get("created_at").map_err(err)?)?,
-        updated_at: from_us(row.try_get("updated_at").map_err(err)?)?,
-    })
+    crate::sql::rows::decode_schedule!(row, err)
 }

@@ -1,7 +1,7 @@
 //! Tenants on SQLite: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::tenant_store`].
 
-use super::{Intent, SqliteStore, err};
+use super::{Intent, SqliteStore, db_time, err};
 
 mod sql {
     use crate::sql::rows::tenant_columns;

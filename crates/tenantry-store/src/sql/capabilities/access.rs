@@ -50,7 +50,7 @@ macro_rules! access_store {
             ) -> $crate::StoreResult<()> {
                 sqlx::query(sql::TOUCH_KEY)
                     .bind(id.as_uuid())
-                    .bind(at)
+                    .bind(db_time(at))
                     .execute(&self.pool)
                     .await
                     .map_err(err)?;
@@ -62,7 +62,7 @@ macro_rules! access_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<i64> {
                 sqlx::query_scalar(sql::COUNT_OPERATOR_KEYS)
-                    .bind(now)
+                    .bind(db_time(now))
                     .fetch_one(&self.pool)
                     .await
                     .map_err(err)
@@ -132,7 +132,7 @@ macro_rules! access_store {
                 let done = sqlx::query(sql::REVOKE_TENANT_KEY)
                     .bind(scope.tenant_id().as_uuid())
                     .bind(id.as_uuid())
-                    .bind(at)
+                    .bind(db_time(at))
                     .execute(&mut *tx)
                     .await
                     .map_err(err)?;
@@ -156,7 +156,7 @@ macro_rules! access_store {
                 let done = sqlx::query(sql::ROTATE_TENANT_KEY)
                     .bind(scope.tenant_id().as_uuid())
                     .bind(old.as_uuid())
-                    .bind(old_expires_at)
+                    .bind(db_time(old_expires_at))
                     .bind(successor.id.as_uuid())
                     .execute(&mut *tx)
                     .await
@@ -241,7 +241,7 @@ macro_rules! access_store {
                 sqlx::query(sql::REVOKE_DEVICE_KEYS)
                     .bind(scope.tenant_id().as_uuid())
                     .bind(device_id)
-                    .bind(at)
+                    .bind(db_time(at))
                     .execute(&mut *tx)
                     .await
                     .map_err(err)?;

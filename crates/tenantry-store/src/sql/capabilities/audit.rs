@@ -12,8 +12,8 @@ macro_rules! audit_store {
                     .bind($crate::sql::before(&page))
                     .bind(f.tenant_id.map(uuid::Uuid::from))
                     .bind(f.action.as_deref())
-                    .bind(f.since)
-                    .bind(f.until)
+                    .bind(f.since.map(db_time))
+                    .bind(f.until.map(db_time))
                     .bind(i64::from(page.limit) + 1)
                     .fetch_all(&self.pool)
                     .await

@@ -12,7 +12,7 @@ macro_rules! idempotency_store {
                 let row = sqlx::query(sql::FIND)
                     .bind(scope)
                     .bind(key)
-                    .bind(now)
+                    .bind(db_time(now))
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(err)?;
@@ -22,7 +22,7 @@ macro_rules! idempotency_store {
 
             async fn purge(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::StoreResult<u64> {
                 let r = sqlx::query(sql::PURGE)
-                    .bind(now)
+                    .bind(db_time(now))
                     .execute(&self.pool)
                     .await
                     .map_err(err)?;
