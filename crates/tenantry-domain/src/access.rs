@@ -29,7 +29,11 @@ macro_rules! catalog {
             fn from_str(s: &str) -> Result<Self, String> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(format!("unknown {} '{s}'", stringify!($name).to_lowercase())),
+                    _ => Err(format!(
+                        "unknown {} '{s}'; valid: {}",
+                        stringify!($name).to_lowercase(),
+                        [$($text),+].join(", ")
+                    )),
                 }
             }
         }
@@ -76,6 +80,20 @@ catalog!(
         BillingAdmin => "billing_admin": "manages one tenant's billing and reads its usage",
     }
 );
+
+impl Scope {
+    /// The scope this one implies: each `X:manage` implies `X:read`.
+    pub fn implies(self) -> Option<Scope> {
+        match self {
+            Scope::TenantsManage => Some(Scope::TenantsRead),
+            Scope::EditionsManage => Some(Scope::EditionsRead),
+            Scope::KeysManage => Some(Scope::KeysRead),
+            Scope::DevicesManage => Some(Scope::DevicesRead),
+            Scope::JobsManage => Some(Scope::JobsRead),
+            _ => None,
+        }
+    }
+}
 
 impl Role {
     pub fn scopes(self) -> ScopeSet {
@@ -150,11 +168,20 @@ impl ScopeSet {
             .copied()
             .filter(move |s| self.contains(*s))
     }
-    /// Scopes granted directly plus those of the roles.
+    /// Scopes granted directly plus those of the roles, plus what they imply: `X:manage` implies
+    /// `X:read` (whoever may change a resource may see it).
     pub fn granted(scopes: &[Scope], roles: &[Role]) -> Self {
         roles
             .iter()
             .fold(Self::of(scopes), |acc, r| acc.union(r.scopes()))
+            .with_implied()
+    }
+
+    /// The set with every implied scope added.
+    pub fn with_implied(self) -> Self {
+        self.iter()
+            .filter_map(Scope::implies)
+            .fold(self, |acc, s| acc.union(Self::of(&[s])))
     }
 }
 
@@ -250,6 +277,25 @@ impl TenantScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manage_implies_read() {
+        let g = ScopeSet::granted(&[Scope::DevicesManage, Scope::JobsManage], &[]);
+        assert!(g.contains(Scope::DevicesRead) && g.contains(Scope::JobsRead));
+        assert!(!g.contains(Scope::KeysRead));
+        // events:write (ingest) grants no read of the tenant's events
+        assert!(!ScopeSet::granted(&[Scope::EventsWrite], &[]).contains(Scope::EventsRead));
+        // every manage scope of the catalog implies its read scope
+        for s in Scope::ALL {
+            if let Some(read) = s.implies() {
+                assert!(s.as_str().ends_with(":manage") && read.as_str().ends_with(":read"));
+                assert_eq!(
+                    s.as_str().split(':').next(),
+                    read.as_str().split(':').next()
+                );
+            }
+        }
+    }
 
     #[test]
     fn catalog_round_trips() {

@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::edition::EditionKey;
 use crate::id::TenantId;
 
-/// A tenant's URL-safe handle: `[a-z0-9-]{3,63}`, never shaped like a UUID (so that
-/// `/v1/tenants/{id-or-slug}` is never ambiguous).
+/// A tenant's URL-safe handle and DNS label (subdomain resolution uses it): `[a-z0-9-]{3,63}`,
+/// neither starting nor ending with `-` and without `--` (reserved in DNS labels for encodings
+/// such as `xn--`), never shaped like a UUID (so that `/v1/tenants/{id-or-slug}` is never
+/// ambiguous).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Slug(String);
@@ -29,6 +31,8 @@ pub enum SlugError {
     Charset,
     #[error("must not be shaped like a UUID")]
     LooksLikeUuid,
+    #[error("must start and end with a letter or digit, without '--' (a DNS label)")]
+    Hyphens,
 }
 
 impl Slug {
@@ -45,7 +49,19 @@ impl Slug {
         if uuid::Uuid::try_parse(s).is_ok() {
             return Err(SlugError::LooksLikeUuid);
         }
+        if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
+            return Err(SlugError::Hyphens);
+        }
         Ok(Self(s.to_owned()))
+    }
+
+    /// A slug read back from storage: the rules slugs were created under before they had to be
+    /// DNS labels (length, charset, not a UUID), so that a tenant created then stays readable.
+    pub fn from_stored(s: &str) -> Result<Self, SlugError> {
+        match Self::parse(s) {
+            Err(SlugError::Hyphens) => Ok(Self(s.to_owned())),
+            other => other,
+        }
     }
 
     /// Derives a slug from a display name: ASCII letters and digits are kept (lowercased), every
@@ -274,7 +290,7 @@ impl TenantRef {
         if let Ok(id) = s.parse::<TenantId>() {
             return Some(Self::Id(id));
         }
-        Slug::parse(s).ok().map(Self::Slug)
+        Slug::from_stored(s).ok().map(Self::Slug)
     }
 }
 
@@ -548,6 +564,17 @@ mod tests {
         assert_eq!(TenantRef::parse(&id.to_string()), Some(TenantRef::Id(id)));
         assert!(matches!(TenantRef::parse("acme"), Some(TenantRef::Slug(_))));
         assert_eq!(TenantRef::parse("A!"), None);
+    }
+
+    #[test]
+    fn slugs_are_dns_labels() {
+        for bad in ["-leading", "trailing-", "a--b", "--x", "xn--abc"] {
+            assert_eq!(Slug::parse(bad), Err(SlugError::Hyphens), "{bad}");
+        }
+        assert!(Slug::parse("a-b-c").is_ok());
+        // created before the rule: still readable from storage, never accepted as input
+        assert_eq!(Slug::from_stored("-old").unwrap().as_str(), "-old");
+        assert_eq!(Slug::from_stored("Abc!"), Err(SlugError::Charset));
     }
 
     proptest! {

@@ -303,6 +303,16 @@ impl Config {
         Roles::parse(&self.roles).unwrap_or_default()
     }
 
+    /// The file of the embedded database, when the store is SQLite on a file.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database_url();
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
     pub fn uses_sqlite(&self) -> bool {
         self.database_url().starts_with("sqlite:")
     }
@@ -317,6 +327,8 @@ impl Config {
             v["auth"]["jwt_hs256_secret"] = "***".into();
         }
         v["database_url"] = redact_url(&self.database_url()).into();
+        v["limits"]["redis_url"] = redact_url(&self.limits.redis_url).into();
+        v["auth"]["jwt_jwks_url"] = redact_url(&self.auth.jwt_jwks_url).into();
         v
     }
 }
@@ -383,13 +395,44 @@ impl Roles {
     }
 }
 
-/// A database URL with any password replaced by `***`.
+/// A URL with every credential replaced by `***`: the password of its user-info
+/// (`redis://:pw@host`, `postgres://user:pw@host`) and the values of query parameters that carry
+/// one (`?password=…`, `?sslpassword=…`, `?token=…`, `?secret=…`, `?key=…`).
 pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(q) = query {
+        let secret = |name: &str| {
+            let n = name.to_ascii_lowercase();
+            [
+                "password", "passwd", "pwd", "pass", "secret", "token", "key",
+            ]
+            .iter()
+            .any(|s| n.ends_with(s))
+        };
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) if secret(k) && !v.is_empty() => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
     let rest = &url[scheme_end..];
-    let Some(at) = rest.find('@') else {
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
         return url.to_owned();
     };
     let userinfo = &rest[..at];
@@ -642,5 +685,26 @@ mod tests {
         assert!(!c.redacted().to_string().contains(&key));
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact_url("redis://:pw123@cache:6379"),
+            "redis://:***@cache:6379"
+        );
+        assert_eq!(
+            redact_url("postgres://h/db?sslmode=require&password=pw"),
+            "postgres://h/db?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("https://idp.example/jwks"),
+            "https://idp.example/jwks"
+        );
+        // every URL setting is masked in `config check`
+        let mut c = Config::default();
+        c.limits.redis_url = "redis://:pw123@cache:6379".into();
+        c.auth.jwt_jwks_url = "https://u:idp-secret@idp.example/jwks".into();
+        c.database_url = "postgres://app:db-secret@db/tenantry".into();
+        let shown = c.redacted().to_string();
+        for secret in ["pw123", "idp-secret", "db-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 }

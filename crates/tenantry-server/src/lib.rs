@@ -247,6 +247,7 @@ pub async fn app_state(
             .filter(|h| !h.is_empty())
             .map(std::sync::Arc::from),
         limiter: build_limiter(config).await,
+        limits_shared: !config.limits.redis_url.trim().is_empty(),
         limits: std::sync::Arc::new(access::limits::LimitPolicy::new(
             config.limits.global_per_minute,
             config.limits.global_burst,

@@ -71,7 +71,9 @@ pub trait ScheduleStore: Send + Sync {
     -> StoreResult<bool>;
 
     // the scheduler: the platform's view of every schedule
-    /// Enabled schedules whose next fire time is at or before `now`.
+    /// Enabled schedules whose next fire time is at or before `now`: the platform's, and those of
+    /// active tenants (a suspended or deleted tenant's schedules wait; once the tenant is active
+    /// again they fire at their next due time, without backfilling what was missed).
     async fn due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<ScheduleRecord>>;
 
     /// Moves a schedule's next fire time from `expected` to `next` without firing (start-up

@@ -33,6 +33,10 @@ pub struct Cli {
     /// Log format: json or pretty.
     #[arg(long, global = true, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
+    /// Let an offline command create the embedded database when there is none (without it, a
+    /// missing database is an error: the command would otherwise work on an empty new one).
+    #[arg(long, global = true)]
+    create_database: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -314,9 +318,16 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             print_json(&json!({ "valid": true, "config": config.redacted() }));
             Ok(())
         }
-        Command::Tenant(cmd) => tenant(config, cmd).await,
-        Command::Jobs(cmd) => jobs(config, cmd).await,
+        Command::Tenant(cmd) => {
+            existing_database(&config, cli.create_database)?;
+            tenant(config, cmd).await
+        }
+        Command::Jobs(cmd) => {
+            existing_database(&config, cli.create_database)?;
+            jobs(config, cmd).await
+        }
         Command::Key(KeyCommand::Create(args)) => {
+            existing_database(&config, cli.create_database)?;
             let app = open_app(&config).await?;
             let expires = args
                 .expires_in_days
@@ -342,6 +353,23 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 
 fn chrono_days(d: u32) -> chrono::Duration {
     chrono::Duration::days(i64::from(d))
+}
+
+/// Offline commands work on an existing database: on SQLite, a missing file means the wrong
+/// directory (or no server ever ran there), and creating an empty database would hide that.
+fn existing_database(config: &Config, create: bool) -> Result<(), Failure> {
+    match config.sqlite_path() {
+        Some(path) if !create && !path.exists() => Err(Failure {
+            code: 1,
+            message: format!(
+                "no database at {}: run the command where the server keeps its data \
+                 (--data-dir, --database-url or TENANTRY_DATA_DIR), run `tenantry migrate` to \
+                 create one, or pass --create-database",
+                path.display()
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 async fn open_app(config: &Config) -> Result<App, Failure> {
@@ -610,6 +638,17 @@ async fn serve(config: Config) -> Result<(), Failure> {
         tenantry_server::config::redact_url(&config.database_url()),
         app.store().backend().as_str()
     );
+    let redis = config.limits.redis_url.trim();
+    if redis.is_empty() {
+        eprintln!(
+            "  rate limits: in process (set [limits] redis_url to share them across instances)"
+        );
+    } else {
+        eprintln!(
+            "  rate limits: shared through Redis at {}",
+            tenantry_server::config::redact_url(redis)
+        );
+    }
     if let Some(key) = generated {
         eprintln!("  operator API key (shown once; store it now): {key}");
         eprintln!("  try: curl -H 'Authorization: Bearer {key}' http://{addr}/v1/tenants");

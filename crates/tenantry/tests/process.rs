@@ -330,9 +330,39 @@ async fn invalid_configuration_fails_naming_the_key() {
 }
 
 #[tokio::test]
+async fn offline_commands_refuse_a_missing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    for args in [
+        &["tenant", "list"][..],
+        &["key", "create", "--operator"][..],
+        &["jobs", "list"][..],
+    ] {
+        let (code, _, err) = run(&url, args).await;
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains("no database at") && err.contains("--create-database"),
+            "{err}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing was created"
+    );
+    let (code, list, err) = run(&url, &["--create-database", "tenant", "list"]).await;
+    assert_eq!(
+        (code, list["items"].as_array().map(Vec::len)),
+        (0, Some(0)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn cli_manages_tenants_offline() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
+    let (code, _, err) = run(&url, &["migrate"]).await;
+    assert_eq!(code, 0, "{err}");
     let (code, t, err) = run(
         &url,
         &[

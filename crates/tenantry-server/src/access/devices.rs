@@ -73,10 +73,10 @@ impl App {
             errors.push("name", "must be 1 to 200 characters long");
         }
         let metadata = input.metadata.unwrap_or_else(|| json!({}));
-        if !metadata.is_object() {
+        if metadata.is_object() {
+            crate::platform::check_document(&mut errors, "metadata", &metadata);
+        } else {
             errors.push("metadata", "must be a JSON object");
-        } else if metadata.to_string().len() > 16 * 1024 {
-            errors.push("metadata", "must be at most 16 KiB");
         }
         errors.into_result()?;
         let device = DeviceRecord {

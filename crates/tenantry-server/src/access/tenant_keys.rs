@@ -52,41 +52,56 @@ fn key_event(
     )
 }
 
-/// Validates requested scopes and roles against what the caller holds: nobody grants more than
-/// they have, and no tenant key is an operator.
+/// The most entries a scope or role list may have (the catalogs are far smaller; duplicates are
+/// folded).
+const MAX_LIST: usize = 64;
+
+/// Parses a list of catalog names: bounded, each name once (in the order first given).
+fn catalog_list<T: std::str::FromStr + PartialEq>(
+    field: &'static str,
+    names: &[String],
+    errors: &mut ValidationErrors,
+) -> Vec<T>
+where
+    T::Err: std::fmt::Display,
+{
+    if names.len() > MAX_LIST {
+        errors.push(field, format!("at most {MAX_LIST} entries"));
+        return Vec::new();
+    }
+    let mut out: Vec<T> = Vec::new();
+    for name in names {
+        if let Some(v) = errors.check(field, name.parse::<T>())
+            && !out.contains(&v)
+        {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Validates requested scopes and roles: known names, bounded lists stored without duplicates,
+/// no operator role. Returns them and the first scope they would grant that the caller does not
+/// hold (nobody grants more than they have: the caller gets `403 insufficient_scope` for it).
 pub(crate) fn grantable(
     caller: &Principal,
     scopes: &[String],
     roles: &[String],
     errors: &mut ValidationErrors,
-) -> (Vec<Scope>, Vec<Role>) {
-    let scopes: Vec<Scope> = scopes
-        .iter()
-        .filter_map(|s| errors.check("scopes", s.parse::<Scope>()))
-        .collect();
-    let roles: Vec<Role> = roles
-        .iter()
-        .filter_map(|r| errors.check("roles", r.parse::<Role>()))
-        .collect();
+) -> (Vec<Scope>, Vec<Role>, Option<Scope>) {
+    let nothing_asked = scopes.is_empty() && roles.is_empty();
+    let scopes: Vec<Scope> = catalog_list("scopes", scopes, errors);
+    let roles: Vec<Role> = catalog_list("roles", roles, errors);
     if roles.contains(&Role::Operator) {
         errors.push("roles", "a tenant key cannot have the operator role");
     }
-    let wanted = ScopeSet::granted(&scopes, &roles);
-    let beyond: Vec<_> = wanted
+    let beyond = ScopeSet::granted(&scopes, &roles)
         .iter()
-        .filter(|s| !caller.scopes.contains(*s))
-        .map(|s| s.as_str())
-        .collect();
-    if !beyond.is_empty() {
-        errors.push(
-            "scopes",
-            format!("cannot grant scopes you do not hold: {}", beyond.join(", ")),
-        );
-    }
-    if scopes.is_empty() && roles.is_empty() {
+        .find(|s| !caller.scopes.contains(*s));
+    if nothing_asked {
         errors.push("scopes", "give at least one scope or role");
     }
-    (scopes, roles)
+    (scopes, roles, beyond)
 }
 
 fn new_key(
@@ -147,7 +162,7 @@ impl App {
         if name.is_empty() || name.chars().count() > 200 {
             errors.push("name", "must be 1 to 200 characters long");
         }
-        let (scopes, roles) = grantable(caller, &input.scopes, &input.roles, &mut errors);
+        let (scopes, roles, beyond) = grantable(caller, &input.scopes, &input.roles, &mut errors);
         if input.expires_at.is_some_and(|e| e <= now()) {
             errors.push("expires_at", "must be in the future");
         }
@@ -155,6 +170,9 @@ impl App {
             errors.push("rate_limit_per_minute", "must be at least 1");
         }
         errors.into_result()?;
+        if let Some(s) = beyond {
+            return Err(AppError::InsufficientScope(s));
+        }
         let (mut record, secret) = new_key(KeyKind::TenantSecret, scope, name, scopes, roles);
         record.expires_at = input
             .expires_at

@@ -52,6 +52,16 @@ impl JobsConfig {
         if self.queues().is_empty() {
             return Err(invalid("jobs.worker_queues", "name at least one queue"));
         }
+        for q in self.queues() {
+            let mut errors = tenantry_domain::ValidationErrors::default();
+            crate::platform::check_queue(&mut errors, "queue", &q);
+            if !errors.0.is_empty() {
+                return Err(invalid(
+                    "jobs.worker_queues",
+                    format!("'{q}': a queue is 1 to 64 letters, digits, '-' or '_'"),
+                ));
+            }
+        }
         if !(1..=3650).contains(&self.retention_days) {
             return Err(invalid("jobs.retention_days", "must be between 1 and 3650"));
         }

@@ -62,7 +62,7 @@ impl App {
         r: ScheduleRequest,
     ) -> AppResult<(ScheduleRecord, bool)> {
         check_name(&r.name)?;
-        if registry.get(&r.kind).is_none() {
+        let Some(kind) = registry.get(&r.kind) else {
             return Err(ValidationErrors::single(
                 "kind",
                 format!(
@@ -72,6 +72,15 @@ impl App {
                 ),
             )
             .into());
+        };
+        let payload = r.payload.clone().unwrap_or(json!({}));
+        let mut errors = ValidationErrors::default();
+        crate::platform::check_document(&mut errors, "payload", &payload);
+        if let Err(m) = kind.handler.validate(&payload) {
+            errors.push("payload", format!("not a valid {} payload: {m}", kind.name));
+        }
+        if !errors.0.is_empty() {
+            return Err(errors.into());
         }
         let spec = match (&r.cron, r.interval_seconds) {
             (Some(c), None) => ScheduleSpec::cron(c)
@@ -113,7 +122,7 @@ impl App {
             cron,
             interval_ms,
             kind: r.kind,
-            payload: r.payload.unwrap_or(json!({})),
+            payload,
             enabled: r.enabled,
             next_fire_at,
             last_fired_at: existing.as_ref().and_then(|e| e.last_fired_at),
@@ -171,13 +180,20 @@ impl App {
         Ok(self.store.schedules().list(scope).await?)
     }
 
+    /// Deletes a schedule. An operator removes a tenant's schedule by naming the tenant
+    /// (`tenant`), which may be suspended or deleted.
     pub async fn delete_schedule(
         &self,
         ctx: &Ctx,
         access: PlatformOrTenant<'_>,
         name: &str,
+        tenant: Option<&str>,
     ) -> AppResult<()> {
-        let (scope, tenant) = scope_of(access);
+        let scope = access.scope();
+        let tenant = match tenant {
+            Some(_) => self.named_tenant(access, tenant, Deleted::Allowed).await?,
+            None => access.tenant_id(),
+        };
         let stored = stored_name(tenant, name);
         let details = json!({ "name": name });
         let audit = ctx.audit(

@@ -124,8 +124,15 @@ impl App {
             job.lease = kind.lease;
             job.retry = kind.retry;
             job.max_attempts = kind.retry.max_attempts;
+            crate::platform::check_document(&mut errors, &field("payload"), &job.payload);
+            if let Err(m) = kind.handler.validate(&job.payload) {
+                errors.push(
+                    field("payload"),
+                    format!("not a valid {} payload: {m}", kind.name),
+                );
+            }
             if let Some(q) = r.queue {
-                check_text(&mut errors, &field("queue"), &q, 64);
+                crate::platform::check_queue(&mut errors, &field("queue"), &q);
                 job.queue = q;
             }
             if let Some(p) = r.priority {

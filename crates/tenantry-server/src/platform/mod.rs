@@ -143,6 +143,35 @@ impl<'a> PlatformOrTenant<'a> {
     }
 }
 
+/// The largest opaque JSON document a request may store — a job's or a schedule's `payload`, a
+/// device's `metadata` — measured as compact JSON.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+/// Refuses an opaque document over [`MAX_DOCUMENT_BYTES`].
+pub fn check_document(errors: &mut ValidationErrors, field: &str, value: &serde_json::Value) {
+    let size = value.to_string().len();
+    if size > MAX_DOCUMENT_BYTES {
+        errors.push(
+            field,
+            format!(
+                "must be at most {} KiB of JSON (is {size} bytes)",
+                MAX_DOCUMENT_BYTES / 1024
+            ),
+        );
+    }
+}
+
+/// A queue name: 1 to 64 letters, digits, `-` or `_`.
+pub fn check_queue(errors: &mut ValidationErrors, field: &str, queue: &str) {
+    let ok = (1..=64).contains(&queue.len())
+        && queue
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        errors.push(field, "1 to 64 letters, digits, '-' or '_'");
+    }
+}
+
 /// Builds the idempotency record of a request from the resource its write produced.
 pub type Idem<'a, T> = Option<&'a (dyn Fn(&T) -> IdempotencyRecord + Send + Sync)>;
 

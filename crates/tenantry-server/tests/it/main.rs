@@ -8,6 +8,7 @@ mod audit;
 mod cross_tenant;
 mod editions;
 mod errors;
+mod hardening;
 mod idempotency;
 mod jobs;
 mod limits;
@@ -119,6 +120,15 @@ on_every_backend!(
     access::key_and_device_changes_are_audited,
     access::revocation_and_rotation_across_two_instances,
     cross_tenant::no_route_lets_tenant_b_touch_tenant_a,
+    hardening::nul_bytes_are_refused_everywhere,
+    hardening::duplicate_security_headers_are_refused,
+    hardening::slugs_are_dns_labels,
+    hardening::scope_lists_are_normalised_and_bounded,
+    hardening::replay_needs_no_body,
+    hardening::job_payloads_are_checked_at_enqueue,
+    hardening::manage_scopes_imply_read,
+    hardening::schedules_pause_with_their_tenant,
+    hardening::readiness_names_the_optional_backends,
     limits::headers_then_429_after_the_burst,
     limits::limits_are_per_tenant_and_per_key,
     limits::edition_changes_apply_without_restart,

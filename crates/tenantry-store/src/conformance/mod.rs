@@ -106,7 +106,7 @@ macro_rules! conformance_suite {
                 concurrent_enqueues_commit_each_and_fail_alone, tidying_the_queue_keeps_every_job,
                 tenant_caps_bound_running_jobs;
             schedules: schedules_are_fenced_by_scope, firing_is_single_and_enqueues_once,
-                leases_have_one_holder;
+                leases_have_one_holder, due_skips_schedules_of_inactive_tenants;
         );
     };
     (@suite $make:expr; $($module:ident: $($case:ident),+);+ $(;)?) => {

@@ -184,3 +184,67 @@ pub async fn leases_have_one_holder(store: &dyn Store) {
         .unwrap()
     );
 }
+
+/// A suspended or deleted tenant's schedules are not due; the platform's and active tenants' are.
+pub async fn due_skips_schedules_of_inactive_tenants(store: &dyn Store) {
+    let a = active_tenant(store, "due-active").await;
+    let s = store.schedules();
+    s.put(
+        JobScope::Tenant(&a),
+        &schedule(Some(&a), "a"),
+        &Changes::default(),
+    )
+    .await
+    .unwrap();
+    s.put(
+        JobScope::System,
+        &schedule(None, "platform-due"),
+        &Changes::default(),
+    )
+    .await
+    .unwrap();
+    let mut paused = Vec::new();
+    for (slug, status) in [
+        ("due-suspended", TenantStatus::Suspended),
+        ("due-deleted", TenantStatus::Deleted),
+    ] {
+        let scope = active_tenant(store, slug).await;
+        s.put(
+            JobScope::Tenant(&scope),
+            &schedule(Some(&scope), "p"),
+            &Changes::default(),
+        )
+        .await
+        .unwrap();
+        let mut t = store
+            .tenants()
+            .get(&tenantry_domain::TenantRef::Id(scope.tenant_id()))
+            .await
+            .unwrap()
+            .unwrap();
+        let version = t.version;
+        t.status = status;
+        t.version += 1;
+        store
+            .tenants()
+            .update(&t, version, &Changes::default())
+            .await
+            .unwrap();
+        paused.push(stored_name(Some(scope.tenant_id()), "p"));
+    }
+    let due: Vec<String> = s
+        .due(now() + Duration::seconds(1), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert!(
+        due.contains(&stored_name(Some(a.tenant_id()), "a")),
+        "{due:?}"
+    );
+    assert!(due.contains(&"platform-due".to_owned()), "{due:?}");
+    for p in &paused {
+        assert!(!due.contains(p), "{p} is due: {due:?}");
+    }
+}

@@ -65,7 +65,7 @@ where
 }
 
 pub(crate) fn slug(s: String) -> StoreResult<Slug> {
-    Slug::parse(&s).map_err(|e| StoreError::corrupt(format!("slug '{s}': {e}")))
+    Slug::from_stored(&s).map_err(|e| StoreError::corrupt(format!("slug '{s}': {e}")))
 }
 pub(crate) fn name(s: String) -> StoreResult<TenantName> {
     TenantName::parse(&s).map_err(|e| StoreError::corrupt(format!("name: {e}")))

@@ -22,7 +22,8 @@ mod sql {
     pub(super) const DELETE: &str =
         "DELETE FROM schedules WHERE name = ?1 AND (?2 IS NULL OR tenant_id = ?2)";
     pub(super) const DUE: &str = "SELECT * FROM schedules WHERE enabled = 1 AND next_fire_at <= ?1
-             ORDER BY next_fire_at LIMIT ?2";
+             AND (tenant_id IS NULL OR EXISTS (SELECT 1 FROM tenants t WHERE t.id = schedules.tenant_id AND t.status = 'active'))
+         ORDER BY next_fire_at LIMIT ?2";
     pub(super) const RESCHEDULE: &str =
         "UPDATE schedules SET next_fire_at = ?3 WHERE name = ?1 AND next_fire_at = ?2";
     pub(super) const FIRE: &str = "UPDATE schedules SET next_fire_at = ?3, last_fired_at = ?2

@@ -18,7 +18,7 @@ use crate::jobs::service::JobRequest;
 use crate::platform::http::AppState;
 use crate::platform::http::extract::PlatformOrTenantCtx;
 use crate::platform::http::extract::page_request;
-use crate::platform::http::extract::{ApiJson, ApiQuery, need};
+use crate::platform::http::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::{Kind, Problem};
 use crate::platform::http::routes::{Access, Api};
@@ -320,7 +320,7 @@ async fn act(
     Ok(axum::Json(JobView::from(job)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReplayBody {
     kind: Option<String>,
@@ -337,7 +337,7 @@ struct ReplayBody {
 async fn replay(
     State(state): State<AppState>,
     j: PlatformOrTenantCtx<need::JobsManage>,
-    body: ApiJson<ReplayBody>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<ReplayBody>,
 ) -> Result<Response, Problem> {
     let b = body.value;
     let filter = ReplayFilter {

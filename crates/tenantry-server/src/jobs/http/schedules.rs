@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_domain::Scope;
 use tenantry_store::schedules::ScheduleRecord;
@@ -12,7 +12,7 @@ use tenantry_store::schedules::ScheduleRecord;
 use crate::jobs::schedules::ScheduleRequest;
 use crate::platform::http::AppState;
 use crate::platform::http::extract::PlatformOrTenantCtx;
-use crate::platform::http::extract::{ApiJson, need};
+use crate::platform::http::extract::{ApiJson, ApiQuery, need};
 use crate::platform::http::problem::Problem;
 use crate::platform::http::routes::{Access, Api};
 
@@ -123,11 +123,22 @@ async fn show(
     Ok(axum::Json(ScheduleView::from(s)).into_response())
 }
 
+/// `?tenant=`: the tenant whose schedule an operator removes (it may be suspended or deleted).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    tenant: Option<String>,
+}
+
 async fn delete(
     State(state): State<AppState>,
     j: PlatformOrTenantCtx<need::JobsManage>,
     Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Response, Problem> {
-    state.app.delete_schedule(&j.ctx, j.access(), &name).await?;
+    state
+        .app
+        .delete_schedule(&j.ctx, j.access(), &name, q.tenant.as_deref())
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

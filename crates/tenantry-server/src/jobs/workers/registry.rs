@@ -73,6 +73,47 @@ impl JobContext {
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, job: &mut JobContext) -> Result<(), JobError>;
+
+    /// Checks a payload before it is enqueued (or scheduled): a job that could never run
+    /// correctly is refused with `422` naming `payload`, instead of failing later in a worker.
+    /// The default takes any payload.
+    fn validate(&self, _payload: &Value) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Reads a payload as `T` (unknown fields refused), for [`JobHandler::validate`].
+pub fn payload_as<T: serde::de::DeserializeOwned>(payload: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(payload).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if at == "." {
+            inner
+        } else {
+            format!("{at}: {inner}")
+        }
+    })
+}
+
+/// `sleep`'s payload: how long, at most ten minutes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SleepPayload {
+    #[serde(default)]
+    ms: Option<u64>,
+}
+
+/// The longest `sleep` (it holds a worker slot while it runs).
+const MAX_SLEEP_MS: u64 = 10 * 60 * 1000;
+
+/// `fail`'s payload.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailPayload {
+    #[serde(default)]
+    times: Option<u64>,
+    #[serde(default)]
+    permanent: Option<bool>,
 }
 
 /// A registered kind.
@@ -133,7 +174,7 @@ impl Registry {
         });
         r.register(JobKind {
             name: "sleep",
-            description: "{ms}: sleeps, heartbeating, and stops when cancelled",
+            description: "{ms}: sleeps up to ten minutes, heartbeating, and stops when cancelled",
             lease: Duration::from_secs(30),
             retry: quick,
             handler: Arc::new(Sleep),
@@ -161,6 +202,16 @@ struct Sleep;
 
 #[async_trait]
 impl JobHandler for Sleep {
+    fn validate(&self, payload: &Value) -> Result<(), String> {
+        let p: SleepPayload = payload_as(payload)?;
+        match p.ms {
+            Some(ms) if ms > MAX_SLEEP_MS => Err(format!(
+                "ms: at most {MAX_SLEEP_MS} (ten minutes), got {ms}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     async fn run(&self, job: &mut JobContext) -> Result<(), JobError> {
         let ms = job
             .payload
@@ -195,6 +246,15 @@ struct Fail;
 
 #[async_trait]
 impl JobHandler for Fail {
+    fn validate(&self, payload: &Value) -> Result<(), String> {
+        let p: FailPayload = payload_as(payload)?;
+        let _ = p.permanent;
+        match p.times {
+            Some(t) if t > 100 => Err(format!("times: at most 100, got {t}")),
+            _ => Ok(()),
+        }
+    }
+
     async fn run(&self, job: &mut JobContext) -> Result<(), JobError> {
         if job
             .payload

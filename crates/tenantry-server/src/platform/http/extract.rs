@@ -46,8 +46,26 @@ fn request_context(parts: &Parts) -> RequestContext {
         })
 }
 
+/// The one value of a header that must not be repeated (a second `Authorization` or
+/// `X-Tenant-Id` could make the request mean something else to a proxy than to us).
+fn single_header<'a>(
+    parts: &'a Parts,
+    name: &axum::http::HeaderName,
+    what: &str,
+) -> Result<Option<&'a axum::http::HeaderValue>, Problem> {
+    let mut values = parts.headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Problem::new(
+            Kind::InvalidHeader,
+            format!("send one {what} header, not several"),
+        ));
+    }
+    Ok(first)
+}
+
 fn bearer(parts: &Parts) -> Result<Option<String>, Problem> {
-    let Some(v) = parts.headers.get(header::AUTHORIZATION) else {
+    let Some(v) = single_header(parts, &header::AUTHORIZATION, "Authorization")? else {
         return Ok(None);
     };
     let v = v.to_str().map_err(|_| AuthError::Invalid)?;
@@ -266,6 +284,12 @@ impl<N: Need> FromRequestParts<AppState> for TenantCtx<N> {
         let Caller { principal, ctx } = Caller::from_request_parts(parts, state).await?;
         require_scope(&principal, N::SCOPE)?;
         let mut explicit = Vec::new();
+        if parts.headers.get_all("x-tenant-id").iter().nth(1).is_some() {
+            return Err(Problem::new(
+                Kind::TenantAmbiguous,
+                "send one X-Tenant-Id header: several name the tenant ambiguously",
+            ));
+        }
         if let Some(v) = parts.headers.get("x-tenant-id") {
             let v = v.to_str().map_err(|_| {
                 Problem::new(Kind::InvalidHeader, "X-Tenant-Id must be visible ASCII")
@@ -303,6 +327,47 @@ impl<N: Need> FromRequestParts<AppState> for TenantCtx<N> {
             _need: std::marker::PhantomData,
         })
     }
+}
+
+/// Refuses a percent-encoded NUL (`%00`) in the path (`400 bad_request`) or the query (`400
+/// invalid_query`): no identifier or filter may contain U+0000, on any backend.
+pub async fn refuse_nul_in_uri(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let has_nul = |s: &str| {
+        s.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    if has_nul(req.uri().path()) {
+        return Problem::new(
+            Kind::BadRequest,
+            "the path must not contain a NUL character (%00)",
+        )
+        .into_response();
+    }
+    if let Some(q) = req.uri().query()
+        && has_nul(q)
+    {
+        // a cursor with a NUL is one this server did not issue
+        let in_cursor = q
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .any(|(k, v)| k == "cursor" && has_nul(v));
+        let (kind, what) = if in_cursor {
+            (Kind::InvalidCursor, "the cursor")
+        } else {
+            (Kind::InvalidQuery, "query parameters")
+        };
+        return Problem::new(
+            kind,
+            format!("{what} must not contain a NUL character (%00)"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Rewrites `/t/{tenant}/rest` to `/rest`, remembering the tenant (runs before routing).
@@ -385,7 +450,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body whose every field is optional: an empty body (no bytes, no `Content-Type`) is
+/// the default value; anything else is read as [`ApiJson`].
+pub struct ApiJsonOrEmpty<T>(pub ApiJson<T>);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOrEmpty<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let declared_empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0");
+        let untyped = !req.headers().contains_key(header::CONTENT_TYPE);
+        let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+        if untyped
+            && (declared_empty || !(chunked || req.headers().contains_key(header::CONTENT_LENGTH)))
+        {
+            return Ok(Self(ApiJson {
+                value: T::default(),
+                document: serde_json::json!({}),
+            }));
+        }
+        ApiJson::from_request(req, state).await.map(Self)
+    }
+}
+
 /// Parses a JSON body: syntax errors are `400 malformed_json`, shape errors `422` with the path.
+/// No string of a body — a value or a key, in typed fields or in opaque payloads alike — may hold
+/// U+0000 (PostgreSQL cannot store it, and SQLite would): `422` naming the field, on every
+/// backend.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, Problem> {
     let document: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         Problem::new(
@@ -393,6 +487,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, Probl
             format!("the body is not valid JSON: {e}"),
         )
     })?;
+    if let Some(field) = nul_in(&document, String::new()) {
+        let message = "must not contain the NUL character (U+0000)".to_owned();
+        return Err(
+            Problem::new(Kind::ValidationFailed, format!("{field}: {message}"))
+                .with_errors(vec![FieldError { field, message }]),
+        );
+    }
     let value = serde_path_to_error::deserialize::<_, T>(&document).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
@@ -408,6 +509,37 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, Probl
         .with_errors(vec![FieldError { field, message }])
     })?;
     Ok(ApiJson { value, document })
+}
+
+/// The path (`a.b[0].c`) of the first string or key in `v` that contains U+0000.
+fn nul_in(v: &serde_json::Value, at: String) -> Option<String> {
+    let field = |at: &str| {
+        if at.is_empty() {
+            "(body)".to_owned()
+        } else {
+            at.to_owned()
+        }
+    };
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => Some(field(&at)),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, format!("{at}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if k.contains('\0') {
+                Some(path)
+            } else {
+                nul_in(item, path)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Query parameters; unknown or ill-typed ones are a `400 invalid_query`.

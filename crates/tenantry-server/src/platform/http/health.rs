@@ -20,12 +20,28 @@ async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
 
+/// Ready when the store is reachable and migrated. The optional backends are reported too: rate
+/// limits shared through Redis, or each instance's own (a Redis outage degrades them to the
+/// instance's own limits, which keeps the instance serving, so it stays ready).
 async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
     let store = state.app.store();
+    let limits = match (state.limits_shared, state.limiter.backend()) {
+        (false, backend) => json!({ "status": "ok", "backend": backend, "shared": false }),
+        (true, "redis") => json!({ "status": "ok", "backend": "redis", "shared": true }),
+        (true, backend) => json!({
+            "status": "degraded",
+            "backend": backend,
+            "shared": false,
+            "detail": "Redis is unreachable: each instance limits alone until it answers",
+        }),
+    };
     match store.check_ready().await {
         Ok(()) => Ok(axum::Json(json!({
             "status": "ready",
-            "checks": { "store": { "status": "ok", "backend": store.backend().as_str() } }
+            "checks": {
+                "store": { "status": "ok", "backend": store.backend().as_str() },
+                "rate_limits": limits,
+            }
         }))
         .into_response()),
         Err(e) => {

@@ -25,6 +25,8 @@ pub struct AppState {
     /// Subdomains of this host name tenants (`None`: subdomain resolution off).
     pub tenant_base_host: Option<std::sync::Arc<str>>,
     pub limiter: std::sync::Arc<dyn tenantry_limiter::RateLimiter>,
+    /// Whether rate limits are meant to be shared through Redis (`[limits] redis_url`).
+    pub limits_shared: bool,
     pub limits: std::sync::Arc<crate::access::limits::LimitPolicy>,
     pub tokens: std::sync::Arc<crate::access::tokens::TokenVerifier>,
     /// The job kinds this process knows (enqueue validates against it).
@@ -68,6 +70,7 @@ fn with_edge<S: Clone + Send + Sync + 'static>(routes: Router<S>, body_limit: us
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(axum::middleware::from_fn(extract::refuse_nul_in_uri))
         .layer(CatchPanicLayer::custom(edge::panic_response))
         .layer(axum::middleware::from_fn(edge::edge))
 }

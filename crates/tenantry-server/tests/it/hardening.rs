@@ -1,0 +1,429 @@
+//! Hostile input that must get a clear error and store nothing (issue 10's findings).
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tenantry_server::testing::TestServer;
+
+use crate::support::*;
+
+/// U+0000 is refused in every JSON string (typed fields and opaque payloads alike, keys too),
+/// in query strings and in paths, the same on every backend, and nothing is stored.
+pub async fn nul_bytes_are_refused_everywhere(srv: &TestServer) {
+    let t = tenant_named(srv, "Nul Corp").await;
+    let tid = t["id"].as_str().unwrap();
+    let refused = [
+        ("/v1/tenants", json!({ "name": "a\u{0}b" }), "name"),
+        (
+            "/v1/jobs",
+            json!({ "kind": "noop", "payload": { "x": ["ok", "a\u{0}"] } }),
+            "payload.x[1]",
+        ),
+        (
+            "/v1/devices",
+            json!({ "device_id": "d1", "metadata": { "k\u{0}": 1 } }),
+            "metadata.k\u{0}",
+        ),
+        (
+            &format!("/v1/tenants/{tid}/api-keys"),
+            json!({ "name": "n\u{0}", "scopes": ["jobs:read"] }),
+            "name",
+        ),
+    ];
+    for (path, body, field) in refused {
+        let resp = srv
+            .op(Method::POST, path)
+            .header("x-tenant-id", tid)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(p["errors"][0]["field"], field, "{path}: {p}");
+    }
+    let resp = srv
+        .op(Method::GET, "/v1/jobs?kind=%00")
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::BAD_REQUEST, "invalid_query").await;
+    let resp = srv
+        .op(Method::GET, "/v1/devices/a%00b")
+        .header("x-tenant-id", tid)
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::BAD_REQUEST, "bad_request").await;
+
+    // nothing was stored
+    let tenants = body(srv.op(Method::GET, "/v1/tenants").send().await.unwrap()).await;
+    assert_eq!(tenants["items"].as_array().unwrap().len(), 1, "{tenants}");
+    let jobs = body(srv.op(Method::GET, "/v1/jobs").send().await.unwrap()).await;
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 0, "{jobs}");
+    let devices = body(
+        srv.op(Method::GET, "/v1/devices")
+            .header("x-tenant-id", tid)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(devices["items"].as_array().unwrap().len(), 0, "{devices}");
+}
+
+/// Two `Authorization` headers, or two `X-Tenant-Id` headers, are refused rather than resolved
+/// to the first.
+pub async fn duplicate_security_headers_are_refused(srv: &TestServer) {
+    let a = tenant_named(srv, "Dup A").await;
+    let b = tenant_named(srv, "Dup B").await;
+    let created = body(
+        srv.op(
+            Method::POST,
+            &format!("/v1/tenants/{}/api-keys", a["id"].as_str().unwrap()),
+        )
+        .json(&json!({ "name": "ci", "scopes": ["tenants:read"] }))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let tenant_key = created["key"].as_str().unwrap();
+    let resp = srv
+        .client
+        .get(srv.url("/v1/whoami"))
+        .header("authorization", format!("Bearer {tenant_key}"))
+        .header("authorization", format!("Bearer {}", srv.operator_key))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::BAD_REQUEST, "invalid_header").await;
+    let resp = srv
+        .op(Method::GET, "/v1/devices")
+        .header("x-tenant-id", a["id"].as_str().unwrap())
+        .header("x-tenant-id", b["id"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::BAD_REQUEST, "tenant_ambiguous").await;
+}
+
+/// A slug is a DNS label: no leading or trailing `-`, no `--`.
+pub async fn slugs_are_dns_labels(srv: &TestServer) {
+    for slug in ["-leading", "trailing-", "a--b"] {
+        let resp = srv
+            .op(Method::POST, "/v1/tenants")
+            .json(&json!({ "name": "Label", "slug": slug }))
+            .send()
+            .await
+            .unwrap();
+        let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(p["errors"][0]["field"], "slug", "{slug}: {p}");
+    }
+    let tenants = body(srv.op(Method::GET, "/v1/tenants").send().await.unwrap()).await;
+    assert_eq!(tenants["items"].as_array().unwrap().len(), 0, "{tenants}");
+}
+
+/// Scope and role lists are stored without duplicates, and bounded.
+pub async fn scope_lists_are_normalised_and_bounded(srv: &TestServer) {
+    let t = tenant_named(srv, "Scopes").await;
+    let path = format!("/v1/tenants/{}/api-keys", t["id"].as_str().unwrap());
+    let resp = srv
+        .op(Method::POST, &path)
+        .json(&json!({
+            "name": "dup",
+            "scopes": ["jobs:read", "jobs:read", "devices:read", "jobs:read"],
+            "roles": ["member", "member"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let k = body(resp).await;
+    assert_eq!(k["scopes"], json!(["jobs:read", "devices:read"]), "{k}");
+    assert_eq!(k["roles"], json!(["member"]), "{k}");
+    let resp = srv
+        .op(Method::POST, &path)
+        .json(&json!({ "name": "many", "scopes": vec!["jobs:read"; 10_000] }))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert!(p["detail"].as_str().unwrap().contains("at most 64"), "{p}");
+    assert_eq!(
+        p["errors"].as_array().unwrap().len(),
+        1,
+        "one error, not 10 000"
+    );
+}
+
+/// Every field of a replay is optional, so no body at all is a replay of every dead job.
+pub async fn replay_needs_no_body(srv: &TestServer) {
+    let resp = srv
+        .op(Method::POST, "/v1/jobs:replay")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body(resp).await, json!({ "replayed": 0, "dry_run": false }));
+    // a body that is there is still checked
+    let resp = srv
+        .op(Method::POST, "/v1/jobs:replay")
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    problem(
+        resp,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+}
+
+/// Built-in kinds check their payloads at enqueue (and when scheduled), queue names are checked,
+/// and every opaque document has the same size limit.
+pub async fn job_payloads_are_checked_at_enqueue(srv: &TestServer) {
+    let big = "x".repeat(70 * 1024);
+    for (body, field) in [
+        (
+            json!({ "kind": "sleep", "payload": { "ms": 1e15 } }),
+            "payload",
+        ),
+        (
+            json!({ "kind": "sleep", "payload": { "ms": -1 } }),
+            "payload",
+        ),
+        (json!({ "kind": "sleep", "payload": "x" }), "payload"),
+        (
+            json!({ "kind": "sleep", "payload": { "ms": 10, "extra": 1 } }),
+            "payload",
+        ),
+        (
+            json!({ "kind": "fail", "payload": { "times": "x" } }),
+            "payload",
+        ),
+        (
+            json!({ "kind": "noop", "payload": { "blob": big } }),
+            "payload",
+        ),
+        (json!({ "kind": "noop", "queue": "../x" }), "queue"),
+    ] {
+        let resp = srv
+            .op(Method::POST, "/v1/jobs")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(p["errors"][0]["field"], field, "{body}: {p}");
+    }
+    let resp = srv
+        .op(Method::POST, "/v1/schedules")
+        .json(&json!({ "name": "long", "interval_seconds": 60, "kind": "sleep", "payload": { "ms": 1e15 } }))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(p["errors"][0]["field"], "payload", "{p}");
+    // nothing was enqueued or scheduled; valid payloads still are
+    let jobs = body(srv.op(Method::GET, "/v1/jobs").send().await.unwrap()).await;
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 0, "{jobs}");
+    let schedules = body(srv.op(Method::GET, "/v1/schedules").send().await.unwrap()).await;
+    assert_eq!(
+        schedules["items"].as_array().unwrap().len(),
+        0,
+        "{schedules}"
+    );
+    for body in [
+        json!({ "kind": "sleep", "payload": { "ms": 10 } }),
+        json!({ "kind": "fail", "payload": { "times": 1, "permanent": false } }),
+        json!({ "kind": "noop", "queue": "reports_2", "payload": [1, 2] }),
+    ] {
+        let resp = srv
+            .op(Method::POST, "/v1/jobs")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{body}");
+    }
+    // device metadata follows the same 64 KiB rule
+    let t = tenant_named(srv, "Docs").await;
+    let resp = srv
+        .op(Method::POST, "/v1/devices")
+        .header("x-tenant-id", t["id"].as_str().unwrap())
+        .json(&json!({ "device_id": "d1", "metadata": { "blob": big } }))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(p["errors"][0]["field"], "metadata", "{p}");
+}
+
+/// `X:manage` implies `X:read`: a key that may register devices may list them.
+pub async fn manage_scopes_imply_read(srv: &TestServer) {
+    let t = tenant_named(srv, "Implied").await;
+    let tid = t["id"].as_str().unwrap();
+    let created = body(
+        srv.op(Method::POST, &format!("/v1/tenants/{tid}/api-keys"))
+            .json(&json!({ "name": "devices", "scopes": ["devices:manage"] }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap();
+    let resp = srv
+        .with_key(key, Method::POST, "/v1/devices")
+        .json(&json!({ "device_id": "d1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = srv
+        .with_key(key, Method::GET, "/v1/devices")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body(resp).await["items"].as_array().unwrap().len(), 1);
+    // and only the read of the same resource
+    let resp = srv
+        .with_key(key, Method::GET, "/v1/jobs")
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::FORBIDDEN, "insufficient_scope").await;
+}
+
+/// The `last_fired_at` of the schedule `name` (of `tenant`, or the platform's), as the operator
+/// lists them.
+async fn last_fired(srv: &TestServer, name: &str, tenant: Option<&str>) -> Option<String> {
+    let all = body(srv.op(Method::GET, "/v1/schedules").send().await.unwrap()).await;
+    all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name && s["tenant_id"].as_str() == tenant)
+        .and_then(|s| s["last_fired_at"].as_str().map(str::to_owned))
+}
+
+/// Waits until the platform's control schedule has fired `times` more times: the scheduler has
+/// run that many rounds, so a schedule that did not fire in them was skipped.
+async fn scheduler_rounds(srv: &TestServer, times: usize) {
+    let mut seen = last_fired(srv, "control", None).await;
+    let mut left = times;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while left > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the control schedule stopped firing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = last_fired(srv, "control", None).await;
+        if now.is_some() && now != seen {
+            seen = now;
+            left -= 1;
+        }
+    }
+}
+
+/// A suspended or deleted tenant's schedules do not fire; resuming brings them back; an operator
+/// removes a deleted tenant's schedule by naming the tenant.
+pub async fn schedules_pause_with_their_tenant(srv: &TestServer) {
+    let t = tenant_named(srv, "Paused").await;
+    let tid = t["id"].as_str().unwrap();
+    for body_ in [
+        json!({ "name": "control", "interval_seconds": 1, "kind": "noop" }),
+        json!({ "name": "tick", "interval_seconds": 1, "kind": "noop", "tenant": tid }),
+    ] {
+        let resp = srv
+            .op(Method::POST, "/v1/schedules")
+            .json(&body_)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{body_}");
+    }
+    scheduler_rounds(srv, 1).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while last_fired(srv, "tick", Some(tid)).await.is_none() {
+        assert!(std::time::Instant::now() < deadline, "tick never fired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let resp = srv
+        .op(Method::POST, &format!("/v1/tenants/{tid}:suspend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // a firing that was under way when the tenant was suspended may still land
+    scheduler_rounds(srv, 1).await;
+    let paused = last_fired(srv, "tick", Some(tid)).await;
+    scheduler_rounds(srv, 3).await;
+    assert_eq!(
+        last_fired(srv, "tick", Some(tid)).await,
+        paused,
+        "fired while suspended"
+    );
+
+    let resp = srv
+        .op(Method::POST, &format!("/v1/tenants/{tid}:resume"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while last_fired(srv, "tick", Some(tid)).await == paused {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not fire again after resume"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let resp = srv
+        .op(Method::DELETE, &format!("/v1/tenants/{tid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    scheduler_rounds(srv, 1).await;
+    let stopped = last_fired(srv, "tick", Some(tid)).await;
+    scheduler_rounds(srv, 3).await;
+    assert_eq!(
+        last_fired(srv, "tick", Some(tid)).await,
+        stopped,
+        "fired while deleted"
+    );
+
+    let resp = srv
+        .op(Method::DELETE, &format!("/v1/schedules/tick?tenant={tid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let all = body(srv.op(Method::GET, "/v1/schedules").send().await.unwrap()).await;
+    assert!(
+        !all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "tick"),
+        "{all}"
+    );
+}
+
+/// `/readyz` says which optional backends are in use.
+pub async fn readiness_names_the_optional_backends(srv: &TestServer) {
+    let resp = srv.client.get(srv.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let r = body(resp).await;
+    assert_eq!(
+        r["checks"]["rate_limits"],
+        json!({ "status": "ok", "backend": "in_process", "shared": false }),
+        "{r}"
+    );
+    assert!(r["checks"]["store"]["backend"].is_string(), "{r}");
+}
