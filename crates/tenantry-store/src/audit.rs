@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tenantry_domain::{AuditRecord, EventEnvelope, Page, PageRequest, TenantId};
+use tenantry_domain::{AuditRecord, EventEnvelope, Page, PageRequest, TenantId, TenantScope};
 
 use crate::StoreResult;
 
@@ -20,6 +20,13 @@ pub trait AuditStore: Send + Sync {
     /// Newest first (operators: the platform-wide log, optionally filtered by tenant).
     async fn list(&self, filter: &AuditFilter, page: PageRequest)
     -> StoreResult<Page<AuditRecord>>;
+    /// The scope's tenant's own records, newest first (`filter.tenant_id` is ignored).
+    async fn list_tenant(
+        &self,
+        scope: &TenantScope,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditRecord>>;
     /// Undispatched outbox events in write order.
     async fn pending_events(&self, limit: u32) -> StoreResult<Vec<EventEnvelope>>;
 }

@@ -4,21 +4,31 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tenantry_domain::Edition;
+use tenantry_domain::{Edition, Scope};
 use tenantry_store::IdempotencyRecord;
 
 use crate::editions::service::NewEdition;
 use crate::platform::EditionView;
 use crate::platform::http::AppState;
-use crate::platform::http::extract::{ApiJson, Operator};
+use crate::platform::http::extract::{ApiJson, Operator, PlatformOrTenantCtx, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::Problem;
 use crate::platform::http::routes::{Access, Api};
 
 pub fn register(api: Api) -> Api {
-    api.add(Method::GET, "/v1/editions", Access::Operator, list)
-        .add(Method::POST, "/v1/editions", Access::Operator, create)
-        .add(Method::GET, "/v1/editions/{key}", Access::Operator, show)
+    api.add(
+        Method::GET,
+        "/v1/editions",
+        Access::Tenant(Scope::EditionsRead),
+        list,
+    )
+    .add(Method::POST, "/v1/editions", Access::Operator, create)
+    .add(
+        Method::GET,
+        "/v1/editions/{key}",
+        Access::Tenant(Scope::EditionsRead),
+        show,
+    )
 }
 
 fn edition_reply(status: StatusCode, e: &Edition) -> Reply {
@@ -32,7 +42,12 @@ fn edition_reply(status: StatusCode, e: &Edition) -> Reply {
     Reply::json(status, headers, &EditionView::from(e))
 }
 
-async fn list(State(state): State<AppState>, _op: Operator) -> Result<Response, Problem> {
+/// The catalog: operators, and tenant credentials with `editions:read` (it is the same for every
+/// tenant; naming another tenant is refused like on any tenant route).
+async fn list(
+    State(state): State<AppState>,
+    _caller: PlatformOrTenantCtx<need::EditionsRead>,
+) -> Result<Response, Problem> {
     let items: Vec<EditionView> = state
         .app
         .list_editions()
@@ -47,7 +62,7 @@ async fn list(State(state): State<AppState>, _op: Operator) -> Result<Response, 
 
 async fn show(
     State(state): State<AppState>,
-    _op: Operator,
+    _caller: PlatformOrTenantCtx<need::EditionsRead>,
     Path(key): Path<String>,
 ) -> Result<Response, Problem> {
     let e = state.app.get_edition(&key).await?;

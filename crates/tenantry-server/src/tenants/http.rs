@@ -4,13 +4,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tenantry_domain::{Tenant, TenantRef, TenantStatus};
+use tenantry_domain::{Scope, Tenant, TenantRef, TenantStatus};
 use tenantry_store::{IdempotencyRecord, TenantFilter};
 
+use crate::platform::AppError;
 use crate::platform::TenantView;
 use crate::platform::http::AppState;
 use crate::platform::http::extract::page_request;
-use crate::platform::http::extract::{ApiJson, ApiQuery, Operator};
+use crate::platform::http::extract::{ApiJson, ApiQuery, Operator, PlatformOrTenantCtx, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::{Kind, Problem};
 use crate::platform::http::routes::{Access, Api};
@@ -19,7 +20,12 @@ use crate::tenants::{Lifecycle, NewTenant, TenantPatchIn};
 pub fn register(api: Api) -> Api {
     api.add(Method::GET, "/v1/tenants", Access::Operator, list)
         .add(Method::POST, "/v1/tenants", Access::Operator, create)
-        .add(Method::GET, "/v1/tenants/{target}", Access::Operator, show)
+        .add(
+            Method::GET,
+            "/v1/tenants/{target}",
+            Access::Tenant(Scope::TenantsRead),
+            show,
+        )
         .add(
             Method::PATCH,
             "/v1/tenants/{target}",
@@ -138,12 +144,28 @@ async fn create(
     .await
 }
 
+/// Operators read any tenant (deleted ones included: they restore them); a tenant credential with
+/// `tenants:read` reads its own, and another tenant is, to it, no tenant at all (`404`).
 async fn show(
     State(state): State<AppState>,
-    op: Operator,
+    j: PlatformOrTenantCtx<need::TenantsRead>,
     Path(target): Path<String>,
 ) -> Result<Response, Problem> {
-    let t = state.app.get_tenant(&op.ctx, &parse_ref(&target)?).await?;
+    let wanted = parse_ref(&target)?;
+    let t = match &j.tenant {
+        None => state.app.get_tenant(&j.ctx, &wanted).await?,
+        Some(own) => {
+            let own = &own.access.tenant;
+            let same = match &wanted {
+                TenantRef::Id(id) => *id == own.id,
+                TenantRef::Slug(s) => *s == own.slug,
+            };
+            if !same {
+                return Err(AppError::TenantNotFound(target).into());
+            }
+            own.clone()
+        }
+    };
     Ok(tenant_reply(StatusCode::OK, &t).into_response())
 }
 

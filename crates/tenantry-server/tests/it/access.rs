@@ -322,9 +322,8 @@ pub async fn scopes_are_enforced_and_cannot_be_escalated(srv: &TestServer) {
     // operator-only routes refuse tenant credentials
     for (m, path) in [
         (Method::GET, "/v1/tenants".to_owned()),
-        (Method::GET, format!("/v1/tenants/{tid}")),
-        (Method::GET, "/v1/audit".to_owned()),
-        (Method::GET, "/v1/editions".to_owned()),
+        (Method::POST, "/v1/editions".to_owned()),
+        (Method::POST, format!("/v1/tenants/{tid}:suspend")),
     ] {
         problem(
             srv.with_key(&admin, m, &path).send().await.unwrap(),

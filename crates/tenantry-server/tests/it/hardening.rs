@@ -1,7 +1,7 @@
 //! Hostile input that must get a clear error and store nothing (issue 10's findings).
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use tenantry_server::testing::TestServer;
 
 use crate::support::*;
@@ -426,4 +426,91 @@ pub async fn readiness_names_the_optional_backends(srv: &TestServer) {
         "{r}"
     );
     assert!(r["checks"]["store"]["backend"].is_string(), "{r}");
+}
+
+/// A tenant credential reads its own tenant, its own audit log and the editions catalog, with the
+/// scopes the docs name; another tenant is not found, and another tenant's audit never shows.
+pub async fn tenants_read_their_own_tenant_audit_and_editions(srv: &TestServer) {
+    let a = tenant_named(srv, "Reader A").await;
+    let b = tenant_named(srv, "Reader B").await;
+    let (aid, aslug, bid) = (
+        a["id"].as_str().unwrap(),
+        a["slug"].as_str().unwrap(),
+        b["id"].as_str().unwrap(),
+    );
+    let key = |tenant: &str, scopes: Value| {
+        let tenant = tenant.to_owned();
+        async move {
+            let created = body(
+                srv.op(Method::POST, &format!("/v1/tenants/{tenant}/api-keys"))
+                    .json(&json!({ "name": "reader", "scopes": scopes }))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            created["key"].as_str().unwrap().to_owned()
+        }
+    };
+    let reader = key(aid, json!(["tenants:read", "audit:read", "editions:read"])).await;
+    let _ = key(bid, json!(["tenants:read"])).await;
+
+    for path in [format!("/v1/tenants/{aid}"), format!("/v1/tenants/{aslug}")] {
+        let resp = srv
+            .with_key(&reader, Method::GET, &path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert_eq!(body(resp).await["id"], aid);
+    }
+    let resp = srv
+        .with_key(&reader, Method::GET, &format!("/v1/tenants/{bid}"))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::NOT_FOUND, "tenant_not_found").await;
+
+    let audit = body(
+        srv.with_key(&reader, Method::GET, "/v1/audit?limit=200")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let items = audit["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "{audit}");
+    assert!(items.iter().all(|r| r["tenant_id"] == aid), "{audit}");
+    let resp = srv
+        .with_key(&reader, Method::GET, &format!("/v1/audit?tenant={bid}"))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::FORBIDDEN, "tenant_mismatch").await;
+
+    let catalog = body(
+        srv.with_key(&reader, Method::GET, "/v1/editions")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(catalog["items"].as_array().unwrap().len() >= 3, "{catalog}");
+    let resp = srv
+        .with_key(&reader, Method::GET, "/v1/editions/free")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // without the scope: 403 naming it
+    let jobs_only = key(aid, json!(["jobs:read"])).await;
+    for path in ["/v1/audit", "/v1/editions"] {
+        let resp = srv
+            .with_key(&jobs_only, Method::GET, path)
+            .send()
+            .await
+            .unwrap();
+        problem(resp, StatusCode::FORBIDDEN, "insufficient_scope").await;
+    }
 }

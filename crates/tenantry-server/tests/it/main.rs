@@ -129,6 +129,7 @@ on_every_backend!(
     hardening::manage_scopes_imply_read,
     hardening::schedules_pause_with_their_tenant,
     hardening::readiness_names_the_optional_backends,
+    hardening::tenants_read_their_own_tenant_audit_and_editions,
     limits::headers_then_429_after_the_burst,
     limits::limits_are_per_tenant_and_per_key,
     limits::edition_changes_apply_without_restart,

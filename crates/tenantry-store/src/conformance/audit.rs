@@ -104,3 +104,31 @@ pub async fn audit_and_outbox_commit_with_the_change(store: &dyn Store) {
     );
     assert_eq!(events[0], created.events[0]);
 }
+
+/// A tenant's own log, read through its scope: its records only, whatever the filter says.
+pub async fn a_tenant_reads_only_its_own_audit(store: &dyn Store) {
+    let (a, b) = (new_tenant("audit-own-a"), new_tenant("audit-own-b"));
+    for t in [&a, &b] {
+        store
+            .tenants()
+            .insert(t, &changes_for(t, "created"))
+            .await
+            .unwrap();
+    }
+    let scope = tenantry_domain::TenantScope::system(
+        a.id,
+        tenantry_domain::EditionKey::free(),
+        "audit conformance test",
+    );
+    let asks_for_b = AuditFilter {
+        tenant_id: Some(b.id),
+        ..Default::default()
+    };
+    let page = store
+        .audit()
+        .list_tenant(&scope, &asks_for_b, PageRequest::first(50))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1, "{:?}", page.items);
+    assert!(page.items.iter().all(|r| r.tenant_id == Some(a.id)));
+}

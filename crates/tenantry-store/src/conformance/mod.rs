@@ -92,7 +92,7 @@ macro_rules! conformance_suite {
             tenants: tenants_round_trip_by_id_and_slug, duplicate_slug_fails_the_whole_unit_of_work,
                 updates_are_conditional_on_version, concurrent_updates_let_exactly_one_win,
                 tenant_listing_is_stable_paginated_and_filtered;
-            audit: audit_and_outbox_commit_with_the_change;
+            audit: audit_and_outbox_commit_with_the_change, a_tenant_reads_only_its_own_audit;
             idempotency: idempotency_records_guard_the_write;
             access: api_keys_are_found_by_lookup, tenant_keys_are_fenced_by_scope,
                 devices_are_fenced_by_scope;

@@ -1,7 +1,7 @@
 //! The audit log and the outbox (read side) on SQLite: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::audit_store`].
 
-use super::{SqliteStore, db_time, err};
+use super::{Intent, SqliteStore, db_time, err};
 
 mod sql {
     pub(super) const LIST: &str = "SELECT id, occurred_at, actor_kind, actor_id, action, resource_type, resource_id, tenant_id, trace_id, details

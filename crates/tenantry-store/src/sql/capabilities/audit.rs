@@ -1,4 +1,5 @@
-/// [`AuditStore`](crate::AuditStore). SQL: `LIST`, `PENDING_EVENTS`.
+/// [`AuditStore`](crate::AuditStore). SQL: `LIST`, `PENDING_EVENTS`. A tenant's own log is read
+/// through the adapter's `tenant_tx`.
 macro_rules! audit_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -18,6 +19,35 @@ macro_rules! audit_store {
                     .fetch_all(&self.pool)
                     .await
                     .map_err(err)?;
+                let records = rows
+                    .iter()
+                    .map(|row| $crate::sql::rows::decode_audit!(row, err))
+                    .collect::<$crate::StoreResult<Vec<_>>>()?;
+                Ok(tenantry_domain::Page::from_fetched(
+                    records,
+                    page.limit,
+                    |a| *a.id.as_uuid(),
+                ))
+            }
+
+            async fn list_tenant(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                f: &$crate::AuditFilter,
+                page: tenantry_domain::PageRequest,
+            ) -> $crate::StoreResult<tenantry_domain::Page<tenantry_domain::AuditRecord>> {
+                let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+                let rows = sqlx::query(sql::LIST)
+                    .bind($crate::sql::before(&page))
+                    .bind(Some(uuid::Uuid::from(scope.tenant_id())))
+                    .bind(f.action.as_deref())
+                    .bind(f.since.map(db_time))
+                    .bind(f.until.map(db_time))
+                    .bind(i64::from(page.limit) + 1)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await?;
                 let records = rows
                     .iter()
                     .map(|row| $crate::sql::rows::decode_audit!(row, err))
