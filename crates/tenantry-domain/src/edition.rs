@@ -63,6 +63,14 @@ pub struct EditionLimits {
     pub storage_gb: u32,
     pub webhook_subscriptions: u32,
     pub retention_days: u32,
+    /// The shortest interval between two firings of a schedule a tenant creates (interval or
+    /// cron), in seconds. Absent in editions stored before it existed: 60.
+    #[serde(default = "default_min_schedule_interval")]
+    pub min_schedule_interval_seconds: u32,
+}
+
+fn default_min_schedule_interval() -> u32 {
+    60
 }
 
 impl EditionLimits {
@@ -75,6 +83,10 @@ impl EditionLimits {
             ("limits.storage_gb", self.storage_gb),
             ("limits.webhook_subscriptions", self.webhook_subscriptions),
             ("limits.retention_days", self.retention_days),
+            (
+                "limits.min_schedule_interval_seconds",
+                self.min_schedule_interval_seconds,
+            ),
         ];
         for (field, value) in fields {
             if value == 0 {
@@ -122,6 +134,7 @@ impl Edition {
                     storage_gb: 1,
                     webhook_subscriptions: 1,
                     retention_days: 7,
+                    min_schedule_interval_seconds: 300,
                 },
             ),
             e(
@@ -135,6 +148,7 @@ impl Edition {
                     storage_gb: 50,
                     webhook_subscriptions: 5,
                     retention_days: 30,
+                    min_schedule_interval_seconds: 60,
                 },
             ),
             e(
@@ -148,6 +162,7 @@ impl Edition {
                     storage_gb: 500,
                     webhook_subscriptions: 20,
                     retention_days: 90,
+                    min_schedule_interval_seconds: 10,
                 },
             ),
         ]

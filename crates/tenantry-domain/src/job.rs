@@ -240,14 +240,24 @@ pub enum ScheduleError {
     Interval,
     #[error("the cron expression never fires")]
     Never,
+    #[error(
+        "'{0}' has {1} fields: give 5 (minute hour day month weekday), 6 (seconds first) or an alias (@yearly, @monthly, @weekly, @daily, @hourly)"
+    )]
+    Fields(String, usize),
 }
 
 fn parse_cron(expr: &str) -> Result<croner::Cron, ScheduleError> {
-    croner::parser::CronParser::builder()
+    let cron = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Optional)
         .build()
         .parse(expr)
-        .map_err(|e| ScheduleError::Cron(expr.to_owned(), e.to_string()))
+        .map_err(|e| ScheduleError::Cron(expr.to_owned(), e.to_string()))?;
+    // croner also takes a seventh field (years): refused, so that what runs is what is documented
+    let fields = expr.split_whitespace().count();
+    if !expr.trim_start().starts_with('@') && fields > 6 {
+        return Err(ScheduleError::Fields(expr.trim().to_owned(), fields));
+    }
+    Ok(cron)
 }
 
 impl ScheduleSpec {
@@ -263,15 +273,34 @@ impl ScheduleSpec {
         Ok(Self::Interval(Duration::from_secs(secs)))
     }
 
-    /// The first fire time strictly after `after`.
+    /// The first fire time strictly after `after`, in whole seconds.
     pub fn next_after(&self, after: DateTime<Utc>) -> Result<DateTime<Utc>, ScheduleError> {
-        match self {
+        let next = match self {
             Self::Interval(d) => {
-                Ok(after + chrono::Duration::from_std(*d).map_err(|_| ScheduleError::Interval)?)
+                after + chrono::Duration::from_std(*d).map_err(|_| ScheduleError::Interval)?
             }
             Self::Cron(expr) => parse_cron(expr)?
                 .find_next_occurrence(&after, false)
-                .map_err(|_| ScheduleError::Never),
+                .map_err(|_| ScheduleError::Never)?,
+        };
+        Ok(whole_second(next))
+    }
+
+    /// The shortest gap between two firings, as far as the next few fire times show (an
+    /// interval's own length; a cron expression's smallest gap among its next 24 firings).
+    pub fn shortest_gap(&self, from: DateTime<Utc>) -> Result<Duration, ScheduleError> {
+        match self {
+            Self::Interval(d) => Ok(*d),
+            Self::Cron(_) => {
+                let mut at = self.next_after(from)?;
+                let mut gap = Duration::MAX;
+                for _ in 0..24 {
+                    let Ok(next) = self.next_after(at) else { break };
+                    gap = gap.min((next - at).to_std().unwrap_or(Duration::ZERO));
+                    at = next;
+                }
+                Ok(gap)
+            }
         }
     }
 
@@ -294,10 +323,15 @@ impl ScheduleSpec {
     /// later"); a cron fires at its next match.
     pub fn first_fire(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, ScheduleError> {
         match self {
-            Self::Interval(_) => Ok(now),
+            Self::Interval(_) => Ok(whole_second(now)),
             Self::Cron(_) => self.next_after(now),
         }
     }
+}
+
+/// `t` without its fraction of a second: fire times are whole seconds.
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
 /// At scheduler start-up: an overdue schedule fires once, now (plus its stagger offset), whatever
@@ -331,6 +365,43 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn fire_times_are_whole_seconds_and_fields_are_checked() {
+        let created: DateTime<Utc> = "2026-12-01T10:00:00.200750Z".parse().unwrap();
+        let nightly = ScheduleSpec::cron("0 3 * * *").unwrap();
+        assert_eq!(
+            nightly.first_fire(created).unwrap(),
+            "2026-12-02T03:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        let every = ScheduleSpec::interval_seconds(60).unwrap();
+        let first = every.first_fire(created).unwrap();
+        assert_eq!(first.timestamp_subsec_nanos(), 0);
+        assert!(first <= created, "an interval schedule fires at once");
+        assert_eq!(every.next_after(first).unwrap().timestamp_subsec_nanos(), 0);
+        // 7 fields (a year) are refused; the aliases are fine
+        assert!(matches!(
+            ScheduleSpec::cron("0 0 3 * * * 2027"),
+            Err(ScheduleError::Fields(_, 7))
+        ));
+        for alias in ["@yearly", "@monthly", "@weekly", "@daily", "@hourly"] {
+            assert!(ScheduleSpec::cron(alias).is_ok(), "{alias}");
+        }
+        assert_eq!(
+            ScheduleSpec::cron("* * * * * *")
+                .unwrap()
+                .shortest_gap(created)
+                .unwrap(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            ScheduleSpec::cron("*/5 * * * *")
+                .unwrap()
+                .shortest_gap(created)
+                .unwrap(),
+            Duration::from_secs(300)
+        );
     }
 
     #[test]

@@ -98,8 +98,34 @@ impl App {
         let tenant_id = self
             .named_tenant(access, r.tenant.as_deref(), Deleted::Refused)
             .await?;
-        let name = stored_name(tenant_id, &r.name);
         let at = now();
+        // a tenant's own schedules fire at most as often as its edition allows (operators,
+        // who run the platform, may schedule anything)
+        if let PlatformOrTenant::Tenant(s) = access
+            && let Some(edition) = self.store.editions().get(s.edition()).await?
+        {
+            let min = u64::from(edition.limits.min_schedule_interval_seconds);
+            let gap = spec
+                .shortest_gap(at)
+                .map_err(|e| ValidationErrors::single("cron", e.to_string()))?;
+            if gap.as_secs() < min {
+                let field = if r.cron.is_some() {
+                    "cron"
+                } else {
+                    "interval_seconds"
+                };
+                return Err(ValidationErrors::single(
+                    field,
+                    format!(
+                        "fires every {} s; the {} edition allows schedules at most every {min} s",
+                        gap.as_secs(),
+                        edition.key
+                    ),
+                )
+                .into());
+            }
+        }
+        let name = stored_name(tenant_id, &r.name);
         let scope = access.scope();
         let existing = self.store.schedules().get(scope, &name).await?;
         let (cron, interval_ms) = match &spec {

@@ -514,3 +514,75 @@ pub async fn tenants_read_their_own_tenant_audit_and_editions(srv: &TestServer) 
         problem(resp, StatusCode::FORBIDDEN, "insufficient_scope").await;
     }
 }
+
+/// Schedules: fire times are whole seconds, a year field is refused, and a tenant's schedules
+/// fire at most as often as its edition allows (free: every 300 s).
+pub async fn schedules_are_bounded_by_the_edition_and_fire_on_whole_seconds(srv: &TestServer) {
+    let t = tenant_named(srv, "Cron Free").await; // the free edition
+    let created = body(
+        srv.op(
+            Method::POST,
+            &format!("/v1/tenants/{}/api-keys", t["id"].as_str().unwrap()),
+        )
+        .json(&json!({ "name": "scheduler", "scopes": ["jobs:manage"] }))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap();
+    for (body_, field) in [
+        (
+            json!({ "name": "fast", "interval_seconds": 60, "kind": "noop" }),
+            "interval_seconds",
+        ),
+        (
+            json!({ "name": "fast", "cron": "* * * * *", "kind": "noop" }),
+            "cron",
+        ),
+        (
+            json!({ "name": "fast", "cron": "*/10 * * * * *", "kind": "noop" }),
+            "cron",
+        ),
+        (
+            json!({ "name": "yearly", "cron": "0 0 3 1 1 * 2030", "kind": "noop" }),
+            "cron",
+        ),
+    ] {
+        let resp = srv
+            .with_key(key, Method::POST, "/v1/schedules")
+            .json(&body_)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(p["errors"][0]["field"], field, "{body_}: {p}");
+    }
+    for body_ in [
+        json!({ "name": "five-minutes", "interval_seconds": 300, "kind": "noop", "enabled": false }),
+        json!({ "name": "nightly", "cron": "0 3 * * *", "kind": "noop" }),
+        json!({ "name": "new-year", "cron": "@yearly", "kind": "noop" }),
+    ] {
+        let resp = srv
+            .with_key(key, Method::POST, "/v1/schedules")
+            .json(&body_)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{body_}");
+        let s = body(resp).await;
+        if s["enabled"] == true {
+            let next: chrono::DateTime<chrono::Utc> =
+                s["next_fire_at"].as_str().unwrap().parse().unwrap();
+            assert_eq!(next.timestamp_subsec_nanos(), 0, "{s}");
+        }
+    }
+    // operators run the platform: no edition minimum for them
+    let resp = srv
+        .op(Method::POST, "/v1/schedules")
+        .json(&json!({ "name": "platform-fast", "interval_seconds": 1, "kind": "noop", "enabled": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}

@@ -130,6 +130,7 @@ on_every_backend!(
     hardening::schedules_pause_with_their_tenant,
     hardening::readiness_names_the_optional_backends,
     hardening::tenants_read_their_own_tenant_audit_and_editions,
+    hardening::schedules_are_bounded_by_the_edition_and_fire_on_whole_seconds,
     limits::headers_then_429_after_the_burst,
     limits::limits_are_per_tenant_and_per_key,
     limits::edition_changes_apply_without_restart,

@@ -240,9 +240,10 @@ mod tests {
     use crate::Store;
 
     /// A database made before 0005 (times as RFC 3339 text, written the way sqlx wrote them)
-    /// reads back the same times, through the same decoders, once 0005 converted it.
+    /// reads back the same times, through the same decoders, once 0005 converted it; and 0006
+    /// gives its built-in editions the schedule-interval limit.
     #[tokio::test]
-    async fn migration_0005_converts_text_times_to_microseconds() {
+    async fn migrations_0005_and_0006_convert_a_database_made_before_them() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = super::SqliteStore::connect(&url, &Default::default())
@@ -259,8 +260,15 @@ mod tests {
         let at: DateTime<Utc> = "2026-12-01T21:03:39.123456Z".parse().unwrap();
         let whole: DateTime<Utc> = "2026-12-01T21:03:40Z".parse().unwrap();
         let tenant = uuid::Uuid::now_v7();
+        // the free edition as 0001 stored it: without the limits added since (0006)
+        let mut old_limits =
+            serde_json::to_value(tenantry_domain::Edition::defaults(at)[0].limits).unwrap();
+        old_limits
+            .as_object_mut()
+            .unwrap()
+            .remove("min_schedule_interval_seconds");
         sqlx::query("INSERT INTO editions (key, name, limits, builtin, created_at) VALUES ('free', 'Free', ?1, 1, ?2)")
-            .bind(serde_json::to_string(&tenantry_domain::Edition::defaults(at)[0].limits).unwrap())
+            .bind(old_limits.to_string())
             .bind(at)
             .execute(&store.pool)
             .await
@@ -306,8 +314,16 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(store.migrate().await.unwrap(), vec![5]);
+        assert_eq!(store.migrate().await.unwrap(), vec![5, 6]);
         store.check_ready().await.unwrap();
+        // 0006 gave the stored built-in edition its schedule-interval limit
+        let free = store
+            .editions()
+            .get(&tenantry_domain::EditionKey::free())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(free.limits.min_schedule_interval_seconds, 300);
         let t = store
             .tenants()
             .get(&TenantRef::Id(tenantry_domain::TenantId::from_uuid(tenant)))

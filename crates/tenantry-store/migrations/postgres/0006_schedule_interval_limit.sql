@@ -1,0 +1,7 @@
+-- tenantry 0006: the built-in editions gain `min_schedule_interval_seconds` (the shortest
+-- interval between two firings of a tenant's schedule): free 300, standard 60, enterprise 10.
+-- Custom editions stored before read it as 60 (the serde default).
+UPDATE editions
+SET limits = limits || jsonb_build_object('min_schedule_interval_seconds',
+                      CASE key WHEN 'free' THEN 300 WHEN 'enterprise' THEN 10 ELSE 60 END)
+WHERE builtin AND NOT (limits ? 'min_schedule_interval_seconds');
