@@ -273,17 +273,20 @@ impl ScheduleSpec {
         Ok(Self::Interval(Duration::from_secs(secs)))
     }
 
-    /// The first fire time strictly after `after`, in whole seconds.
+    /// The first fire time strictly after `after`: a cron match in whole seconds (the matcher
+    /// would carry `after`'s fraction of a second over); an interval's exactly one interval on,
+    /// so that its rhythm never shrinks (whole seconds, as every interval schedule starts on one,
+    /// except after a staggered catch-up).
     pub fn next_after(&self, after: DateTime<Utc>) -> Result<DateTime<Utc>, ScheduleError> {
-        let next = match self {
+        match self {
             Self::Interval(d) => {
-                after + chrono::Duration::from_std(*d).map_err(|_| ScheduleError::Interval)?
+                Ok(after + chrono::Duration::from_std(*d).map_err(|_| ScheduleError::Interval)?)
             }
             Self::Cron(expr) => parse_cron(expr)?
                 .find_next_occurrence(&after, false)
-                .map_err(|_| ScheduleError::Never)?,
-        };
-        Ok(whole_second(next))
+                .map(whole_second)
+                .map_err(|_| ScheduleError::Never),
+        }
     }
 
     /// The shortest gap between two firings, as far as the next few fire times show (an
@@ -380,6 +383,13 @@ mod tests {
         assert_eq!(first.timestamp_subsec_nanos(), 0);
         assert!(first <= created, "an interval schedule fires at once");
         assert_eq!(every.next_after(first).unwrap().timestamp_subsec_nanos(), 0);
+        // after a staggered catch-up (a fraction), the rhythm keeps the interval exactly
+        let odd: DateTime<Utc> = "2026-12-01T10:00:10.600Z".parse().unwrap();
+        let next = every.next_after(odd).unwrap();
+        assert_eq!(
+            next,
+            "2026-12-01T10:01:10.600Z".parse::<DateTime<Utc>>().unwrap()
+        );
         // 7 fields (a year) are refused; the aliases are fine
         assert!(matches!(
             ScheduleSpec::cron("0 0 3 * * * 2027"),

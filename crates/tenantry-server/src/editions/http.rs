@@ -10,7 +10,9 @@ use tenantry_store::IdempotencyRecord;
 use crate::editions::service::NewEdition;
 use crate::platform::EditionView;
 use crate::platform::http::AppState;
-use crate::platform::http::extract::{ApiJson, Operator, PlatformOrTenantCtx, need};
+use crate::platform::http::extract::{
+    ApiJson, ApiQuery, NoParams, Operator, PlatformOrTenantCtx, need,
+};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::Problem;
 use crate::platform::http::routes::{Access, Api};
@@ -47,6 +49,7 @@ fn edition_reply(status: StatusCode, e: &Edition) -> Reply {
 async fn list(
     State(state): State<AppState>,
     _caller: PlatformOrTenantCtx<need::EditionsRead>,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
 ) -> Result<Response, Problem> {
     let items: Vec<EditionView> = state
         .app

@@ -586,3 +586,32 @@ pub async fn schedules_are_bounded_by_the_edition_and_fire_on_whole_seconds(srv:
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
 }
+
+/// Lists that take no parameters refuse them (and the schedule list has `page_info` like every
+/// list); a 405 names the method that was sent.
+pub async fn unpaginated_lists_refuse_parameters_and_405_names_the_method(srv: &TestServer) {
+    for path in [
+        "/v1/schedules?limit=-1",
+        "/v1/schedules?cursor=../../",
+        "/v1/editions?bogus=1",
+    ] {
+        let resp = srv.op(Method::GET, path).send().await.unwrap();
+        problem(resp, StatusCode::BAD_REQUEST, "invalid_query").await;
+    }
+    let list = body(srv.op(Method::GET, "/v1/schedules").send().await.unwrap()).await;
+    assert_eq!(list["page_info"]["count"], 0, "{list}");
+    let resp = srv
+        .op(Method::from_bytes(b"FOO").unwrap(), "/v1/tenants")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers()["allow"].to_str().unwrap().contains("POST"));
+    let p = problem(resp, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("FOO is not allowed on /v1/tenants"),
+        "{p}"
+    );
+}

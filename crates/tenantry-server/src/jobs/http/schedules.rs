@@ -12,7 +12,7 @@ use tenantry_store::schedules::ScheduleRecord;
 use crate::jobs::schedules::ScheduleRequest;
 use crate::platform::http::AppState;
 use crate::platform::http::extract::PlatformOrTenantCtx;
-use crate::platform::http::extract::{ApiJson, ApiQuery, need};
+use crate::platform::http::extract::{ApiJson, ApiQuery, NoParams, need};
 use crate::platform::http::problem::Problem;
 use crate::platform::http::routes::{Access, Api};
 
@@ -103,6 +103,7 @@ async fn put(
 async fn list(
     State(state): State<AppState>,
     j: PlatformOrTenantCtx<need::JobsRead>,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
 ) -> Result<Response, Problem> {
     let items: Vec<ScheduleView> = state
         .app
@@ -111,7 +112,12 @@ async fn list(
         .into_iter()
         .map(ScheduleView::from)
         .collect();
-    Ok(axum::Json(serde_json::json!({ "items": items })).into_response())
+    let count = items.len();
+    Ok(axum::Json(serde_json::json!({
+        "items": items,
+        "page_info": { "next_cursor": null, "has_next_page": false, "count": count },
+    }))
+    .into_response())
 }
 
 async fn show(

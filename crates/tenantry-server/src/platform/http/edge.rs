@@ -61,6 +61,14 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = method_label(req.method());
+    // the request's own method, for messages (the metric label folds unknown ones into OTHER)
+    let method_named: String = req
+        .method()
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_graphic)
+        .take(20)
+        .collect();
     let path = req.uri().path().to_owned();
     let ctx = RequestContext {
         trace,
@@ -81,7 +89,7 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
     let mut resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
-        resp = finish_problem(resp, &ctx, &path, method).await;
+        resp = finish_problem(resp, &ctx, &path, &method_named).await;
     }
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&trace.to_string()) {
@@ -140,8 +148,14 @@ async fn finish_problem(
                     .headers
                     .get(header::ALLOW)
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                format!("{method} is not allowed on {path}; allowed: {allow}")
+                    .filter(|a| !a.is_empty());
+                match allow {
+                    Some(allow) => format!("{method} is not allowed on {path}; allowed: {allow}"),
+                    // the router adds `Allow` after this layer has run
+                    None => format!(
+                        "{method} is not allowed on {path}; the Allow header lists the methods it takes"
+                    ),
+                }
             }
             Kind::PayloadTooLarge => {
                 "the request body is larger than the server accepts".to_owned()

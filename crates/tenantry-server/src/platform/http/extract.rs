@@ -542,6 +542,11 @@ fn nul_in(v: &serde_json::Value, at: String) -> Option<String> {
     }
 }
 
+/// No query parameters at all (a list that is not paginated): any is a `400 invalid_query`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// Query parameters; unknown or ill-typed ones are a `400 invalid_query`.
 pub struct ApiQuery<T>(pub T);
 
