@@ -128,7 +128,7 @@ pub enum NameError {
     Empty,
     #[error("must be at most 200 characters long")]
     TooLong,
-    #[error("must not contain control characters")]
+    #[error("must not contain control characters or bidirectional overrides")]
     Control,
 }
 
@@ -141,7 +141,7 @@ impl TenantName {
         if s.chars().count() > 200 {
             return Err(NameError::TooLong);
         }
-        if s.chars().any(char::is_control) {
+        if crate::validation::name_problem(s).is_some() {
             return Err(NameError::Control);
         }
         Ok(Self(s.to_owned()))

@@ -72,6 +72,13 @@ impl App {
         {
             errors.push("name", "must be 1 to 200 characters long");
         }
+        if let Some(problem) = input
+            .name
+            .as_deref()
+            .and_then(tenantry_domain::validation::name_problem)
+        {
+            errors.push("name", problem);
+        }
         let metadata = input.metadata.unwrap_or_else(|| json!({}));
         if metadata.is_object() {
             crate::platform::check_document(&mut errors, "metadata", &metadata);

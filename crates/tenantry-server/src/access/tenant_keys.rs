@@ -162,6 +162,9 @@ impl App {
         if name.is_empty() || name.chars().count() > 200 {
             errors.push("name", "must be 1 to 200 characters long");
         }
+        if let Some(problem) = tenantry_domain::validation::name_problem(&name) {
+            errors.push("name", problem);
+        }
         let (scopes, roles, beyond) = grantable(caller, &input.scopes, &input.roles, &mut errors);
         if input.expires_at.is_some_and(|e| e <= now()) {
             errors.push("expires_at", "must be in the future");

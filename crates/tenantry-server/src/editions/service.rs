@@ -45,12 +45,22 @@ impl App {
         if name.is_empty() || name.chars().count() > 200 {
             errors.push("name", "must be 1 to 200 characters long");
         }
+        if let Some(problem) = tenantry_domain::validation::name_problem(&name) {
+            errors.push("name", problem);
+        }
         if input
             .description
             .as_ref()
             .is_some_and(|d| d.chars().count() > 2000)
         {
             errors.push("description", "must be at most 2000 characters long");
+        }
+        if let Some(problem) = input
+            .description
+            .as_deref()
+            .and_then(tenantry_domain::validation::text_problem)
+        {
+            errors.push("description", problem);
         }
         if let Err(e) = input.limits.validate() {
             errors.0.extend(e.0);

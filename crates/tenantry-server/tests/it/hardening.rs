@@ -615,3 +615,37 @@ pub async fn unpaginated_lists_refuse_parameters_and_405_names_the_method(srv: &
         "{p}"
     );
 }
+
+/// Names people read refuse control characters and bidirectional overrides, on every resource.
+pub async fn names_refuse_bidi_overrides(srv: &TestServer) {
+    let evil = "invoice\u{202E}fdp.exe";
+    let t = tenant_named(srv, "Bidi").await;
+    let tid = t["id"].as_str().unwrap();
+    for (path, body_) in [
+        ("/v1/tenants".to_owned(), json!({ "name": evil })),
+        (
+            format!("/v1/tenants/{tid}/api-keys"),
+            json!({ "name": evil, "scopes": ["jobs:read"] }),
+        ),
+        (
+            "/v1/devices".to_owned(),
+            json!({ "device_id": "d1", "name": evil }),
+        ),
+        (
+            "/v1/editions".to_owned(),
+            json!({ "key": "bidi", "name": evil, "limits": {
+                "requests_per_minute": 1, "burst": 1, "concurrency": 1, "storage_gb": 1,
+                "webhook_subscriptions": 1, "retention_days": 1 } }),
+        ),
+    ] {
+        let resp = srv
+            .op(Method::POST, &path)
+            .header("x-tenant-id", tid)
+            .json(&body_)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(p["errors"][0]["field"], "name", "{path}: {p}");
+    }
+}
