@@ -172,6 +172,19 @@ impl App {
         if input.rate_limit_per_minute == Some(0) {
             errors.push("rate_limit_per_minute", "must be at least 1");
         }
+        // a key's limit lowers its tenant's edition rate; it cannot raise it
+        if let Some(rpm) = input.rate_limit_per_minute
+            && let Some(edition) = self.store.editions().get(scope.edition()).await?
+            && rpm > edition.limits.requests_per_minute
+        {
+            errors.push(
+                "rate_limit_per_minute",
+                format!(
+                    "at most the {} edition's {} requests per minute (a key's limit can only lower it)",
+                    edition.key, edition.limits.requests_per_minute
+                ),
+            );
+        }
         errors.into_result()?;
         if let Some(s) = beyond {
             return Err(AppError::InsufficientScope(s));

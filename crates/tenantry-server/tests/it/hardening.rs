@@ -649,3 +649,24 @@ pub async fn names_refuse_bidi_overrides(srv: &TestServer) {
         assert_eq!(p["errors"][0]["field"], "name", "{path}: {p}");
     }
 }
+
+/// A key's own rate limit can lower its edition's, never raise it.
+pub async fn a_key_limit_cannot_exceed_its_edition(srv: &TestServer) {
+    let t = tenant_named(srv, "Limited").await; // free: 60 requests per minute
+    let path = format!("/v1/tenants/{}/api-keys", t["id"].as_str().unwrap());
+    let resp = srv
+        .op(Method::POST, &path)
+        .json(&json!({ "name": "fast", "scopes": ["jobs:read"], "rate_limit_per_minute": 1000 }))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(p["errors"][0]["field"], "rate_limit_per_minute", "{p}");
+    let resp = srv
+        .op(Method::POST, &path)
+        .json(&json!({ "name": "slow", "scopes": ["jobs:read"], "rate_limit_per_minute": 30 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}

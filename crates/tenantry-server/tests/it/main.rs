@@ -133,6 +133,7 @@ on_every_backend!(
     hardening::schedules_are_bounded_by_the_edition_and_fire_on_whole_seconds,
     hardening::unpaginated_lists_refuse_parameters_and_405_names_the_method,
     hardening::names_refuse_bidi_overrides,
+    hardening::a_key_limit_cannot_exceed_its_edition,
     limits::headers_then_429_after_the_burst,
     limits::limits_are_per_tenant_and_per_key,
     limits::edition_changes_apply_without_restart,
