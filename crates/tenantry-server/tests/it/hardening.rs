@@ -1,7 +1,7 @@
 //! Hostile input that must get a clear error and store nothing (issue 10's findings).
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use tenantry_server::testing::TestServer;
 
 use crate::support::*;
@@ -75,18 +75,7 @@ pub async fn nul_bytes_are_refused_everywhere(srv: &TestServer) {
 pub async fn duplicate_security_headers_are_refused(srv: &TestServer) {
     let a = tenant_named(srv, "Dup A").await;
     let b = tenant_named(srv, "Dup B").await;
-    let created = body(
-        srv.op(
-            Method::POST,
-            &format!("/v1/tenants/{}/api-keys", a["id"].as_str().unwrap()),
-        )
-        .json(&json!({ "name": "ci", "scopes": ["tenants:read"] }))
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    let tenant_key = created["key"].as_str().unwrap();
+    let tenant_key = &key_with_scopes(srv, a["id"].as_str().unwrap(), &["tenants:read"]).await;
     let resp = srv
         .client
         .get(srv.url("/v1/whoami"))
@@ -264,15 +253,7 @@ pub async fn job_payloads_are_checked_at_enqueue(srv: &TestServer) {
 pub async fn manage_scopes_imply_read(srv: &TestServer) {
     let t = tenant_named(srv, "Implied").await;
     let tid = t["id"].as_str().unwrap();
-    let created = body(
-        srv.op(Method::POST, &format!("/v1/tenants/{tid}/api-keys"))
-            .json(&json!({ "name": "devices", "scopes": ["devices:manage"] }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let key = created["key"].as_str().unwrap();
+    let key = &key_with_scopes(srv, tid, &["devices:manage"]).await;
     let resp = srv
         .with_key(key, Method::POST, "/v1/devices")
         .json(&json!({ "device_id": "d1" }))
@@ -438,22 +419,7 @@ pub async fn tenants_read_their_own_tenant_audit_and_editions(srv: &TestServer) 
         a["slug"].as_str().unwrap(),
         b["id"].as_str().unwrap(),
     );
-    let key = |tenant: &str, scopes: Value| {
-        let tenant = tenant.to_owned();
-        async move {
-            let created = body(
-                srv.op(Method::POST, &format!("/v1/tenants/{tenant}/api-keys"))
-                    .json(&json!({ "name": "reader", "scopes": scopes }))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            created["key"].as_str().unwrap().to_owned()
-        }
-    };
-    let reader = key(aid, json!(["tenants:read", "audit:read", "editions:read"])).await;
-    let _ = key(bid, json!(["tenants:read"])).await;
+    let reader = key_with_scopes(srv, aid, &["tenants:read", "audit:read", "editions:read"]).await;
 
     for path in [format!("/v1/tenants/{aid}"), format!("/v1/tenants/{aslug}")] {
         let resp = srv
@@ -504,7 +470,7 @@ pub async fn tenants_read_their_own_tenant_audit_and_editions(srv: &TestServer) 
     assert_eq!(resp.status(), StatusCode::OK);
 
     // without the scope: 403 naming it
-    let jobs_only = key(aid, json!(["jobs:read"])).await;
+    let jobs_only = key_with_scopes(srv, aid, &["jobs:read"]).await;
     for path in ["/v1/audit", "/v1/editions"] {
         let resp = srv
             .with_key(&jobs_only, Method::GET, path)
@@ -519,18 +485,7 @@ pub async fn tenants_read_their_own_tenant_audit_and_editions(srv: &TestServer) 
 /// fire at most as often as its edition allows (free: every 300 s).
 pub async fn schedules_are_bounded_by_the_edition_and_fire_on_whole_seconds(srv: &TestServer) {
     let t = tenant_named(srv, "Cron Free").await; // the free edition
-    let created = body(
-        srv.op(
-            Method::POST,
-            &format!("/v1/tenants/{}/api-keys", t["id"].as_str().unwrap()),
-        )
-        .json(&json!({ "name": "scheduler", "scopes": ["jobs:manage"] }))
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    let key = created["key"].as_str().unwrap();
+    let key = &key_with_scopes(srv, t["id"].as_str().unwrap(), &["jobs:manage"]).await;
     for (body_, field) in [
         (
             json!({ "name": "fast", "interval_seconds": 60, "kind": "noop" }),

@@ -46,3 +46,20 @@ pub async fn create_tenant(srv: &TestServer, payload: Value) -> Value {
 pub async fn tenant_named(srv: &TestServer, name: &str) -> Value {
     create_tenant(srv, json!({ "name": name })).await
 }
+
+/// A new key of `tenant` (id or slug) with exactly `scopes`, made by the operator; its secret.
+pub async fn key_with_scopes(srv: &TestServer, tenant: &str, scopes: &[&str]) -> String {
+    let resp = srv
+        .op(Method::POST, &format!("/v1/tenants/{tenant}/api-keys"))
+        .json(&json!({ "name": "test key", "scopes": scopes }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        resp.text().await
+    );
+    body(resp).await["key"].as_str().unwrap().to_owned()
+}
