@@ -19,4 +19,7 @@ pub trait LeaseStore: Send + Sync {
 
     /// Gives the lease up (if `owner` holds it).
     async fn release(&self, name: &str, owner: &str) -> StoreResult<()>;
+
+    /// Who holds the named lease at `now` (none when it is free or expired).
+    async fn holder(&self, name: &str, now: DateTime<Utc>) -> StoreResult<Option<String>>;
 }

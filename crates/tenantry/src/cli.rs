@@ -618,18 +618,37 @@ async fn serve(config: Config) -> Result<(), Failure> {
             message: format!("cannot listen on {}: {e}", config.listen),
         })?;
     let app = open_app(&config).await?;
-    let generated = app
-        .ensure_bootstrap_key(config.bootstrap_operator_key.as_ref().map(|k| k.expose()))
-        .await?;
+    // The operator key is made (once per database) by a process that serves the API, where it
+    // can be used; a worker or scheduler alone never makes or shows one.
+    let roles = config.roles();
+    let generated = if roles.api {
+        app.ensure_bootstrap_key(config.bootstrap_operator_key.as_ref().map(|k| k.expose()))
+            .await?
+    } else {
+        None
+    };
     let addr = listener.local_addr().map_err(|e| Failure {
         code: 1,
         message: e.to_string(),
     })?;
     // The banner is for the person at the terminal: stderr, never the log (it may hold a secret).
-    eprintln!(
-        "tenantry {} listening on http://{addr}",
-        env!("CARGO_PKG_VERSION")
-    );
+    if roles.api {
+        eprintln!(
+            "tenantry {} listening on http://{addr}",
+            env!("CARGO_PKG_VERSION")
+        );
+    } else {
+        let running: Vec<&str> = [(roles.worker, "worker"), (roles.scheduler, "scheduler")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, r)| *r)
+            .collect();
+        eprintln!(
+            "tenantry {} running as {} (no API here; health and metrics at http://{addr}/healthz, /readyz, /metrics)",
+            env!("CARGO_PKG_VERSION"),
+            running.join(" and ")
+        );
+    }
     if config.uses_sqlite() {
         eprintln!("  data directory: {}", config.data_dir.display());
     }

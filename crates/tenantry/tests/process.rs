@@ -423,3 +423,35 @@ async fn cli_manages_tenants_offline() {
     assert_eq!(first["trace_id"].as_str().map(str::len), Some(32));
     s.child.start_kill().unwrap();
 }
+
+/// A process without the API role neither makes nor shows the operator key, and says where its
+/// health endpoints are instead of an API URL; the first API process makes the key.
+#[tokio::test]
+async fn only_the_api_process_makes_and_shows_the_operator_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut cmd = tenantry(&url);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--role", "worker"]);
+    let mut worker = cmd.spawn().expect("spawn a worker");
+    let stderr = collect(worker.stderr.take().unwrap());
+    let _stdout = collect(worker.stdout.take().unwrap());
+    let banner = wait_for(&stderr, "running as worker").await;
+    assert!(banner.contains("no API here"), "{banner}");
+    // let the worker get going: it has migrated once it printed its banner
+    let (code, keys, _) = run(&url, &["tenant", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(keys["items"].is_array());
+    assert!(
+        !stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("operator API key")),
+        "a worker showed an operator key"
+    );
+    worker.start_kill().unwrap();
+    let _ = worker.wait().await;
+    let api = serve(&url, None).await;
+    wait_for(&api.stderr, "operator API key (shown once").await;
+    drop(api);
+}

@@ -407,6 +407,21 @@ pub async fn readiness_names_the_optional_backends(srv: &TestServer) {
         "{r}"
     );
     assert!(r["checks"]["store"]["backend"].is_string(), "{r}");
+    // the scheduler check names the process leading (the test server runs every role)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = body(srv.client.get(srv.url("/readyz")).send().await.unwrap()).await;
+        if r["checks"]["scheduler"]["status"] == "ok" {
+            assert!(r["checks"]["scheduler"]["leader"].is_string(), "{r}");
+            break;
+        }
+        assert_eq!(r["checks"]["scheduler"]["status"], "none", "{r}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduler took the lease: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// A tenant credential reads its own tenant, its own audit log and the editions catalog, with the

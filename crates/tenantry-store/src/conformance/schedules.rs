@@ -144,7 +144,19 @@ pub async fn leases_have_one_holder(store: &dyn Store) {
     let l = store.leases();
     let t0 = now();
     let until = t0 + Duration::seconds(10);
+    assert_eq!(l.holder("conf-lease", t0).await.unwrap(), None);
     assert!(l.acquire("conf-lease", "a", t0, until).await.unwrap());
+    assert_eq!(
+        l.holder("conf-lease", t0).await.unwrap().as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        l.holder("conf-lease", until + Duration::seconds(1))
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
     assert!(!l.acquire("conf-lease", "b", t0, until).await.unwrap());
     assert!(
         l.acquire("conf-lease", "a", t0, until).await.unwrap(),

@@ -9,6 +9,8 @@ mod sql {
                  acquired_at = CASE WHEN worker_leases.owner = excluded.owner THEN worker_leases.acquired_at ELSE excluded.acquired_at END,
                  owner = excluded.owner, expires_at = excluded.expires_at
              WHERE worker_leases.owner = excluded.owner OR worker_leases.expires_at < $3";
+    pub(super) const HOLDER: &str =
+        "SELECT owner FROM worker_leases WHERE name = $1 AND expires_at > $2";
     pub(super) const RELEASE: &str = "DELETE FROM worker_leases WHERE name = $1 AND owner = $2";
 }
 

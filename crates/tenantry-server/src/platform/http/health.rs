@@ -36,14 +36,30 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
         }),
     };
     match store.check_ready().await {
-        Ok(()) => Ok(axum::Json(json!({
-            "status": "ready",
-            "checks": {
-                "store": { "status": "ok", "backend": store.backend().as_str() },
-                "rate_limits": limits,
-            }
-        }))
-        .into_response()),
+        Ok(()) => {
+            // schedules fire only while some process holds the scheduler lease
+            let scheduler = match store
+                .leases()
+                .holder("scheduler", crate::platform::now())
+                .await
+            {
+                Ok(Some(leader)) => json!({ "status": "ok", "leader": leader }),
+                Ok(None) => json!({
+                    "status": "none",
+                    "detail": "no process holds the scheduler lease: schedules do not fire (run a process with the scheduler role)",
+                }),
+                Err(e) => json!({ "status": "unknown", "detail": e.to_string() }),
+            };
+            Ok(axum::Json(json!({
+                "status": "ready",
+                "checks": {
+                    "store": { "status": "ok", "backend": store.backend().as_str() },
+                    "rate_limits": limits,
+                    "scheduler": scheduler,
+                }
+            }))
+            .into_response())
+        }
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             Err(Problem::new(

@@ -1,4 +1,4 @@
-/// [`LeaseStore`](crate::LeaseStore). SQL: `ACQUIRE`, `RELEASE`. Times are bound through the
+/// [`LeaseStore`](crate::LeaseStore). SQL: `ACQUIRE`, `RELEASE`, `HOLDER`. Times are bound through the
 /// adapter's `db_time`.
 macro_rules! lease_store {
     ($store:ty) => {
@@ -34,6 +34,19 @@ macro_rules! lease_store {
                     .await
                     .map_err(err)?;
                 tx.commit().await
+            }
+
+            async fn holder(
+                &self,
+                name: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::StoreResult<Option<String>> {
+                sqlx::query_scalar(sql::HOLDER)
+                    .bind(name)
+                    .bind(db_time(now))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)
             }
         }
     };
