@@ -632,20 +632,18 @@ async fn serve(config: Config) -> Result<(), Failure> {
         message: e.to_string(),
     })?;
     // The banner is for the person at the terminal: stderr, never the log (it may hold a secret).
-    if roles.api {
-        eprintln!(
-            "tenantry {} listening on http://{addr}",
-            env!("CARGO_PKG_VERSION")
-        );
-    } else {
+    eprintln!(
+        "tenantry {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if !roles.api {
         let running: Vec<&str> = [(roles.worker, "worker"), (roles.scheduler, "scheduler")]
             .iter()
             .filter(|(on, _)| *on)
             .map(|(_, r)| *r)
             .collect();
         eprintln!(
-            "tenantry {} running as {} (no API here; health and metrics at http://{addr}/healthz, /readyz, /metrics)",
-            env!("CARGO_PKG_VERSION"),
+            "  roles: {} (no API here: only /healthz, /readyz and /metrics)",
             running.join(" and ")
         );
     }

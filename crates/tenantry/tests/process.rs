@@ -435,7 +435,7 @@ async fn only_the_api_process_makes_and_shows_the_operator_key() {
     let mut worker = cmd.spawn().expect("spawn a worker");
     let stderr = collect(worker.stderr.take().unwrap());
     let _stdout = collect(worker.stdout.take().unwrap());
-    let banner = wait_for(&stderr, "running as worker").await;
+    let banner = wait_for(&stderr, "roles: worker").await;
     assert!(banner.contains("no API here"), "{banner}");
     // let the worker get going: it has migrated once it printed its banner
     let (code, keys, _) = run(&url, &["tenant", "list"]).await;
