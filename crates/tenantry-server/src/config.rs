@@ -67,6 +67,9 @@ pub struct Config {
     pub shutdown_grace_seconds: u32,
     /// What this process does, comma-separated: `api`, `worker`, `scheduler` (default: all).
     pub roles: String,
+    /// Origins (`https://app.example.com`, comma-separated) whose browser apps may call the API
+    /// (CORS). Empty: none, and preflight requests are refused like any unknown method.
+    pub cors_allowed_origins: String,
     pub tenants: crate::tenants::config::TenantsConfig,
     pub auth: crate::access::config::AuthConfig,
     pub limits: crate::access::config::LimitsConfig,
@@ -87,6 +90,7 @@ impl Default for Config {
             idempotency_ttl_hours: 24,
             shutdown_grace_seconds: 10,
             roles: "api,worker,scheduler".into(),
+            cors_allowed_origins: String::new(),
             tenants: Default::default(),
             auth: Default::default(),
             limits: Default::default(),
@@ -108,6 +112,7 @@ const TOP_ENV: &[(&str, &str)] = &[
     ("idempotency_ttl_hours", "idempotency_ttl_hours"),
     ("shutdown_grace_seconds", "shutdown_grace_seconds"),
     ("roles", "roles"),
+    ("cors_allowed_origins", "cors_allowed_origins"),
 ];
 
 /// Every environment variable (`TENANTRY_` + name) and the key it sets. Other `TENANTRY_*`
@@ -277,6 +282,25 @@ impl Config {
         if self.shutdown_grace_seconds > 3600 {
             return Err(invalid("shutdown_grace_seconds", "must be at most 3600"));
         }
+        for origin in self.cors_origins() {
+            let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin
+                    .trim_end_matches('/')
+                    .contains(|c: char| c.is_whitespace())
+                && origin
+                    .split("://")
+                    .nth(1)
+                    .is_some_and(|h| !h.is_empty() && !h.contains('/'))
+                && axum::http::HeaderValue::from_str(&origin).is_ok();
+            if !ok {
+                return Err(invalid(
+                    "cors_allowed_origins",
+                    format!(
+                        "'{origin}' is not an origin like https://app.example.com (scheme and host, no path)"
+                    ),
+                ));
+            }
+        }
         self.tenants.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;
@@ -311,6 +335,16 @@ impl Config {
             .or_else(|| url.strip_prefix("sqlite:"))?;
         let path = rest.split('?').next().unwrap_or_default();
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    /// The CORS origins configured (validated at load).
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.cors_allowed_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     pub fn uses_sqlite(&self) -> bool {

@@ -248,6 +248,11 @@ pub async fn app_state(
             .map(std::sync::Arc::from),
         limiter: build_limiter(config).await,
         limits_shared: !config.limits.redis_url.trim().is_empty(),
+        cors_origins: config
+            .cors_origins()
+            .iter()
+            .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
+            .collect(),
         limits: std::sync::Arc::new(access::limits::LimitPolicy::new(
             config.limits.global_per_minute,
             config.limits.global_burst,

@@ -640,3 +640,78 @@ pub async fn a_key_limit_cannot_exceed_its_edition(srv: &TestServer) {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
 }
+
+/// CORS is off by default (a preflight is a `405` like any unsupported method); with allowed
+/// origins, preflights are answered and responses carry the CORS headers for those origins only.
+pub async fn cors_is_off_by_default_and_answers_allowed_origins() {
+    let preflight = |srv: &TestServer, origin: &str| {
+        srv.client
+            .request(Method::OPTIONS, srv.url("/v1/tenants"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, idempotency-key",
+            )
+    };
+    let plain = TestServer::sqlite().await;
+    let resp = preflight(&plain, "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+
+    let srv = TestServer::start(tenantry_store::testing::sqlite().await, |c| {
+        c.cors_allowed_origins = "https://app.example, https://admin.example".into();
+    })
+    .await;
+    let resp = preflight(&srv, "https://app.example").send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    let methods = h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        methods.contains("POST") && methods.contains("PATCH"),
+        "{methods}"
+    );
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("idempotency-key") && allowed.contains("authorization"),
+        "{allowed}"
+    );
+    // an actual request from an allowed origin carries the header; another origin does not
+    let resp = srv
+        .op(Method::GET, "/v1/tenants")
+        .header("origin", "https://admin.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://admin.example"
+    );
+    assert!(
+        resp.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("ratelimit-remaining")
+            || resp
+                .headers()
+                .get("access-control-expose-headers")
+                .is_some()
+    );
+    let resp = preflight(&srv, "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}

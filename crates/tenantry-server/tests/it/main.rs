@@ -38,6 +38,11 @@ async fn jwks_keys_verify_rs256_es256_and_eddsa_and_refresh_on_unknown_kid() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_is_off_by_default_and_answers_allowed_origins() {
+    hardening::cors_is_off_by_default_and_answers_allowed_origins().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_are_413() {
     errors::oversized_bodies_are_413().await;
 }

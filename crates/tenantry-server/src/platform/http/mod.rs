@@ -27,6 +27,8 @@ pub struct AppState {
     pub limiter: std::sync::Arc<dyn tenantry_limiter::RateLimiter>,
     /// Whether rate limits are meant to be shared through Redis (`[limits] redis_url`).
     pub limits_shared: bool,
+    /// Origins allowed to call the API from a browser (`cors_allowed_origins`; empty: no CORS).
+    pub cors_origins: std::sync::Arc<[axum::http::HeaderValue]>,
     pub limits: std::sync::Arc<crate::access::limits::LimitPolicy>,
     pub tokens: std::sync::Arc<crate::access::tokens::TokenVerifier>,
     /// The job kinds this process knows (enqueue validates against it).
@@ -41,7 +43,55 @@ async fn not_found(method: Method, uri: Uri) -> Problem {
 }
 
 /// The whole API with its middleware.
+/// CORS for browser apps on other origins: off unless origins are configured (`cors_allowed_origins`).
+/// Preflight requests are answered here, before authentication; the request headers the API reads
+/// are allowed and the response headers it sets are exposed.
+pub fn cors(origins: &[axum::http::HeaderValue]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let h = HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+                header::IF_NONE_MATCH,
+                h("idempotency-key"),
+                h("x-tenant-id"),
+                h("x-request-id"),
+                h("traceparent"),
+                h("tracestate"),
+            ])
+            .expose_headers([
+                header::ETAG,
+                header::LOCATION,
+                header::RETRY_AFTER,
+                h("ratelimit-limit"),
+                h("ratelimit-remaining"),
+                h("ratelimit-reset"),
+                h("idempotent-replayed"),
+                h("x-request-id"),
+                h("traceparent"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
 pub fn router(state: AppState, body_limit: usize) -> Router {
+    let cors = cors(&state.cors_origins);
     let limited = routes::api()
         .into_router()
         .route_layer(axum::middleware::from_fn_with_state(
@@ -54,7 +104,11 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         &axum::middleware::from_fn(extract::strip_tenant_prefix),
         api,
     );
-    Router::new().fallback_service(prefixed)
+    let router = Router::new().fallback_service(prefixed);
+    match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
 }
 
 /// Only `/healthz`, `/readyz` and `/metrics`: processes without the `api` role.
