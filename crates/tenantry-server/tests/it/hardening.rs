@@ -309,6 +309,40 @@ async fn scheduler_rounds(srv: &TestServer, times: usize) {
     }
 }
 
+/// Sends a lifecycle request as the operator; it must succeed.
+async fn lifecycle(srv: &TestServer, method: Method, path: &str) {
+    let resp = srv.op(method, path).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{path}");
+}
+
+/// Waits until the tenant's `tick` has fired after `previous`; returns the new fire time.
+async fn fires_after(
+    srv: &TestServer,
+    tid: &str,
+    previous: Option<String>,
+    why: &str,
+) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = last_fired(srv, "tick", Some(tid)).await;
+        if now.is_some() && now != previous {
+            return now;
+        }
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// After one round (a firing under way may still land), the tenant's `tick` does not fire in
+/// three more scheduler rounds; returns its last fire time.
+async fn stays_unfired(srv: &TestServer, tid: &str, why: &str) -> Option<String> {
+    scheduler_rounds(srv, 1).await;
+    let before = last_fired(srv, "tick", Some(tid)).await;
+    scheduler_rounds(srv, 3).await;
+    assert_eq!(last_fired(srv, "tick", Some(tid)).await, before, "{why}");
+    before
+}
+
 /// A suspended or deleted tenant's schedules do not fire; resuming brings them back; an operator
 /// removes a deleted tenant's schedule by naming the tenant.
 pub async fn schedules_pause_with_their_tenant(srv: &TestServer) {
@@ -327,57 +361,17 @@ pub async fn schedules_pause_with_their_tenant(srv: &TestServer) {
         assert_eq!(resp.status(), StatusCode::CREATED, "{body_}");
     }
     scheduler_rounds(srv, 1).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while last_fired(srv, "tick", Some(tid)).await.is_none() {
-        assert!(std::time::Instant::now() < deadline, "tick never fired");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let fired = fires_after(srv, tid, None, "tick never fired").await;
 
-    let resp = srv
-        .op(Method::POST, &format!("/v1/tenants/{tid}:suspend"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    // a firing that was under way when the tenant was suspended may still land
-    scheduler_rounds(srv, 1).await;
-    let paused = last_fired(srv, "tick", Some(tid)).await;
-    scheduler_rounds(srv, 3).await;
-    assert_eq!(
-        last_fired(srv, "tick", Some(tid)).await,
-        paused,
-        "fired while suspended"
-    );
+    lifecycle(srv, Method::POST, &format!("/v1/tenants/{tid}:suspend")).await;
+    let paused = stays_unfired(srv, tid, "fired while suspended").await;
+    assert!(paused >= fired);
 
-    let resp = srv
-        .op(Method::POST, &format!("/v1/tenants/{tid}:resume"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while last_fired(srv, "tick", Some(tid)).await == paused {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "did not fire again after resume"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    lifecycle(srv, Method::POST, &format!("/v1/tenants/{tid}:resume")).await;
+    fires_after(srv, tid, paused, "did not fire again after resume").await;
 
-    let resp = srv
-        .op(Method::DELETE, &format!("/v1/tenants/{tid}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    scheduler_rounds(srv, 1).await;
-    let stopped = last_fired(srv, "tick", Some(tid)).await;
-    scheduler_rounds(srv, 3).await;
-    assert_eq!(
-        last_fired(srv, "tick", Some(tid)).await,
-        stopped,
-        "fired while deleted"
-    );
+    lifecycle(srv, Method::DELETE, &format!("/v1/tenants/{tid}")).await;
+    stays_unfired(srv, tid, "fired while deleted").await;
 
     let resp = srv
         .op(Method::DELETE, &format!("/v1/schedules/tick?tenant={tid}"))
