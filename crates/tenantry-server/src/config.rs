@@ -70,6 +70,7 @@ pub struct Config {
     /// Origins (`https://app.example.com`, comma-separated) whose browser apps may call the API
     /// (CORS). Empty: none, and preflight requests are refused like any unknown method.
     pub cors_allowed_origins: String,
+    pub http: crate::platform::http::serve::HttpConfig,
     pub tenants: crate::tenants::config::TenantsConfig,
     pub auth: crate::access::config::AuthConfig,
     pub limits: crate::access::config::LimitsConfig,
@@ -91,6 +92,7 @@ impl Default for Config {
             shutdown_grace_seconds: 10,
             roles: "api,worker,scheduler".into(),
             cors_allowed_origins: String::new(),
+            http: Default::default(),
             tenants: Default::default(),
             auth: Default::default(),
             limits: Default::default(),
@@ -120,6 +122,7 @@ const TOP_ENV: &[(&str, &str)] = &[
 pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
     [
         TOP_ENV,
+        crate::platform::http::serve::ENV,
         crate::tenants::config::ENV,
         crate::access::config::AUTH_ENV,
         crate::access::config::LIMITS_ENV,
@@ -301,6 +304,7 @@ impl Config {
                 ));
             }
         }
+        self.http.validate()?;
         self.tenants.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;

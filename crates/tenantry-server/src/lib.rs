@@ -165,15 +165,15 @@ pub async fn serve(
         .map(tokio::spawn)
         .collect();
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let server = platform::http::serve::run(listener, router, &config.http, async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests and jobs");
         let _ = stop_tx.send(true);
         let _ = stopping_tx.send(());
     });
-    let mut server = std::pin::pin!(server.into_future());
+    let mut server = std::pin::pin!(server);
     tokio::select! {
-        r = &mut server => r.context("server error")?,
+        () = &mut server => {}
         () = async { let _ = stopping_rx.await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time");
         }

@@ -16,6 +16,27 @@ mod observability;
 mod support;
 mod tenants;
 mod tokens;
+mod transport;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_and_bodies_get_408_and_idle_connections_close() {
+    transport::slow_heads_and_bodies_get_408_and_idle_connections_close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_bound_get_503() {
+    transport::connections_past_the_bound_get_503().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_hyper_cannot_parse_get_problems() {
+    transport::requests_hyper_cannot_parse_get_problems().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_written_before_reading_gets_its_413() {
+    transport::an_oversized_body_written_before_reading_gets_its_413().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hs256_tokens_authenticate_and_resolve_their_tenant() {

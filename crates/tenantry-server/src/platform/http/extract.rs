@@ -441,6 +441,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     "the request body is larger than the server accepts",
                 )
             }
+            other if body_timed_out(&other) => Problem::new(
+                Kind::RequestTimeout,
+                "the request body stopped arriving (nothing for `http.body_timeout_ms`)",
+            ),
             other => Problem::new(
                 Kind::BadRequest,
                 format!("cannot read the request body: {other}"),
@@ -448,6 +452,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         })?;
         parse_json(&bytes)
     }
+}
+
+/// Whether reading a body failed because it stopped arriving (the server loop's body timeout).
+fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A JSON body whose every field is optional: an empty body (no bytes, no `Content-Type`) is

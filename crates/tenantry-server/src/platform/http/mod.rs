@@ -7,6 +7,7 @@ pub mod health;
 pub mod idempotency;
 pub mod problem;
 pub mod routes;
+pub mod serve;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
