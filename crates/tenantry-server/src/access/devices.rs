@@ -6,7 +6,9 @@ use tenantry_domain::api_key::{KeyKind, PresentedKey};
 use tenantry_domain::{
     ApiKeyId, EventEnvelope, Page, PageRequest, Scope, TenantScope, ValidationErrors,
 };
-use tenantry_store::{ApiKeyRecord, Changes, Constraint, DeviceRecord, StoreError};
+use tenantry_store::{
+    ApiKeyRecord, Changes, Constraint, DeviceRecord, IdempotencyRecord, StoreError,
+};
 
 use crate::access::keys::{IssuedKey, generate_key, hash_key};
 use crate::platform::{App, AppError, AppResult, Ctx, Idem, now};
@@ -170,6 +172,7 @@ impl App {
         ctx: &Ctx,
         scope: &TenantScope,
         device_id: &str,
+        idem: Option<IdempotencyRecord>,
     ) -> AppResult<()> {
         let device = self.get_device(scope, device_id).await?;
         let audit = ctx.audit(
@@ -179,10 +182,11 @@ impl App {
             Some(scope.tenant_id()),
             json!({ "device_id": device.device_id }),
         );
-        let changes = Changes::new(
+        let mut changes = Changes::new(
             audit,
             device_event(ctx, scope, "device.deleted.v1", &device),
         );
+        changes.idempotency = idem;
         match self
             .store
             .access()

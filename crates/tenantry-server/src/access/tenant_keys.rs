@@ -9,7 +9,7 @@ use tenantry_domain::{
     ApiKeyId, EventEnvelope, Page, PageRequest, Principal, Role, Scope, ScopeSet, TenantScope,
     ValidationErrors,
 };
-use tenantry_store::{ApiKeyRecord, Changes, StoreError};
+use tenantry_store::{ApiKeyRecord, Changes, IdempotencyRecord, StoreError};
 
 use crate::access::keys::{IssuedKey, generate_key, hash_key};
 use crate::platform::{App, AppError, AppResult, Ctx, Idem, now};
@@ -235,6 +235,7 @@ impl App {
         ctx: &Ctx,
         scope: &TenantScope,
         key_id: &str,
+        idem: Option<IdempotencyRecord>,
     ) -> AppResult<()> {
         let id = Self::parse_key_id(key_id)?;
         let key = self
@@ -251,7 +252,9 @@ impl App {
             Some(scope.tenant_id()),
             details.clone(),
         );
-        let changes = Changes::new(audit, key_event(ctx, scope, "api_key.revoked.v1", &details));
+        let mut changes =
+            Changes::new(audit, key_event(ctx, scope, "api_key.revoked.v1", &details));
+        changes.idempotency = idem;
         match self
             .store
             .access()

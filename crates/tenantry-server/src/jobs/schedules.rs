@@ -6,14 +6,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantry_domain::job::ScheduleSpec;
 use tenantry_domain::{EventEnvelope, TenantId, ValidationErrors};
-use tenantry_store::Changes;
 use tenantry_store::jobs::JobScope;
 use tenantry_store::schedules::{ScheduleRecord, stored_name};
+use tenantry_store::{Changes, IdempotencyRecord};
 
 use crate::access::scope::Deleted;
 use crate::jobs::workers::Registry;
 use crate::platform::PlatformOrTenant;
-use crate::platform::{App, AppError, AppResult, Ctx, now};
+use crate::platform::{App, AppError, AppResult, Ctx, Idem, now};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +60,7 @@ impl App {
         access: PlatformOrTenant<'_>,
         registry: &Registry,
         r: ScheduleRequest,
+        idem: Idem<'_, (ScheduleRecord, bool)>,
     ) -> AppResult<(ScheduleRecord, bool)> {
         check_name(&r.name)?;
         let Some(kind) = registry.get(&r.kind) else {
@@ -178,11 +179,14 @@ impl App {
             at,
             details,
         );
+        let answer = (record, existing.is_none());
+        let mut changes = Changes::new(audit, event);
+        changes.idempotency = idem.map(|f| f(&answer));
         self.store
             .schedules()
-            .put(scope, &record, &Changes::new(audit, event))
+            .put(scope, &answer.0, &changes)
             .await?;
-        Ok((record, existing.is_none()))
+        Ok(answer)
     }
 
     pub async fn get_schedule(
@@ -214,6 +218,7 @@ impl App {
         access: PlatformOrTenant<'_>,
         name: &str,
         tenant: Option<&str>,
+        idem: Option<IdempotencyRecord>,
     ) -> AppResult<()> {
         let scope = access.scope();
         let tenant = match tenant {
@@ -241,7 +246,11 @@ impl App {
         if self
             .store
             .schedules()
-            .delete(scope, &stored, &Changes::new(audit, event))
+            .delete(scope, &stored, &{
+                let mut changes = Changes::new(audit, event);
+                changes.idempotency = idem;
+                changes
+            })
             .await?
         {
             Ok(())

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::access::scope::Deleted;
 use crate::jobs::workers::Registry;
-use crate::platform::{App, AppResult, Ctx, PlatformOrTenant, now};
+use crate::platform::{App, AppResult, Ctx, Idem, PlatformOrTenant, now};
 
 /// Most jobs one call may enqueue.
 pub const MAX_BATCH: usize = 1000;
@@ -230,27 +230,38 @@ impl App {
     }
 
     /// Cancels a job: pending → cancelled; running → asked to stop at its next heartbeat.
+    /// `idem` records the job as this answer shows it (an `Idempotency-Key` replays that).
     pub async fn cancel_job(
         &self,
         ctx: &Ctx,
         access: PlatformOrTenant<'_>,
         id: Uuid,
+        idem: Idem<'_, JobRecord>,
     ) -> AppResult<JobRecord> {
         let job = self.get_job(access, id).await?;
         if job.state.is_finished() {
             return Err(JobsError::AlreadyFinished(job.state).into());
         }
-        let changes = Self::job_changes(
+        let at = now();
+        let mut changes = Self::job_changes(
             ctx,
             "job.cancel",
             id.to_string(),
             job.tenant_id,
             json!({ "job_id": id, "kind": job.kind, "state_before": job.state }),
         );
+        let mut after = job;
+        if after.state.is_pending() {
+            after.state = JobState::Cancelled;
+            after.finished_at = Some(at);
+        } else {
+            after.cancel_requested = true;
+        }
+        changes.idempotency = idem.map(|f| f(&after));
         match self
             .store
             .job_console()
-            .cancel_job(access.scope(), id, now(), &changes)
+            .cancel_job(access.scope(), id, at, &changes)
             .await?
         {
             None => Err(JobsError::NotFound(id).into()),
@@ -267,22 +278,35 @@ impl App {
         ctx: &Ctx,
         access: PlatformOrTenant<'_>,
         id: Uuid,
+        idem: Idem<'_, JobRecord>,
     ) -> AppResult<JobRecord> {
         let job = self.get_job(access, id).await?;
         if !job.state.can_retry() {
             return Err(JobsError::NotRetryable(job.state).into());
         }
-        let changes = Self::job_changes(
+        let at = now();
+        let mut changes = Self::job_changes(
             ctx,
             "job.retry",
             id.to_string(),
             job.tenant_id,
             json!({ "job_id": id, "kind": job.kind, "state_before": job.state }),
         );
+        let after = JobRecord {
+            state: JobState::Available,
+            attempt: 0,
+            run_at: at,
+            finished_at: None,
+            cancel_requested: false,
+            lease_owner: None,
+            lease_expires_at: None,
+            ..job
+        };
+        changes.idempotency = idem.map(|f| f(&after));
         match self
             .store
             .job_console()
-            .retry_job(access.scope(), id, now(), &changes)
+            .retry_job(access.scope(), id, at, &changes)
             .await?
         {
             None => Err(JobsError::NotFound(id).into()),

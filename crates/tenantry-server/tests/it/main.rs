@@ -131,6 +131,8 @@ on_every_backend!(
     idempotency::same_key_other_body_is_refused,
     idempotency::concurrent_retries_create_one_tenant,
     idempotency::lifecycle_operations_are_idempotent,
+    idempotency::every_write_honours_idempotency_keys,
+    idempotency::job_replay_refuses_idempotency_keys,
     errors::authentication_errors,
     errors::routing_errors,
     errors::body_errors,

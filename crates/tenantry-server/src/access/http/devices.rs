@@ -153,10 +153,19 @@ async fn delete(
     State(state): State<AppState>,
     t: TenantCtx<need::DevicesManage>,
     Path(device_id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state
+    let path = format!("/v1/devices/{device_id}?tenant={}", t.access.tenant.id);
+    let (idem, record) =
+        match idempotency::prepare_no_content(&state, &t.principal, "DELETE", &path, &headers)
+            .await?
+        {
+            Err(replay) => return Ok(replay),
+            Ok(fresh) => fresh.unzip(),
+        };
+    let result = state
         .app
-        .delete_device(&t.ctx, t.scope(), &device_id)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+        .delete_device(&t.ctx, t.scope(), &device_id, record)
+        .await;
+    idempotency::finish(&state, idem.as_ref(), result, |()| Reply::no_content()).await
 }

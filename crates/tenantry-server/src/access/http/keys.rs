@@ -182,9 +182,21 @@ async fn revoke(
     State(state): State<AppState>,
     t: TenantCtx<need::KeysManage>,
     Path((_, key)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.app.revoke_tenant_key(&t.ctx, t.scope(), &key).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let path = format!("/v1/tenants/{}/api-keys/{key}", t.access.tenant.id);
+    let (idem, record) =
+        match idempotency::prepare_no_content(&state, &t.principal, "DELETE", &path, &headers)
+            .await?
+        {
+            Err(replay) => return Ok(replay),
+            Ok(fresh) => fresh.unzip(),
+        };
+    let result = state
+        .app
+        .revoke_tenant_key(&t.ctx, t.scope(), &key, record)
+        .await;
+    idempotency::finish(&state, idem.as_ref(), result, |()| Reply::no_content()).await
 }
 
 async fn rotate(

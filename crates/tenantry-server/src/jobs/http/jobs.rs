@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_domain::Scope;
 use tenantry_domain::job::{AttemptError, FailureKind, JobState};
+use tenantry_store::IdempotencyRecord;
 use tenantry_store::jobs::{Enqueued, JobFilter, JobRecord, ReplayFilter};
 use uuid::Uuid;
 
@@ -299,6 +300,7 @@ async fn act(
     State(state): State<AppState>,
     j: PlatformOrTenantCtx<need::JobsManage>,
     Path(raw): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let Some((id, verb)) = raw.rsplit_once(':') else {
         return Err(Problem::new(
@@ -307,17 +309,33 @@ async fn act(
         ));
     };
     let id = job_id(id)?;
-    let job = match verb {
-        "retry" => state.app.retry_job(&j.ctx, j.access(), id).await?,
-        "cancel" => state.app.cancel_job(&j.ctx, j.access(), id).await?,
-        other => {
-            return Err(Problem::new(
-                Kind::NotFound,
-                format!("no operation '{other}' on jobs (retry, cancel)"),
-            ));
-        }
+    if !matches!(verb, "retry" | "cancel") {
+        return Err(Problem::new(
+            Kind::NotFound,
+            format!("no operation '{verb}' on jobs (retry, cancel)"),
+        ));
+    }
+    let path = format!("/v1/jobs/{id}:{verb}");
+    let idem =
+        match idempotency::prepare(&state, &j.principal, "POST", &path, &headers, &Value::Null)
+            .await?
+        {
+            Prepared::Replay(resp) => return Ok(resp),
+            Prepared::Fresh(idem) => idem,
+        };
+    let reply =
+        |job: &JobRecord| Reply::json(StatusCode::OK, Vec::new(), &JobView::from(job.clone()));
+    let record = |job: &JobRecord| -> IdempotencyRecord {
+        reply(job).record(&state, idem.as_ref().expect("only built with a key"))
     };
-    Ok(axum::Json(JobView::from(job)).into_response())
+    let builder: Option<&(dyn Fn(&JobRecord) -> IdempotencyRecord + Send + Sync)> =
+        idem.as_ref().map(|_| &record as _);
+    let result = if verb == "retry" {
+        state.app.retry_job(&j.ctx, j.access(), id, builder).await
+    } else {
+        state.app.cancel_job(&j.ctx, j.access(), id, builder).await
+    };
+    idempotency::finish(&state, idem.as_ref(), result, reply).await
 }
 
 #[derive(Default, Deserialize)]
@@ -337,8 +355,17 @@ struct ReplayBody {
 async fn replay(
     State(state): State<AppState>,
     j: PlatformOrTenantCtx<need::JobsManage>,
+    headers: HeaderMap,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ReplayBody>,
 ) -> Result<Response, Problem> {
+    // its answer (how many jobs moved) is known only once it ran, so it cannot be recorded with
+    // the change; a retry is safe as it is (it moves what is dead then, and creates nothing)
+    if headers.contains_key(idempotency::HEADER) {
+        return Err(Problem::new(
+            Kind::InvalidHeader,
+            "POST /v1/jobs:replay does not take an Idempotency-Key: retrying it is safe as it is (it sends back to the queue only jobs that are dead at that moment and never creates one)",
+        ));
+    }
     let b = body.value;
     let filter = ReplayFilter {
         kind: b.kind,

@@ -1,18 +1,20 @@
 //! `/v1/schedules`: named cron or interval schedules that enqueue jobs.
 
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_domain::Scope;
+use tenantry_store::IdempotencyRecord;
 use tenantry_store::schedules::ScheduleRecord;
 
 use crate::jobs::schedules::ScheduleRequest;
 use crate::platform::http::AppState;
 use crate::platform::http::extract::PlatformOrTenantCtx;
 use crate::platform::http::extract::{ApiJson, ApiQuery, NoParams, need};
+use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::Problem;
 use crate::platform::http::routes::{Access, Api};
 
@@ -80,24 +82,45 @@ impl From<ScheduleRecord> for ScheduleView {
 async fn put(
     State(state): State<AppState>,
     j: PlatformOrTenantCtx<need::JobsManage>,
+    headers: HeaderMap,
     body: ApiJson<ScheduleRequest>,
 ) -> Result<Response, Problem> {
-    let (record, created) = state
-        .app
-        .put_schedule(&j.ctx, j.access(), &state.jobs, body.value)
-        .await?;
-    let location = format!("/v1/schedules/{}", record.display_name());
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        [(header::LOCATION, location)],
-        axum::Json(ScheduleView::from(record)),
+    let idem = match idempotency::prepare(
+        &state,
+        &j.principal,
+        "POST",
+        "/v1/schedules",
+        &headers,
+        &body.document,
     )
-        .into_response())
+    .await?
+    {
+        Prepared::Replay(resp) => return Ok(resp),
+        Prepared::Fresh(idem) => idem,
+    };
+    let reply = |(record, created): &(ScheduleRecord, bool)| {
+        let status = if *created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        let location = format!("/v1/schedules/{}", record.display_name());
+        Reply::json(
+            status,
+            vec![(header::LOCATION.to_string(), location)],
+            &ScheduleView::from(record.clone()),
+        )
+    };
+    let record = |answer: &(ScheduleRecord, bool)| -> IdempotencyRecord {
+        reply(answer).record(&state, idem.as_ref().expect("only built with a key"))
+    };
+    let builder: crate::platform::Idem<'_, (ScheduleRecord, bool)> =
+        idem.as_ref().map(|_| &record as _);
+    let result = state
+        .app
+        .put_schedule(&j.ctx, j.access(), &state.jobs, body.value, builder)
+        .await;
+    idempotency::finish(&state, idem.as_ref(), result, reply).await
 }
 
 async fn list(
@@ -141,10 +164,22 @@ async fn delete(
     j: PlatformOrTenantCtx<need::JobsManage>,
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state
+    let path = format!(
+        "/v1/schedules/{name}?tenant={}",
+        q.tenant.as_deref().unwrap_or_default()
+    );
+    let (idem, record) =
+        match idempotency::prepare_no_content(&state, &j.principal, "DELETE", &path, &headers)
+            .await?
+        {
+            Err(replay) => return Ok(replay),
+            Ok(fresh) => fresh.unzip(),
+        };
+    let result = state
         .app
-        .delete_schedule(&j.ctx, j.access(), &name, q.tenant.as_deref())
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+        .delete_schedule(&j.ctx, j.access(), &name, q.tenant.as_deref(), record)
+        .await;
+    idempotency::finish(&state, idem.as_ref(), result, |()| Reply::no_content()).await
 }

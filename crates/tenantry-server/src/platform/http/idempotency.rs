@@ -35,14 +35,26 @@ impl Reply {
         }
     }
 
+    /// `204 No Content`: the answer of a delete.
+    pub fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+
     pub fn into_response(self) -> Response {
+        let empty = self.body.is_empty();
         let mut resp = Response::new(Body::from(self.body));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        if !empty {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
         for (name, value) in self.headers {
             if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
                 h.insert(n, v);
@@ -105,6 +117,35 @@ pub async fn prepare(
         Some(r) => Ok(Prepared::Replay(replay(r))),
         None => Ok(Prepared::Fresh(Some(req))),
     }
+}
+
+/// `Idempotency-Key` on an operation that answers `204` (a delete): the replay, or the request
+/// and the record to commit with the change.
+pub async fn prepare_no_content(
+    state: &AppState,
+    principal: &Principal,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Result<Option<(IdempotentRequest, IdempotencyRecord)>, Response>, Problem> {
+    Ok(
+        match prepare(
+            state,
+            principal,
+            method,
+            path,
+            headers,
+            &serde_json::Value::Null,
+        )
+        .await?
+        {
+            Prepared::Replay(resp) => Err(resp),
+            Prepared::Fresh(req) => Ok(req.map(|r| {
+                let record = Reply::no_content().record(state, &r);
+                (r, record)
+            })),
+        },
+    )
 }
 
 /// Finishes an idempotent write: on a lost race for the same key, answers what the winner stored.
