@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod leases;
 pub mod schedules;
+pub mod secrets;
 pub mod tenants;
 
 mod postgres;
@@ -44,6 +45,7 @@ pub use jobs::{JobConsole, JobQueue};
 pub use leases::LeaseStore;
 pub use postgres::PgStore;
 pub use schedules::ScheduleStore;
+pub use secrets::SecretStore;
 pub use sqlite::SqliteStore;
 pub use tenants::{TenantFilter, TenantStore};
 
@@ -83,6 +85,7 @@ pub trait Store: Send + Sync + 'static {
     fn job_console(&self) -> &dyn JobConsole;
     fn schedules(&self) -> &dyn ScheduleStore;
     fn leases(&self) -> &dyn LeaseStore;
+    fn secrets(&self) -> &dyn SecretStore;
 }
 
 /// Implements the root [`Store`]'s capability accessors for an adapter that implements every
@@ -114,6 +117,9 @@ macro_rules! capability_accessors {
             self
         }
         fn leases(&self) -> &dyn $crate::LeaseStore {
+            self
+        }
+        fn secrets(&self) -> &dyn $crate::SecretStore {
             self
         }
     };

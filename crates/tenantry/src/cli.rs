@@ -475,8 +475,14 @@ async fn jobs(config: Config, cmd: JobsCommand) -> Result<(), Failure> {
             serde_json::to_value(page.map(JobView::from)).unwrap_or_default()
         }
         JobsCommand::Show { id } => view(app.get_job(access, parse_job_id(&id)?).await?),
-        JobsCommand::Retry { id } => view(app.retry_job(&ctx, access, parse_job_id(&id)?).await?),
-        JobsCommand::Cancel { id } => view(app.cancel_job(&ctx, access, parse_job_id(&id)?).await?),
+        JobsCommand::Retry { id } => view(
+            app.retry_job(&ctx, access, parse_job_id(&id)?, None)
+                .await?,
+        ),
+        JobsCommand::Cancel { id } => view(
+            app.cancel_job(&ctx, access, parse_job_id(&id)?, None)
+                .await?,
+        ),
         JobsCommand::Replay {
             kind,
             tenant,

@@ -11,7 +11,6 @@ use tenantry_store::AuditFilter;
 
 use crate::access::scope::Deleted;
 use crate::platform::http::AppState;
-use crate::platform::http::extract::page_request;
 use crate::platform::http::extract::{ApiQuery, PlatformOrTenantCtx, need};
 use crate::platform::http::problem::{Kind, Problem};
 use crate::platform::http::routes::{Access, Api};
@@ -42,7 +41,13 @@ async fn list(
     j: PlatformOrTenantCtx<need::AuditRead>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, Problem> {
-    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let list = match &j.tenant {
+        Some(t) => format!("audit:{}", t.access.tenant.id),
+        None => "audit".to_owned(),
+    };
+    let page = state
+        .cursors
+        .page_request(&list, q.limit, q.cursor.as_deref())?;
     if let Some(t) = &j.tenant {
         // a tenant's own log; naming another tenant in the query is naming it wrongly
         state
@@ -55,13 +60,11 @@ async fn list(
             since: q.since,
             until: q.until,
         };
-        return Ok(axum::Json(
-            state
-                .app
-                .list_tenant_audit(t.scope(), &filter, page)
-                .await?,
-        )
-        .into_response());
+        let records = state
+            .app
+            .list_tenant_audit(t.scope(), &filter, page)
+            .await?;
+        return Ok(axum::Json(state.cursors.seal(&list, records)).into_response());
     }
     let op = &j;
     let tenant_id = match q.tenant.as_deref() {
@@ -83,5 +86,6 @@ async fn list(
         since: q.since,
         until: q.until,
     };
-    Ok(axum::Json(state.app.list_audit(&filter, page).await?).into_response())
+    let records = state.app.list_audit(&filter, page).await?;
+    Ok(axum::Json(state.cursors.seal(&list, records)).into_response())
 }

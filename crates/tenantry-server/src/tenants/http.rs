@@ -10,7 +10,6 @@ use tenantry_store::{IdempotencyRecord, TenantFilter};
 use crate::platform::AppError;
 use crate::platform::TenantView;
 use crate::platform::http::AppState;
-use crate::platform::http::extract::page_request;
 use crate::platform::http::extract::{ApiJson, ApiQuery, Operator, PlatformOrTenantCtx, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::{Kind, Problem};
@@ -92,7 +91,9 @@ async fn list(
     _op: Operator,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
-    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let page = state
+        .cursors
+        .page_request("tenants", q.limit, q.cursor.as_deref())?;
     let status = q
         .status
         .as_deref()
@@ -109,7 +110,12 @@ async fn list(
         .app
         .list_tenants(&TenantFilter { status, edition }, page)
         .await?;
-    Ok(axum::Json(page.map(|t| TenantView::from(&t))).into_response())
+    Ok(axum::Json(
+        state
+            .cursors
+            .seal("tenants", page.map(|t| TenantView::from(&t))),
+    )
+    .into_response())
 }
 
 async fn create(

@@ -709,3 +709,65 @@ pub async fn cors_is_off_by_default_and_answers_allowed_origins() {
         .unwrap();
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 }
+
+pub async fn cursors_are_tamper_evident_and_bound_to_their_list(srv: &TestServer) {
+    let a = tenant_named(srv, "Cursor A").await;
+    tenant_named(srv, "Cursor B").await;
+    tenant_named(srv, "Cursor C").await;
+    let b = tenant_named(srv, "Cursor D").await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let next = |path: String| async move {
+        let page = body(srv.op(Method::GET, &path).send().await.unwrap()).await;
+        page["page_info"]["next_cursor"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let tenants = next("/v1/tenants?limit=1".into()).await;
+    let get = |path: String| async move { srv.op(Method::GET, &path).send().await.unwrap() };
+    // the real one works
+    assert_eq!(
+        get(format!("/v1/tenants?limit=1&cursor={tenants}"))
+            .await
+            .status(),
+        200
+    );
+    // every changed character is refused
+    let mut flipped = 0;
+    for i in 0..tenants.len() - 1 {
+        let mut forged = tenants.clone().into_bytes();
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let resp = get(format!("/v1/tenants?limit=1&cursor={forged}")).await;
+        problem(resp, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+        flipped += 1;
+    }
+    assert!(flipped > 40);
+    // a made-up one: base64 of the store's own position format
+    let made_up = "YzE6MDE5MzAwMDAwMDAwNzAwMDgwMDAwMDAwMDAwMDAwMDA";
+    let resp = get(format!("/v1/tenants?cursor={made_up}")).await;
+    problem(resp, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+    // a jobs cursor on another list, and one tenant's device cursor on another tenant's devices
+    for i in 0..3 {
+        let r = srv
+            .op(Method::POST, &format!("/t/{a}/v1/devices"))
+            .json(&json!({"device_id": format!("dev-{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let devices = next(format!("/t/{a}/v1/devices?limit=1")).await;
+    assert_eq!(
+        get(format!("/t/{a}/v1/devices?limit=1&cursor={devices}"))
+            .await
+            .status(),
+        200
+    );
+    let resp = get(format!("/t/{b}/v1/devices?limit=1&cursor={devices}")).await;
+    problem(resp, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+    let resp = get(format!("/v1/tenants?limit=1&cursor={devices}")).await;
+    problem(resp, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+    let resp = get(format!("/v1/audit?limit=1&cursor={tenants}")).await;
+    problem(resp, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+}

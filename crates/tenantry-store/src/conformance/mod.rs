@@ -13,6 +13,7 @@ pub mod editions;
 pub mod idempotency;
 pub mod jobs;
 pub mod schedules;
+pub mod secrets;
 pub mod store;
 pub mod tenants;
 
@@ -107,6 +108,7 @@ macro_rules! conformance_suite {
                 tenant_caps_bound_running_jobs;
             schedules: schedules_are_fenced_by_scope, firing_is_single_and_enqueues_once,
                 leases_have_one_holder, due_skips_schedules_of_inactive_tenants;
+            secrets: the_first_secret_stored_wins;
         );
     };
     (@suite $make:expr; $($module:ident: $($case:ident),+);+ $(;)?) => {

@@ -16,6 +16,7 @@ mod job_upkeep;
 mod jobs;
 mod leases;
 mod schedules;
+mod secrets;
 mod tenants;
 
 use std::str::FromStr;

@@ -17,6 +17,7 @@ mod job_console;
 mod jobs;
 mod leases;
 mod schedules;
+mod secrets;
 mod tenants;
 
 use std::str::FromStr;
@@ -314,7 +315,7 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(store.migrate().await.unwrap(), vec![5, 6]);
+        assert_eq!(store.migrate().await.unwrap(), vec![5, 6, 7]);
         store.check_ready().await.unwrap();
         // 0006 gave the stored built-in edition its schedule-interval limit
         let free = store

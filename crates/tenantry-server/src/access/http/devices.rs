@@ -11,7 +11,6 @@ use tenantry_store::{DeviceRecord, IdempotencyRecord};
 use crate::access::devices::{NewDevice, RegisteredDevice};
 use crate::access::http::keys::SECRET_NOT_REPLAYED;
 use crate::platform::http::AppState;
-use crate::platform::http::extract::page_request;
 use crate::platform::http::extract::{ApiJson, ApiQuery, TenantCtx, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::Problem;
@@ -135,9 +134,17 @@ async fn list(
     t: TenantCtx<need::DevicesRead>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
-    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let list = format!("devices:{}", t.access.tenant.id);
+    let page = state
+        .cursors
+        .page_request(&list, q.limit, q.cursor.as_deref())?;
     let devices = state.app.list_devices(t.scope(), page).await?;
-    Ok(axum::Json(devices.map(|d| DeviceView::from(&d))).into_response())
+    Ok(axum::Json(
+        state
+            .cursors
+            .seal(&list, devices.map(|d| DeviceView::from(&d))),
+    )
+    .into_response())
 }
 
 async fn show(

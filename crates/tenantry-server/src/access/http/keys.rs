@@ -11,7 +11,6 @@ use tenantry_store::{ApiKeyRecord, IdempotencyRecord};
 use crate::access::keys::IssuedKey;
 use crate::access::tenant_keys::{NewTenantKey, RotateKey};
 use crate::platform::http::AppState;
-use crate::platform::http::extract::page_request;
 use crate::platform::http::extract::{ApiJson, ApiQuery, TenantCtx, need, parse_json};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::{Kind, Problem};
@@ -173,9 +172,12 @@ async fn list(
     t: TenantCtx<need::KeysRead>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
-    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let list = format!("api-keys:{}", t.access.tenant.id);
+    let page = state
+        .cursors
+        .page_request(&list, q.limit, q.cursor.as_deref())?;
     let keys = state.app.list_tenant_keys(t.scope(), page).await?;
-    Ok(axum::Json(keys.map(|k| KeyView::from(&k))).into_response())
+    Ok(axum::Json(state.cursors.seal(&list, keys.map(|k| KeyView::from(&k)))).into_response())
 }
 
 async fn revoke(

@@ -18,7 +18,6 @@ use crate::access::scope::Deleted;
 use crate::jobs::service::JobRequest;
 use crate::platform::http::AppState;
 use crate::platform::http::extract::PlatformOrTenantCtx;
-use crate::platform::http::extract::page_request;
 use crate::platform::http::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::{Kind, Problem};
@@ -257,7 +256,13 @@ async fn list(
     j: PlatformOrTenantCtx<need::JobsRead>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
-    let page = page_request(q.limit, q.cursor.as_deref())?;
+    let list = match j.access().tenant_id() {
+        Some(t) => format!("jobs:{t}"),
+        None => "jobs".to_owned(),
+    };
+    let page = state
+        .cursors
+        .page_request(&list, q.limit, q.cursor.as_deref())?;
     let mut filter = JobFilter {
         state: q
             .state
@@ -275,7 +280,7 @@ async fn list(
             .await?;
     }
     let jobs = state.app.list_jobs(j.access(), &filter, page).await?;
-    Ok(axum::Json(jobs.map(JobView::from)).into_response())
+    Ok(axum::Json(state.cursors.seal(&list, jobs.map(JobView::from))).into_response())
 }
 
 fn job_id(raw: &str) -> Result<Uuid, Problem> {

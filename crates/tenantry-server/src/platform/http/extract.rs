@@ -11,7 +11,7 @@ use axum::http::{Method, header};
 use serde::de::DeserializeOwned;
 use tenantry_domain::api_key::KeyKind;
 use tenantry_domain::resolution::{self, Source};
-use tenantry_domain::{Cursor, FieldError, PageRequest, Principal, Scope, TenantId, TraceContext};
+use tenantry_domain::{FieldError, Principal, Scope, TenantId, TraceContext};
 
 use crate::access::AuthError;
 use crate::access::scope::{TenantAccess, require_scope};
@@ -147,15 +147,6 @@ impl FromRequestParts<AppState> for Operator {
         }
         Ok(Operator { principal, ctx })
     }
-}
-
-/// One page of a list: `limit` and `cursor` from the query string, as every list route takes them.
-pub fn page_request(limit: Option<u32>, cursor: Option<&str>) -> Result<PageRequest, Problem> {
-    let after = cursor
-        .map(Cursor::decode)
-        .transpose()
-        .map_err(|e| Problem::new(Kind::InvalidCursor, e.to_string()))?;
-    PageRequest::new(limit, after).map_err(|e| Problem::new(Kind::InvalidQuery, e.to_string()))
 }
 
 /// The scope a route needs, as a type: `TenantCtx<need::DevicesManage>`.

@@ -1,6 +1,7 @@
 //! The HTTP plumbing every capability's routes share: the router and its middleware (the edge:
 //! traces, logs, metrics, Problem+JSON for every error), extractors, idempotency, the route table.
 
+pub mod cursor;
 pub mod edge;
 pub mod extract;
 pub mod health;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub cors_origins: std::sync::Arc<[axum::http::HeaderValue]>,
     pub limits: std::sync::Arc<crate::access::limits::LimitPolicy>,
     pub tokens: std::sync::Arc<crate::access::tokens::TokenVerifier>,
+    /// Seals and opens pagination cursors.
+    pub cursors: cursor::Cursors,
     /// The job kinds this process knows (enqueue validates against it).
     pub jobs: std::sync::Arc<crate::jobs::workers::Registry>,
 }
