@@ -24,17 +24,21 @@ pub enum JobState {
     Available,
     Running,
     Retryable,
+    /// Held while its tenant is suspended or deleted; back in the queue when it is resumed or
+    /// restored.
+    Paused,
     Completed,
     Cancelled,
     Dead,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
         Self::Scheduled,
         Self::Available,
         Self::Running,
         Self::Retryable,
+        Self::Paused,
         Self::Completed,
         Self::Cancelled,
         Self::Dead,
@@ -46,6 +50,7 @@ impl JobState {
             Self::Available => "available",
             Self::Running => "running",
             Self::Retryable => "retryable",
+            Self::Paused => "paused",
             Self::Completed => "completed",
             Self::Cancelled => "cancelled",
             Self::Dead => "dead",
@@ -60,6 +65,11 @@ impl JobState {
     /// Waiting to be claimed (now or at `run_at`).
     pub const fn is_pending(self) -> bool {
         matches!(self, Self::Scheduled | Self::Available | Self::Retryable)
+    }
+
+    /// Not running and not finished: waiting to be claimed, or paused with its tenant.
+    pub const fn is_queued(self) -> bool {
+        self.is_pending() || matches!(self, Self::Paused)
     }
 
     /// Whether an operator may send the job back to the queue (`:retry`, replay).

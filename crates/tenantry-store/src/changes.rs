@@ -5,7 +5,7 @@
 //! the request that caused it, jobs). An adapter writes all of them in one transaction or none.
 
 use chrono::{DateTime, Utc};
-use tenantry_domain::{AuditRecord, EventEnvelope};
+use tenantry_domain::{AuditRecord, EventEnvelope, TenantId};
 
 /// What must commit together with a business change.
 #[derive(Clone, Debug, Default)]
@@ -18,6 +18,17 @@ pub struct Changes {
     pub idempotency: Option<IdempotencyRecord>,
     /// Jobs enqueued only if the change commits (unique keys already taken are skipped).
     pub jobs: Vec<crate::jobs::NewJob>,
+    /// Pauses or resumes a tenant's queued jobs with its lifecycle.
+    pub tenant_jobs: Option<TenantJobs>,
+}
+
+/// A tenant's queued jobs follow its lifecycle: suspension and deletion pause them (`paused`:
+/// never claimed), resume and restore put them back in the queue (`scheduled`, `available` or
+/// `retryable`, from their `run_at` and attempts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TenantJobs {
+    Pause(TenantId),
+    Resume(TenantId, DateTime<Utc>),
 }
 
 impl Changes {
@@ -27,6 +38,7 @@ impl Changes {
             events: vec![event],
             idempotency: None,
             jobs: Vec::new(),
+            tenant_jobs: None,
         }
     }
 }

@@ -37,7 +37,7 @@ use async_trait::async_trait;
 
 pub use access::{AccessStore, ApiKeyRecord, DeviceRecord};
 pub use audit::{AuditFilter, AuditStore};
-pub use changes::{Changes, IdempotencyRecord};
+pub use changes::{Changes, IdempotencyRecord, TenantJobs};
 pub use editions::EditionStore;
 pub use error::{Constraint, StoreError, StoreResult};
 pub use idempotency::IdempotencyStore;

@@ -19,6 +19,9 @@ pub struct TenantAccess {
 pub enum Deleted {
     Refused,
     Allowed,
+    /// Deleted refused, and suspended too (`TenantSuspended`): new work for the tenant, such as
+    /// jobs, which would only wait paused.
+    RefusedWithSuspended,
 }
 
 impl App {
@@ -40,6 +43,12 @@ impl App {
             None => None,
         };
         match (caller, found) {
+            (PlatformOrTenant::Platform, Some(t))
+                if deleted == Deleted::RefusedWithSuspended
+                    && t.status == TenantStatus::Suspended =>
+            {
+                Err(AppError::TenantSuspended)
+            }
             (PlatformOrTenant::Tenant(s), Some(t)) if t.id == s.tenant_id() => Ok(Some(t.id)),
             (PlatformOrTenant::Tenant(_), _) => Err(AppError::TenantMismatch),
             (PlatformOrTenant::Platform, Some(t))

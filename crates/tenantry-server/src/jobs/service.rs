@@ -111,7 +111,7 @@ impl App {
                 }
                 (_, named) => {
                     let id = self
-                        .named_tenant(access, named.as_deref(), Deleted::Refused)
+                        .named_tenant(access, named.as_deref(), Deleted::RefusedWithSuspended)
                         .await?;
                     if let (PlatformOrTenant::Platform, Some(t), Some(id)) = (access, named, id) {
                         tenants.insert(t.clone(), id);

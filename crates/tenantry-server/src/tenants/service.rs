@@ -5,9 +5,9 @@ use serde_json::json;
 use tenantry_domain::tenant::TenantPatch;
 use tenantry_domain::{
     EditionKey, EventEnvelope, Isolation, Page, PageRequest, Region, Slug, Tenant, TenantId,
-    TenantName, TenantRef, ValidationErrors,
+    TenantName, TenantRef, TenantStatus, ValidationErrors,
 };
-use tenantry_store::{Changes, Constraint, StoreError, TenantFilter};
+use tenantry_store::{Changes, Constraint, StoreError, TenantFilter, TenantJobs};
 
 use crate::platform::views::{TenantView, to_json};
 use crate::platform::{App, AppError, AppResult, Ctx, Idem, now};
@@ -305,6 +305,14 @@ impl App {
         );
         let mut changes = Changes::new(audit, tenant_event(ctx, event_type, &next));
         changes.idempotency = idem.map(|f| f(&next));
+        // its queued jobs pause and resume with it (schedules skip inactive tenants by themselves)
+        let inactive =
+            |s: TenantStatus| matches!(s, TenantStatus::Suspended | TenantStatus::Deleted);
+        changes.tenant_jobs = match (inactive(current.status), inactive(next.status)) {
+            (_, true) => Some(TenantJobs::Pause(next.id)),
+            (true, false) => Some(TenantJobs::Resume(next.id, at)),
+            (false, false) => None,
+        };
         self.commit_update(&current, &next, &changes).await?;
         tracing::info!(tenant_id = %next.id, action, "tenant {}", next.status);
         Ok(next)

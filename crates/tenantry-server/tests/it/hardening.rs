@@ -771,3 +771,62 @@ pub async fn cursors_are_tamper_evident_and_bound_to_their_list(srv: &TestServer
     let resp = get(format!("/v1/audit?limit=1&cursor={tenants}")).await;
     problem(resp, StatusCode::BAD_REQUEST, "invalid_cursor").await;
 }
+
+pub async fn queued_jobs_pause_with_their_tenant(srv: &TestServer) {
+    let t = tenant_named(srv, "Pausing").await;
+    let tid = t["id"].as_str().unwrap();
+    let job = body(
+        srv.op(Method::POST, "/v1/jobs")
+            .json(&json!({"kind": "noop", "tenant": tid, "run_at": "2999-01-01T00:00:00Z"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let path = format!("/v1/jobs/{}", job["id"].as_str().unwrap());
+    let state = || async {
+        body(srv.op(Method::GET, &path).send().await.unwrap()).await["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(state().await, "scheduled");
+    let lifecycle = |op: &'static str| async move {
+        let r = srv
+            .op(Method::POST, &format!("/v1/tenants/{tid}:{op}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{op}");
+    };
+    lifecycle("suspend").await;
+    assert_eq!(state().await, "paused");
+    let listed = body(
+        srv.op(Method::GET, &format!("/v1/jobs?state=paused&tenant={tid}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    // new work for a suspended tenant is refused, not queued to wait
+    let resp = srv
+        .op(Method::POST, "/v1/jobs")
+        .json(&json!({"kind": "noop", "tenant": tid}))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::FORBIDDEN, "tenant_suspended").await;
+    lifecycle("resume").await;
+    assert_eq!(state().await, "scheduled");
+    // deletion pauses too, restore brings the job back
+    let r = srv
+        .op(Method::DELETE, &format!("/v1/tenants/{tid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(state().await, "paused");
+    lifecycle("restore").await;
+    assert_eq!(state().await, "scheduled");
+}

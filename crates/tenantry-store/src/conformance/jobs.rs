@@ -1030,3 +1030,129 @@ pub async fn finished_jobs_are_pruned(store: &dyn Store) {
     assert_eq!(left.items.len(), 1);
     assert_eq!(left.items[0].state, JobState::Available);
 }
+
+/// A suspended (or deleted) tenant's queued jobs are paused in the unit of work of the change
+/// and never claimed, a running one that fails is paused instead of retried, and resuming puts
+/// them all back in the queue.
+pub async fn queued_jobs_pause_and_resume_with_their_tenant(store: &dyn Store) {
+    let id = tenant(store, "paused-jobs").await;
+    let other = tenant(store, "busy-jobs").await;
+    let mut running = job("pause-running");
+    running.tenant_id = Some(id);
+    let mut queued = job("pause-queued");
+    queued.tenant_id = Some(id);
+    let mut later = job("pause-later");
+    later.tenant_id = Some(id);
+    later.run_at = now() + secs(3600);
+    let mut theirs = job("pause-other");
+    theirs.tenant_id = Some(other);
+    let t0 = now();
+    let first = store.jobs().enqueue(&[running]).await.unwrap();
+    let claimed = store.jobs().claim("w", &q(), 1, t0).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, first[0].id());
+    let ids: Vec<_> = store
+        .jobs()
+        .enqueue(&[queued, later, theirs])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id())
+        .collect();
+
+    let set_status = |status: TenantStatus, held: crate::TenantJobs| async move {
+        let mut t = store
+            .tenants()
+            .get(&tenantry_domain::TenantRef::Id(id))
+            .await
+            .unwrap()
+            .unwrap();
+        let version = t.version;
+        t.status = status;
+        t.version += 1;
+        let changes = Changes {
+            tenant_jobs: Some(held),
+            ..Changes::default()
+        };
+        store.tenants().update(&t, version, &changes).await.unwrap();
+    };
+    set_status(TenantStatus::Suspended, crate::TenantJobs::Pause(id)).await;
+    let state = |job: uuid::Uuid| async move {
+        store
+            .job_console()
+            .get_job(JobScope::System, job)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+    };
+    assert_eq!(state(ids[0]).await, JobState::Paused);
+    assert_eq!(state(ids[1]).await, JobState::Paused);
+    assert_eq!(
+        state(ids[2]).await,
+        JobState::Available,
+        "another tenant's job"
+    );
+    let claimed = store
+        .jobs()
+        .claim("w", &q(), 10, t0 + secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[2]],
+        "only the active tenant's job is claimed"
+    );
+    // the running job fails while its tenant is suspended: it waits, paused
+    store
+        .jobs()
+        .fail(
+            "w",
+            claimed_fence(store, first[0].id()).await,
+            &Outcome::Failed {
+                kind: FailureKind::Retryable,
+                message: "flaky".into(),
+            },
+            t0 + secs(1),
+            0.0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(state(first[0].id()).await, JobState::Paused);
+
+    set_status(
+        TenantStatus::Active,
+        crate::TenantJobs::Resume(id, t0 + secs(2)),
+    )
+    .await;
+    assert_eq!(state(ids[0]).await, JobState::Available);
+    assert_eq!(
+        state(ids[1]).await,
+        JobState::Scheduled,
+        "run_at is in the future"
+    );
+    assert_eq!(
+        state(first[0].id()).await,
+        JobState::Retryable,
+        "it had an attempt"
+    );
+    let claimed: HashSet<_> = store
+        .jobs()
+        .claim("w", &q(), 10, t0 + secs(60))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(claimed, HashSet::from([ids[0], first[0].id()]));
+}
+
+async fn claimed_fence(store: &dyn Store, id: uuid::Uuid) -> Fence {
+    store
+        .job_console()
+        .get_job(JobScope::System, id)
+        .await
+        .unwrap()
+        .unwrap()
+        .fence()
+}

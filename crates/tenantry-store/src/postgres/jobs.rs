@@ -198,7 +198,10 @@ async fn apply_failure(
     window_ms: i64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE jobs SET state = $2, run_at = $3, errors = errors || $4, lease_owner = NULL,
+        "UPDATE jobs SET state = CASE WHEN $2 = 'retryable' AND EXISTS (SELECT 1 FROM tenants t
+                                  WHERE t.id = jobs.tenant_id AND t.status IN ('suspended', 'deleted'))
+                                  THEN 'paused' ELSE $2 END,
+             run_at = $3, errors = errors || $4, lease_owner = NULL,
              lease_expires_at = NULL, finished_at = $5, cancel_requested = FALSE
          WHERE id = $1",
     )
@@ -217,6 +220,39 @@ async fn apply_failure(
 }
 
 /// `NOTIFY` inside a transaction (for jobs enqueued through another unit of work's `Changes`).
+/// Pauses or resumes a tenant's queued jobs (in the unit of work of its lifecycle change).
+/// Returns whether jobs came back to the queue (workers are then woken).
+pub(super) async fn hold_tenant_jobs(
+    conn: &mut PgConnection,
+    held: crate::TenantJobs,
+) -> StoreResult<bool> {
+    let n = match held {
+        crate::TenantJobs::Pause(t) => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'paused'
+             WHERE tenant_id = $1 AND state IN ('scheduled', 'available', 'retryable')",
+            )
+            .bind(t.as_uuid())
+            .execute(&mut *conn)
+            .await
+        }
+        crate::TenantJobs::Resume(t, now) => {
+            sqlx::query(
+                "UPDATE jobs SET state = CASE WHEN attempt > 0 THEN 'retryable'
+                                          WHEN run_at > $2 THEN 'scheduled' ELSE 'available' END
+             WHERE tenant_id = $1 AND state = 'paused'",
+            )
+            .bind(t.as_uuid())
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+        }
+    }
+    .map_err(err)?
+    .rows_affected();
+    Ok(matches!(held, crate::TenantJobs::Resume(..)) && n > 0)
+}
+
 pub(super) async fn notify(conn: &mut PgConnection) -> StoreResult<()> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(CHANNEL)
@@ -441,7 +477,10 @@ impl JobQueue for PgStore {
         let (ids, attempts) = fence_arrays(jobs);
         let mut tx = self.platform_tx(Intent::Write).await?;
         let n = sqlx::query(
-            "UPDATE jobs j SET state = 'available', attempt = j.attempt - 1, run_at = $1,
+            "UPDATE jobs j SET state = CASE WHEN EXISTS (SELECT 1 FROM tenants t
+                                     WHERE t.id = j.tenant_id AND t.status IN ('suspended', 'deleted')) THEN 'paused'
+                                            ELSE 'available' END,
+                 attempt = j.attempt - 1, run_at = $1,
                  lease_owner = NULL, lease_expires_at = NULL
              FROM unnest($2::uuid[], $3::int[]) AS f(id, attempt)
              WHERE j.id = ANY($2) AND j.id = f.id AND j.attempt = f.attempt AND j.lease_owner = $4",

@@ -182,6 +182,11 @@ impl PgStore {
             jobs::insert_jobs(&mut *tx, &changes.jobs).await?;
             jobs::notify(&mut *tx).await?;
         }
+        if let Some(held) = changes.tenant_jobs
+            && jobs::hold_tenant_jobs(&mut *tx, held).await?
+        {
+            jobs::notify(&mut *tx).await?;
+        }
         binds::write_records!(&mut **tx, changes, self::sql, err)
     }
 

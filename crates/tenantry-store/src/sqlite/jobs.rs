@@ -23,6 +23,39 @@ pub(super) fn decode(row: &SqliteRow) -> StoreResult<JobRecord> {
     crate::sql::rows::decode_job!(row, err)
 }
 
+/// Pauses or resumes a tenant's queued jobs (in the unit of work of its lifecycle change).
+/// Returns whether jobs came back to the queue (workers are then woken).
+pub(super) async fn hold_tenant_jobs(
+    conn: &mut SqliteConnection,
+    held: crate::TenantJobs,
+) -> StoreResult<bool> {
+    let n = match held {
+        crate::TenantJobs::Pause(t) => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'paused'
+             WHERE tenant_id = ?1 AND state IN ('scheduled', 'available', 'retryable')",
+            )
+            .bind(t.as_uuid())
+            .execute(&mut *conn)
+            .await
+        }
+        crate::TenantJobs::Resume(t, now) => {
+            sqlx::query(
+                "UPDATE jobs SET state = CASE WHEN attempt > 0 THEN 'retryable'
+                                          WHEN run_at > ?2 THEN 'scheduled' ELSE 'available' END
+             WHERE tenant_id = ?1 AND state = 'paused'",
+            )
+            .bind(t.as_uuid())
+            .bind(db_time(now))
+            .execute(&mut *conn)
+            .await
+        }
+    }
+    .map_err(err)?
+    .rows_affected();
+    Ok(matches!(held, crate::TenantJobs::Resume(..)) && n > 0)
+}
+
 /// Inserts jobs in the caller's transaction, honouring unique keys and assigning fair keys.
 pub(super) async fn insert_jobs(
     conn: &mut SqliteConnection,
@@ -483,7 +516,10 @@ impl JobQueue for SqliteStore {
         let mut n = 0;
         for f in jobs {
             n += sqlx::query(
-                "UPDATE jobs SET state = 'available', attempt = attempt - 1, run_at = ?1,
+                "UPDATE jobs SET state = CASE WHEN EXISTS (SELECT 1 FROM tenants t
+                                     WHERE t.id = jobs.tenant_id AND t.status IN ('suspended', 'deleted'))
+                                     THEN 'paused' ELSE 'available' END,
+                     attempt = attempt - 1, run_at = ?1,
                      lease_owner = NULL, lease_expires_at = NULL
                  WHERE id = ?2 AND attempt = ?3 AND lease_owner = ?4 AND state = 'running'",
             )
@@ -629,7 +665,10 @@ async fn apply_failure(
     let mut errors = job.errors.clone();
     errors.extend(d.error.clone());
     sqlx::query(
-        "UPDATE jobs SET state = ?2, run_at = ?3, errors = ?4, lease_owner = NULL,
+        "UPDATE jobs SET state = CASE WHEN ?2 = 'retryable' AND EXISTS (SELECT 1 FROM tenants t
+                                  WHERE t.id = jobs.tenant_id AND t.status IN ('suspended', 'deleted'))
+                                  THEN 'paused' ELSE ?2 END,
+             run_at = ?3, errors = ?4, lease_owner = NULL,
              lease_expires_at = NULL, finished_at = ?5, cancel_requested = 0
          WHERE id = ?1",
     )

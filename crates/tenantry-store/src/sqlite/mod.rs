@@ -176,6 +176,11 @@ impl SqliteStore {
             jobs::insert_jobs(&mut *tx, &changes.jobs).await?;
             tx.enqueued = true;
         }
+        if let Some(held) = changes.tenant_jobs
+            && jobs::hold_tenant_jobs(&mut *tx, held).await?
+        {
+            tx.enqueued = true;
+        }
         binds::write_records!(&mut **tx, changes, self::sql, err)
     }
 

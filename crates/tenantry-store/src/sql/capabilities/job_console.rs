@@ -78,7 +78,7 @@ macro_rules! job_console {
                 };
                 let job = decode(&row)?;
                 let state = match job.state {
-                    s if s.is_pending() => {
+                    s if s.is_queued() => {
                         sqlx::query(sql::CANCEL)
                             .bind(id)
                             .bind(db_time(now))
