@@ -256,12 +256,36 @@ pub enum ScheduleError {
     Fields(String, usize),
 }
 
+/// What is wrong with a cron expression, for the person who wrote it (the parser's own messages
+/// name its types: "CronPattern contains illegal character").
+fn cron_problem(e: &croner::errors::CronError) -> String {
+    use croner::errors::CronError;
+    match e {
+        CronError::EmptyPattern => "it is empty".to_owned(),
+        CronError::InvalidPattern(_) => {
+            "give 5 fields (minute hour day month weekday), 6 (seconds first) or an alias (@yearly, @monthly, @weekly, @daily, @hourly)".to_owned()
+        }
+        CronError::IllegalCharacters(m) => match m.split_once("character ") {
+            Some((_, rest)) => format!("the character {rest} is not allowed (digits, '*', ',', '-', '/', and names such as MON or JAN)"),
+            None => "it contains a character that is not allowed".to_owned(),
+        },
+        CronError::ComponentError(m) if m.contains("out of bounds") => match m.split_once('(') {
+            Some((_, range)) => format!("a value is out of its field's range ({}", range.trim_end_matches('.')),
+            None => "a value is out of its field's range".to_owned(),
+        },
+        CronError::ComponentError(_) => "a field has a value or step it cannot take".to_owned(),
+        CronError::InvalidDate | CronError::InvalidTime | CronError::TimeSearchLimitExceeded => {
+            "it never matches a real date and time".to_owned()
+        }
+    }
+}
+
 fn parse_cron(expr: &str) -> Result<croner::Cron, ScheduleError> {
     let cron = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Optional)
         .build()
         .parse(expr)
-        .map_err(|e| ScheduleError::Cron(expr.to_owned(), e.to_string()))?;
+        .map_err(|e| ScheduleError::Cron(expr.to_owned(), cron_problem(&e)))?;
     // croner also takes a seventh field (years): refused, so that what runs is what is documented
     let fields = expr.split_whitespace().count();
     if !expr.trim_start().starts_with('@') && fields > 6 {

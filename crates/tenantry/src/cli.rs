@@ -230,8 +230,38 @@ impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Self {
             code: 1,
-            message: format!("{e:#}"),
+            message: chain_text(e.chain().map(ToString::to_string)),
         }
+    }
+}
+
+/// An error and its causes as one line, each cause once: many errors repeat their source in
+/// their own message (`database unavailable: connection refused`, then `connection refused`).
+fn chain_text(messages: impl IntoIterator<Item = String>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for m in messages {
+        if out.last().is_some_and(|outer| outer.contains(m.as_str())) {
+            continue;
+        }
+        out.push(m);
+    }
+    out.join(": ")
+}
+
+#[cfg(test)]
+mod chain_tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        let chain = [
+            "cannot migrate the database",
+            "the database is unavailable: error communicating with database: Connection refused (os error 111)",
+            "error communicating with database: Connection refused (os error 111)",
+            "Connection refused (os error 111)",
+        ];
+        assert_eq!(
+            super::chain_text(chain.map(String::from)),
+            "cannot migrate the database: the database is unavailable: error communicating with database: Connection refused (os error 111)"
+        );
     }
 }
 

@@ -455,3 +455,20 @@ async fn only_the_api_process_makes_and_shows_the_operator_key() {
     wait_for(&api.stderr, "operator API key (shown once").await;
     drop(api);
 }
+
+#[tokio::test]
+async fn an_unreachable_database_is_reported_once_and_exits_non_zero() {
+    // nothing listens on port 1
+    let (code, _, stderr) = run("postgres://postgres@127.0.0.1:1/x", &["serve"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(line.contains("the database is unavailable"), "{line}");
+    assert_eq!(
+        line.matches("Connection refused").count(),
+        1,
+        "each cause is said once: {line}"
+    );
+}

@@ -182,7 +182,7 @@ async fn update(
     headers: HeaderMap,
     body: ApiJson<TenantPatchIn>,
 ) -> Result<Response, Problem> {
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+    let if_match = crate::platform::http::extract::if_match(&headers)?;
     let t = state
         .app
         .update_tenant(&op.ctx, &parse_ref(&target)?, if_match, body.value)
@@ -253,7 +253,7 @@ async fn lifecycle(
     };
     let builder: Option<&(dyn Fn(&Tenant) -> IdempotencyRecord + Send + Sync)> =
         idem.as_ref().map(|_| &record as _);
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+    let if_match = crate::platform::http::extract::if_match(&headers)?;
     let result = state
         .app
         .transition_tenant(&op.ctx, &r, action, if_match, builder)

@@ -830,3 +830,56 @@ pub async fn queued_jobs_pause_with_their_tenant(srv: &TestServer) {
     lifecycle("restore").await;
     assert_eq!(state().await, "scheduled");
 }
+
+pub async fn error_messages_use_the_api_s_words(srv: &TestServer) {
+    let t = tenant_named(srv, "Wordy").await;
+    let tid = t["id"].as_str().unwrap();
+    let rust = ["struct", "u64", "u32", "i16", "CronPattern", "Pattern", "TenantPatchIn", "enum "];
+    let check = |p: &serde_json::Value| {
+        let text = p.to_string();
+        for word in rust {
+            assert!(!text.contains(word), "'{word}' in {text}");
+        }
+    };
+    let patch = srv
+        .op(Method::PATCH, &format!("/v1/tenants/{tid}"))
+        .header("if-match", t["etag"].as_str().unwrap_or("\"1\""))
+        .header("content-type", "application/merge-patch+json")
+        .body("5")
+        .send()
+        .await
+        .unwrap();
+    check(&problem(patch, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await);
+    for body in [
+        json!({"kind": "noop", "priority": "x"}),
+        json!({"kind": "noop", "max_attempts": -1}),
+        json!({"kind": "noop", "lease_seconds": 1e30}),
+    ] {
+        let r = srv.op(Method::POST, "/v1/jobs").json(&body).send().await.unwrap();
+        check(&problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await);
+    }
+    let r = srv
+        .op(Method::POST, "/v1/schedules")
+        .json(&json!({"name": "bad", "kind": "noop", "cron": "* * * * X"}))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    check(&p);
+    assert!(p.to_string().contains("'X'"), "{p}");
+    let r = srv.op(Method::GET, "/v1/tenants?limit=-1").send().await.unwrap();
+    check(&problem(r, StatusCode::BAD_REQUEST, "invalid_query").await);
+    // a non-ASCII If-Match is malformed, not missing
+    let r = srv
+        .op(Method::PATCH, &format!("/v1/tenants/{tid}"))
+        .header(
+            "if-match",
+            reqwest::header::HeaderValue::from_bytes("\"é\"".as_bytes()).unwrap(),
+        )
+        .json(&json!({"name": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, StatusCode::BAD_REQUEST, "invalid_header").await;
+    assert!(p["detail"].as_str().unwrap().contains("If-Match"), "{p}");
+}

@@ -164,6 +164,7 @@ on_every_backend!(
     hardening::a_key_limit_cannot_exceed_its_edition,
     hardening::cursors_are_tamper_evident_and_bound_to_their_list,
     hardening::queued_jobs_pause_with_their_tenant,
+    hardening::error_messages_use_the_api_s_words,
     limits::headers_then_429_after_the_burst,
     limits::limits_are_per_tenant_and_per_key,
     limits::edition_changes_apply_without_restart,

@@ -508,7 +508,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, Probl
         } else {
             path
         };
-        let message = e.into_inner().to_string();
+        let message = for_people(&e.into_inner().to_string());
         Problem::new(
             Kind::ValidationFailed,
             format!("the body does not match the expected shape: {field}: {message}"),
@@ -516,6 +516,67 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, Probl
         .with_errors(vec![FieldError { field, message }])
     })?;
     Ok(ApiJson { value, document })
+}
+
+/// A deserializer's message in the API's words: JSON types instead of Rust ones (`expected u64`
+/// → `expected a whole number from 0`, `expected struct TenantPatchIn` → `expected an object`).
+pub fn for_people(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number from 0"),
+        ("u128", "a whole number from 0"),
+        ("usize", "a whole number from 0"),
+        ("i8", "a whole number from -128 to 127"),
+        ("i16", "a whole number from -32768 to 32767"),
+        ("i32", "a whole number from -2147483648 to 2147483647"),
+        ("i64", "a whole number"),
+        ("i128", "a whole number"),
+        ("isize", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+        ("a sequence", "an array"),
+        ("a map", "an object"),
+        ("a borrowed string", "a string"),
+        ("unit", "null"),
+        ("a boolean", "true or false"),
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("expected ") {
+        out.push_str(&rest[..at + "expected ".len()]);
+        rest = &rest[at + "expected ".len()..];
+        // `struct Name`, `enum Name`, `tuple struct Name`…: the Rust type of an object or value
+        let kinds = ["tuple struct ", "newtype struct ", "struct ", "enum "];
+        if let Some(kind) = kinds.iter().find(|k| rest.starts_with(*k)) {
+            let name = &rest[kind.len()..];
+            let end = name
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(name.len());
+            out.push_str(if kind.starts_with("enum") {
+                "one of the documented values"
+            } else {
+                "an object"
+            });
+            rest = &name[end..];
+            continue;
+        }
+        if let Some((word, plain)) = WORDS.iter().find(|(w, _)| {
+            rest.starts_with(w)
+                && !rest[w.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        }) {
+            out.push_str(plain);
+            rest = &rest[word.len()..];
+        }
+    }
+    out.push_str(rest);
+    out.replace("invalid type: integer `", "invalid type: number `")
+        .replace("invalid value: integer `", "invalid value: number `")
+        .replace("floating point `", "number `")
+        .replace("invalid type: map", "invalid type: object")
+        .replace("invalid type: sequence", "invalid type: array")
+        .replace("unit value", "null")
 }
 
 /// The path (`a.b[0].c`) of the first string or key in `v` that contains U+0000.
@@ -549,6 +610,20 @@ fn nul_in(v: &serde_json::Value, at: String) -> Option<String> {
     }
 }
 
+/// The `If-Match` header: absent, or its value. A value that is not visible ASCII (no entity tag
+/// can be) is a `400 invalid_header`, not taken for a missing header.
+pub fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<&str>, Problem> {
+    match headers.get(header::IF_MATCH) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(Some).map_err(|_| {
+            Problem::new(
+                Kind::InvalidHeader,
+                "If-Match must be an entity tag as the ETag header gave it (such as \"3\"): visible ASCII characters only",
+            )
+        }),
+    }
+}
+
 /// No query parameters at all (a list that is not paginated): any is a `400 invalid_query`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -569,7 +644,45 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
                     QueryRejection::FailedToDeserializeQueryString(inner) => inner.body_text(),
                     other => other.body_text(),
                 };
-                Problem::new(Kind::InvalidQuery, detail)
+                Problem::new(Kind::InvalidQuery, for_people(&detail))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_people;
+
+    #[test]
+    fn rust_type_names_become_json_words() {
+        for (raw, want) in [
+            (
+                "invalid type: string \"x\", expected u64",
+                "invalid type: string \"x\", expected a whole number from 0",
+            ),
+            (
+                "invalid type: integer `5`, expected struct TenantPatchIn",
+                "invalid type: number `5`, expected an object",
+            ),
+            (
+                "invalid value: integer `-1`, expected u32",
+                "invalid value: number `-1`, expected a whole number from 0 to 4294967295",
+            ),
+            (
+                "invalid type: map, expected a sequence",
+                "invalid type: object, expected an array",
+            ),
+            (
+                "unknown variant `x`, expected one of `a`, `b`",
+                "unknown variant `x`, expected one of `a`, `b`",
+            ),
+            (
+                "invalid type: unit value, expected enum Kind",
+                "invalid type: null, expected one of the documented values",
+            ),
+            ("missing field `name`", "missing field `name`"),
+        ] {
+            assert_eq!(for_people(raw), want);
+        }
     }
 }
