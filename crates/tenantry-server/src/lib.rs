@@ -238,9 +238,7 @@ pub async fn app_state(
 ) -> anyhow::Result<platform::http::AppState> {
     let tokens = access::tokens::TokenVerifier::new(token_settings(config))?;
     tokens.warm_up().await;
-    let cursors = platform::http::cursor::Cursors::load(app.store().as_ref())
-        .await
-        .context("cannot read the cursor key")?;
+    let cursors = platform::http::cursor::Cursors::new(std::sync::Arc::clone(app.store()));
     Ok(platform::http::AppState {
         cursors,
         tokens: std::sync::Arc::new(tokens),

@@ -16,7 +16,7 @@ use crate::platform::http::problem::{Kind, Problem};
 use crate::platform::http::routes::{Access, Api};
 
 pub fn register(api: Api) -> Api {
-    api.add(
+    api.add_queried(
         Method::GET,
         "/v1/audit",
         Access::Tenant(tenantry_domain::Scope::AuditRead),
@@ -47,7 +47,8 @@ async fn list(
     };
     let page = state
         .cursors
-        .page_request(&list, q.limit, q.cursor.as_deref())?;
+        .page_request(&list, q.limit, q.cursor.as_deref())
+        .await?;
     if let Some(t) = &j.tenant {
         // a tenant's own log; naming another tenant in the query is naming it wrongly
         state
@@ -64,7 +65,7 @@ async fn list(
             .app
             .list_tenant_audit(t.scope(), &filter, page)
             .await?;
-        return Ok(axum::Json(state.cursors.seal(&list, records)).into_response());
+        return Ok(axum::Json(state.cursors.seal(&list, records).await?).into_response());
     }
     let op = &j;
     let tenant_id = match q.tenant.as_deref() {
@@ -87,5 +88,5 @@ async fn list(
         until: q.until,
     };
     let records = state.app.list_audit(&filter, page).await?;
-    Ok(axum::Json(state.cursors.seal(&list, records)).into_response())
+    Ok(axum::Json(state.cursors.seal(&list, records).await?).into_response())
 }

@@ -10,14 +10,16 @@ use tenantry_store::{IdempotencyRecord, TenantFilter};
 use crate::platform::AppError;
 use crate::platform::TenantView;
 use crate::platform::http::AppState;
-use crate::platform::http::extract::{ApiJson, ApiQuery, Operator, PlatformOrTenantCtx, need};
+use crate::platform::http::extract::{
+    ApiJson, ApiQuery, NoBody, Operator, PlatformOrTenantCtx, need,
+};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::{Kind, Problem};
 use crate::platform::http::routes::{Access, Api};
 use crate::tenants::{Lifecycle, NewTenant, TenantPatchIn};
 
 pub fn register(api: Api) -> Api {
-    api.add(Method::GET, "/v1/tenants", Access::Operator, list)
+    api.add_queried(Method::GET, "/v1/tenants", Access::Operator, list)
         .add(Method::POST, "/v1/tenants", Access::Operator, create)
         .add(
             Method::GET,
@@ -93,7 +95,8 @@ async fn list(
 ) -> Result<Response, Problem> {
     let page = state
         .cursors
-        .page_request("tenants", q.limit, q.cursor.as_deref())?;
+        .page_request("tenants", q.limit, q.cursor.as_deref())
+        .await?;
     let status = q
         .status
         .as_deref()
@@ -113,7 +116,8 @@ async fn list(
     Ok(axum::Json(
         state
             .cursors
-            .seal("tenants", page.map(|t| TenantView::from(&t))),
+            .seal("tenants", page.map(|t| TenantView::from(&t)))
+            .await?,
     )
     .into_response())
 }
@@ -205,6 +209,7 @@ async fn operation(
     op: Operator,
     Path(target): Path<String>,
     headers: HeaderMap,
+    _: NoBody,
 ) -> Result<Response, Problem> {
     let Some((id, verb)) = target.rsplit_once(':') else {
         return Err(Problem::new(

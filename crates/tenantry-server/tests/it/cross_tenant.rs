@@ -176,14 +176,23 @@ pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
             ("/t/ prefix", format!("/t/{}{path}", f.a_id), None),
         ];
         for (how, url, header) in attempts {
-            let mut req = srv.with_key(&f.b_admin, spec.method.clone(), &url);
-            if let Some(h) = &header {
-                req = req.header("x-tenant-id", h);
+            let send = |with_body: bool| {
+                let mut req = srv.with_key(&f.b_admin, spec.method.clone(), &url);
+                if let Some(h) = &header {
+                    req = req.header("x-tenant-id", h);
+                }
+                if with_body && matches!(spec.method, Method::POST | Method::PATCH | Method::PUT) {
+                    req = req.header("if-match", "*").json(&body_for(spec.path));
+                }
+                req.send()
+            };
+            let mut resp = send(true).await.unwrap();
+            if resp.status() == StatusCode::BAD_REQUEST {
+                // an operation that takes no body refuses one before it looks anything up
+                let text = resp.text().await.unwrap();
+                assert!(text.contains("takes no body"), "{text}");
+                resp = send(false).await.unwrap();
             }
-            if matches!(spec.method, Method::POST | Method::PATCH | Method::PUT) {
-                req = req.header("if-match", "*").json(&body_for(spec.path));
-            }
-            let resp = req.send().await.unwrap();
             let status = resp.status();
             let text = resp.text().await.unwrap();
             let what = format!("{} {} ({how}) → {status}: {text}", spec.method, spec.path);

@@ -834,7 +834,16 @@ pub async fn queued_jobs_pause_with_their_tenant(srv: &TestServer) {
 pub async fn error_messages_use_the_api_s_words(srv: &TestServer) {
     let t = tenant_named(srv, "Wordy").await;
     let tid = t["id"].as_str().unwrap();
-    let rust = ["struct", "u64", "u32", "i16", "CronPattern", "Pattern", "TenantPatchIn", "enum "];
+    let rust = [
+        "struct",
+        "u64",
+        "u32",
+        "i16",
+        "CronPattern",
+        "Pattern",
+        "TenantPatchIn",
+        "enum ",
+    ];
     let check = |p: &serde_json::Value| {
         let text = p.to_string();
         for word in rust {
@@ -855,7 +864,12 @@ pub async fn error_messages_use_the_api_s_words(srv: &TestServer) {
         json!({"kind": "noop", "max_attempts": -1}),
         json!({"kind": "noop", "lease_seconds": 1e30}),
     ] {
-        let r = srv.op(Method::POST, "/v1/jobs").json(&body).send().await.unwrap();
+        let r = srv
+            .op(Method::POST, "/v1/jobs")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         check(&problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await);
     }
     let r = srv
@@ -867,7 +881,11 @@ pub async fn error_messages_use_the_api_s_words(srv: &TestServer) {
     let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     check(&p);
     assert!(p.to_string().contains("'X'"), "{p}");
-    let r = srv.op(Method::GET, "/v1/tenants?limit=-1").send().await.unwrap();
+    let r = srv
+        .op(Method::GET, "/v1/tenants?limit=-1")
+        .send()
+        .await
+        .unwrap();
     check(&problem(r, StatusCode::BAD_REQUEST, "invalid_query").await);
     // a non-ASCII If-Match is malformed, not missing
     let r = srv

@@ -9,6 +9,7 @@ mod cross_tenant;
 mod editions;
 mod errors;
 mod hardening;
+mod hostile;
 mod idempotency;
 mod jobs;
 mod limits;
@@ -36,6 +37,24 @@ async fn requests_hyper_cannot_parse_get_problems() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_written_before_reading_gets_its_413() {
     transport::an_oversized_body_written_before_reading_gets_its_413().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_hostile_requests_to_every_route_are_refused_cleanly() {
+    let store = tenantry_store::testing::sqlite().await;
+    let srv = tenantry_server::testing::TestServer::start(store, hostile::tweak).await;
+    hostile::hostile_requests_to_every_route_are_refused_cleanly(&srv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hostile_requests_to_every_route_are_refused_cleanly() {
+    let Some(store) = tenantry_store::testing::postgres().await else {
+        return tenantry_store::testing::skip_notice(
+            "hostile_requests_to_every_route_are_refused_cleanly",
+        );
+    };
+    let srv = tenantry_server::testing::TestServer::start(store, hostile::tweak).await;
+    hostile::hostile_requests_to_every_route_are_refused_cleanly(&srv).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,10 +23,14 @@ async fn connect(srv: &TestServer) -> TcpStream {
 /// Everything the server sends until it closes (at most 10 s).
 async fn read_all(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
-        .await
-        .expect("the server closes the connection")
-        .unwrap_or_default();
+    let started = tokio::time::Instant::now();
+    let done = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    assert!(
+        done.is_ok(),
+        "the server did not close the connection within {:?}; it sent {:?}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out)
+    );
     out
 }
 

@@ -23,7 +23,7 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::DevicesManage),
         create,
     )
-    .add(
+    .add_queried(
         Method::GET,
         "/v1/devices",
         Access::Tenant(Scope::DevicesRead),
@@ -137,12 +137,14 @@ async fn list(
     let list = format!("devices:{}", t.access.tenant.id);
     let page = state
         .cursors
-        .page_request(&list, q.limit, q.cursor.as_deref())?;
+        .page_request(&list, q.limit, q.cursor.as_deref())
+        .await?;
     let devices = state.app.list_devices(t.scope(), page).await?;
     Ok(axum::Json(
         state
             .cursors
-            .seal(&list, devices.map(|d| DeviceView::from(&d))),
+            .seal(&list, devices.map(|d| DeviceView::from(&d)))
+            .await?,
     )
     .into_response())
 }

@@ -24,7 +24,7 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::KeysManage),
         create,
     )
-    .add(
+    .add_queried(
         Method::GET,
         "/v1/tenants/{tenant}/api-keys",
         Access::Tenant(Scope::KeysRead),
@@ -175,9 +175,16 @@ async fn list(
     let list = format!("api-keys:{}", t.access.tenant.id);
     let page = state
         .cursors
-        .page_request(&list, q.limit, q.cursor.as_deref())?;
+        .page_request(&list, q.limit, q.cursor.as_deref())
+        .await?;
     let keys = state.app.list_tenant_keys(t.scope(), page).await?;
-    Ok(axum::Json(state.cursors.seal(&list, keys.map(|k| KeyView::from(&k)))).into_response())
+    Ok(axum::Json(
+        state
+            .cursors
+            .seal(&list, keys.map(|k| KeyView::from(&k)))
+            .await?,
+    )
+    .into_response())
 }
 
 async fn revoke(

@@ -30,7 +30,7 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::JobsManage),
         enqueue,
     )
-    .add(
+    .add_queried(
         Method::GET,
         "/v1/jobs",
         Access::Tenant(Scope::JobsRead),
@@ -262,7 +262,8 @@ async fn list(
     };
     let page = state
         .cursors
-        .page_request(&list, q.limit, q.cursor.as_deref())?;
+        .page_request(&list, q.limit, q.cursor.as_deref())
+        .await?;
     let mut filter = JobFilter {
         state: q
             .state
@@ -280,7 +281,7 @@ async fn list(
             .await?;
     }
     let jobs = state.app.list_jobs(j.access(), &filter, page).await?;
-    Ok(axum::Json(state.cursors.seal(&list, jobs.map(JobView::from))).into_response())
+    Ok(axum::Json(state.cursors.seal(&list, jobs.map(JobView::from)).await?).into_response())
 }
 
 fn job_id(raw: &str) -> Result<Uuid, Problem> {
@@ -306,6 +307,7 @@ async fn act(
     j: PlatformOrTenantCtx<need::JobsManage>,
     Path(raw): Path<String>,
     headers: HeaderMap,
+    _: crate::platform::http::extract::NoBody,
 ) -> Result<Response, Problem> {
     let Some((id, verb)) = raw.rsplit_once(':') else {
         return Err(Problem::new(

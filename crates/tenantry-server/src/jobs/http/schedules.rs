@@ -37,7 +37,7 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::JobsRead),
         show,
     )
-    .add(
+    .add_queried(
         Method::DELETE,
         "/v1/schedules/{name}",
         Access::Tenant(Scope::JobsManage),

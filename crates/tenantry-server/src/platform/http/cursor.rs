@@ -3,6 +3,8 @@
 //! in the database: `platform_secrets`), bound to the list it came from. A changed character, a
 //! made-up cursor or one from another list (another tenant's included) is `400 invalid_cursor`.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -17,29 +19,48 @@ const VERSION: u8 = 2;
 const TAG_BYTES: usize = 16;
 const SEALED_BYTES: usize = 1 + 16 + TAG_BYTES;
 
+/// The sealing key, read (or made) on first use and kept.
 #[derive(Clone)]
 pub struct Cursors {
-    key: Vec<u8>,
+    store: Option<Arc<dyn tenantry_store::Store>>,
+    key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
 }
 
 impl Cursors {
-    pub fn new(key: Vec<u8>) -> Self {
-        Self { key }
+    /// Cursors sealed under the instance-wide key in `store` (made there by the first instance
+    /// that needs it).
+    pub fn new(store: Arc<dyn tenantry_store::Store>) -> Self {
+        Self {
+            store: Some(store),
+            key: Arc::default(),
+        }
     }
 
-    /// The instance-wide key: the stored one, or a fresh random one stored now.
-    pub async fn load(store: &dyn tenantry_store::Store) -> tenantry_store::StoreResult<Self> {
-        let candidate: [u8; 32] = rand::random();
-        Ok(Self::new(
-            store
-                .secrets()
-                .get_or_create(SECRET_NAME, &candidate)
-                .await?,
-        ))
+    #[cfg(test)]
+    fn with_key(key: &[u8]) -> Self {
+        Self {
+            store: None,
+            key: Arc::new(tokio::sync::OnceCell::new_with(Some(key.to_vec()))),
+        }
     }
 
-    fn mac(&self, list: &str, id: &Uuid) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+    async fn key(&self) -> Result<&[u8], Problem> {
+        let key = self
+            .key
+            .get_or_try_init(|| async {
+                let candidate: [u8; 32] = rand::random();
+                match &self.store {
+                    Some(store) => store.secrets().get_or_create(SECRET_NAME, &candidate).await,
+                    None => Ok(candidate.to_vec()),
+                }
+            })
+            .await
+            .map_err(|e| Problem::from(crate::platform::AppError::from(e)))?;
+        Ok(key)
+    }
+
+    fn mac(key: &[u8], list: &str, id: &Uuid) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
         mac.update(b"tenantry-cursor\0");
         mac.update(list.as_bytes());
         mac.update(b"\0");
@@ -47,8 +68,8 @@ impl Cursors {
         mac
     }
 
-    fn seal_id(&self, list: &str, id: Uuid) -> String {
-        let tag = self.mac(list, &id).finalize().into_bytes();
+    fn seal_id(key: &[u8], list: &str, id: Uuid) -> String {
+        let tag = Self::mac(key, list, &id).finalize().into_bytes();
         let mut bytes = Vec::with_capacity(SEALED_BYTES);
         bytes.push(VERSION);
         bytes.extend_from_slice(id.as_bytes());
@@ -56,31 +77,32 @@ impl Cursors {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    fn open(&self, list: &str, sealed: &str) -> Option<Uuid> {
+    fn open(key: &[u8], list: &str, sealed: &str) -> Option<Uuid> {
         let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
         if bytes.len() != SEALED_BYTES || bytes[0] != VERSION {
             return None;
         }
         let id = Uuid::from_slice(&bytes[1..17]).ok()?;
-        self.mac(list, &id)
+        Self::mac(key, list, &id)
             .verify_truncated_left(&bytes[17..])
             .ok()
             .map(|()| id)
     }
 
     /// The page's `next_cursor`, sealed for `list`.
-    pub fn seal<T>(&self, list: &str, mut page: Page<T>) -> Page<T> {
-        page.page_info.next_cursor = page
-            .page_info
-            .next_cursor
-            .take()
-            .and_then(|raw| Cursor::decode(&raw).ok())
-            .map(|c| self.seal_id(list, c.0));
-        page
+    pub async fn seal<T>(&self, list: &str, mut page: Page<T>) -> Result<Page<T>, Problem> {
+        let Some(raw) = page.page_info.next_cursor.take() else {
+            return Ok(page);
+        };
+        let key = self.key().await?;
+        page.page_info.next_cursor = Cursor::decode(&raw)
+            .ok()
+            .map(|c| Self::seal_id(key, list, c.0));
+        Ok(page)
     }
 
     /// `?limit=&cursor=` of `list`: the cursor must be one this server sealed for this list.
-    pub fn page_request(
+    pub async fn page_request(
         &self,
         list: &str,
         limit: Option<u32>,
@@ -88,12 +110,15 @@ impl Cursors {
     ) -> Result<PageRequest, Problem> {
         let after = match cursor {
             None => None,
-            Some(c) => Some(Cursor(self.open(list, c).ok_or_else(|| {
-                Problem::new(
-                    Kind::InvalidCursor,
-                    "the cursor is not one this server issued for this list; start again without one",
-                )
-            })?)),
+            Some(c) => {
+                let key = self.key().await?;
+                Some(Cursor(Self::open(key, list, c).ok_or_else(|| {
+                    Problem::new(
+                        Kind::InvalidCursor,
+                        "the cursor is not one this server issued for this list; start again without one",
+                    )
+                })?))
+            }
         };
         PageRequest::new(limit, after).map_err(|e| Problem::new(Kind::InvalidQuery, e.to_string()))
     }
@@ -104,24 +129,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn cursors() -> Cursors {
-        Cursors::new(b"test key".to_vec())
-    }
+    const KEY: &[u8] = b"test key";
 
     #[test]
     fn a_sealed_cursor_opens_only_for_its_list_and_key() {
         let id = Uuid::now_v7();
-        let c = cursors().seal_id("devices:t1", id);
-        assert_eq!(cursors().open("devices:t1", &c), Some(id));
+        let c = Cursors::seal_id(KEY, "devices:t1", id);
+        assert_eq!(Cursors::open(KEY, "devices:t1", &c), Some(id));
         assert_eq!(
-            cursors().open("devices:t2", &c),
+            Cursors::open(KEY, "devices:t2", &c),
             None,
             "another tenant's list"
         );
-        assert_eq!(cursors().open("jobs", &c), None, "another list");
-        assert_eq!(Cursors::new(b"other".to_vec()).open("devices:t1", &c), None);
+        assert_eq!(Cursors::open(KEY, "jobs", &c), None, "another list");
+        assert_eq!(Cursors::open(b"other", "devices:t1", &c), None);
         // the unsealed form the store makes is not accepted either
-        assert_eq!(cursors().open("devices:t1", &Cursor(id).encode()), None);
+        assert_eq!(Cursors::open(KEY, "devices:t1", &Cursor(id).encode()), None);
+    }
+
+    #[tokio::test]
+    async fn pages_are_sealed_and_opened() {
+        let c = Cursors::with_key(KEY);
+        let id = Uuid::now_v7();
+        let page = Page::from_fetched(vec![id, Uuid::now_v7()], 1, |u| *u);
+        let sealed = c.seal("tenants", page).await.unwrap();
+        let next = sealed.page_info.next_cursor.unwrap();
+        let req = c
+            .page_request("tenants", Some(1), Some(&next))
+            .await
+            .unwrap();
+        assert_eq!(req.after, Some(Cursor(id)));
+        assert!(c.page_request("devices", None, Some(&next)).await.is_err());
     }
 
     proptest! {
@@ -130,7 +168,7 @@ mod tests {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".to_vec()))
         {
             let id = Uuid::now_v7();
-            let c = cursors().seal_id("tenants", id);
+            let c = Cursors::seal_id(KEY, "tenants", id);
             let mut bytes = c.clone().into_bytes();
             let pos = pos % bytes.len();
             prop_assume!(bytes[pos] != with);
@@ -138,7 +176,7 @@ mod tests {
             let forged = String::from_utf8(bytes).unwrap();
             // the last character carries 2 unused bits: changing only those decodes the same
             let same = URL_SAFE_NO_PAD.decode(&forged).ok() == URL_SAFE_NO_PAD.decode(&c).ok();
-            prop_assert!(same || cursors().open("tenants", &forged).is_none());
+            prop_assert!(same || Cursors::open(KEY, "tenants", &forged).is_none());
         }
     }
 }

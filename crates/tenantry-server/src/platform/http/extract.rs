@@ -610,6 +610,36 @@ fn nul_in(v: &serde_json::Value, at: String) -> Option<String> {
     }
 }
 
+/// Whether a request carries a body (a non-zero `Content-Length`, or `Transfer-Encoding`).
+pub fn has_body(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// An operation that takes no body: one sent anyway is a `400 bad_request` (it would be ignored
+/// silently, and the client may think it mattered).
+pub struct NoBody;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoBody {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if has_body(&parts.headers) {
+            return Err(Problem::new(
+                Kind::BadRequest,
+                format!(
+                    "{} {} takes no body; send none",
+                    parts.method,
+                    parts.uri.path()
+                ),
+            ));
+        }
+        Ok(NoBody)
+    }
+}
+
 /// The `If-Match` header: absent, or its value. A value that is not visible ASCII (no entity tag
 /// can be) is a `400 invalid_header`, not taken for a missing header.
 pub fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<&str>, Problem> {

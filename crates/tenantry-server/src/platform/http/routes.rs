@@ -54,8 +54,20 @@ impl Api {
         }
     }
 
-    pub fn add<H, T>(
-        mut self,
+    /// A route that takes no query parameters: any is a `400 invalid_query` (public routes, such
+    /// as health checks, ignore them instead).
+    pub fn add<H, T>(self, method: Method, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.register(method, path, access, handler, false)
+    }
+
+    /// A route that reads query parameters (with [`ApiQuery`](super::extract::ApiQuery), which
+    /// refuses unknown ones).
+    pub fn add_queried<H, T>(
+        self,
         method: Method,
         path: &'static str,
         access: Access,
@@ -65,10 +77,38 @@ impl Api {
         H: Handler<T, AppState>,
         T: 'static,
     {
+        self.register(method, path, access, handler, true)
+    }
+
+    fn register<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: H,
+        queried: bool,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
         let served = router_path(path);
         if self.registered.insert((method.clone(), served.clone())) {
             let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
-            self.router = self.router.route(&served, on(filter, handler));
+            let mut route = on(filter, handler);
+            // GET and DELETE never take a body here; other operations without one say so with
+            // the `NoBody` extractor
+            let bodiless = matches!(method, Method::GET | Method::HEAD | Method::DELETE);
+            if access != Access::Public && (!queried || bodiless) {
+                route = route.route_layer(axum::middleware::from_fn_with_state(
+                    Plain {
+                        query: !queried,
+                        body: bodiless,
+                    },
+                    refuse_unread,
+                ));
+            }
+            self.router = self.router.route(&served, route);
         }
         self.specs.push(RouteSpec {
             method,
@@ -80,6 +120,55 @@ impl Api {
 
     pub fn into_router(self) -> Router<AppState> {
         self.router
+    }
+}
+
+/// What a route refuses because it would not read it: query parameters, a body.
+#[derive(Clone, Copy)]
+struct Plain {
+    query: bool,
+    body: bool,
+}
+
+/// Refuses what the route would ignore silently: query parameters on a route that reads none, a
+/// body on a GET or DELETE.
+async fn refuse_unread(
+    axum::extract::State(plain): axum::extract::State<Plain>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if plain.body && super::extract::has_body(req.headers()) {
+        return super::problem::Problem::new(
+            super::problem::Kind::BadRequest,
+            format!(
+                "{} {} takes no body; send none",
+                req.method(),
+                req.uri().path()
+            ),
+        )
+        .into_response();
+    }
+    match req.uri().query().filter(|q| plain.query && !q.is_empty()) {
+        Some(q) => {
+            let names: Vec<&str> = q
+                .split('&')
+                .filter_map(|pair| pair.split('=').next())
+                .filter(|n| !n.is_empty())
+                .take(5)
+                .collect();
+            super::problem::Problem::new(
+                super::problem::Kind::InvalidQuery,
+                format!(
+                    "{} {} takes no query parameters (got {})",
+                    req.method(),
+                    req.uri().path(),
+                    names.join(", ")
+                ),
+            )
+            .into_response()
+        }
+        None => next.run(req).await,
     }
 }
 

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -147,12 +147,27 @@ pub async fn run(
             let io = TokioIo::new(Guarded::new(stream, Arc::clone(&phase), timeouts));
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 phase.store(IN_SERVICE, Ordering::Release);
-                let req =
-                    req.map(|b| Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, b)));
+                let read = Arc::new(AtomicBool::new(http_body::Body::is_end_stream(req.body())));
+                let req = req.map(|b| {
+                    Body::new(ReadToEnd {
+                        inner: Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, b)),
+                        read: Arc::clone(&read),
+                    })
+                });
                 let answer = router.clone().oneshot(req);
                 let phase = Arc::clone(&phase);
                 async move {
-                    let resp = answer.await;
+                    let mut resp = answer.await;
+                    if let Ok(r) = resp.as_mut()
+                        && !read.load(Ordering::Acquire)
+                    {
+                        // answered before the body was read (a 413, a 401…): the connection
+                        // cannot carry another request, and the client must know not to reuse it
+                        r.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
                     phase.store(IDLE, Ordering::Release);
                     resp
                 }
@@ -160,6 +175,11 @@ pub async fn run(
             let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(MAX_HEAD_BYTES)
                 .max_headers(MAX_HEADERS)
+                // only a backstop: the wrapper answers first. With it hyper also reads again
+                // when a connection goes idle, which is when the wrapper arms the idle timer
+                // (without it, a read left pending during the request is never repeated)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(timeouts.idle + timeouts.header + Duration::from_secs(1))
                 .serve_connection(io, service);
             let mut conn = std::pin::pin!(conn);
             let result = tokio::select! {
@@ -178,6 +198,36 @@ pub async fn run(
     let _ = stop_tx.send(true);
     // every connection holds a slot until it closes
     let _ = slots.acquire_many(config.max_connections).await;
+}
+
+/// A request body that records whether it was read to its end.
+struct ReadToEnd {
+    inner: Body,
+    read: Arc<AtomicBool>,
+}
+
+impl http_body::Body for ReadToEnd {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.read.store(true, Ordering::Release);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The answer to a connection over `max_connections`.
