@@ -248,23 +248,6 @@ fn chain_text(messages: impl IntoIterator<Item = String>) -> String {
     out.join(": ")
 }
 
-#[cfg(test)]
-mod chain_tests {
-    #[test]
-    fn each_cause_is_said_once() {
-        let chain = [
-            "cannot migrate the database",
-            "the database is unavailable: error communicating with database: Connection refused (os error 111)",
-            "error communicating with database: Connection refused (os error 111)",
-            "Connection refused (os error 111)",
-        ];
-        assert_eq!(
-            super::chain_text(chain.map(String::from)),
-            "cannot migrate the database: the database is unavailable: error communicating with database: Connection refused (os error 111)"
-        );
-    }
-}
-
 impl From<AppError> for Failure {
     fn from(e: AppError) -> Self {
         let mut message = e.to_string();
@@ -710,4 +693,21 @@ async fn serve(config: Config) -> Result<(), Failure> {
     tenantry_server::serve(app, &config, listener, tenantry_server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod chain_tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        let chain = [
+            "cannot migrate the database",
+            "the database is unavailable: error communicating with database: Connection refused (os error 111)",
+            "error communicating with database: Connection refused (os error 111)",
+            "Connection refused (os error 111)",
+        ];
+        assert_eq!(
+            super::chain_text(chain.map(String::from)),
+            "cannot migrate the database: the database is unavailable: error communicating with database: Connection refused (os error 111)"
+        );
+    }
 }
