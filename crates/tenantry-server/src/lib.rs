@@ -42,6 +42,8 @@ pub struct Capability {
     pub background: fn(&Runtime<'_>) -> Vec<Task>,
     /// Its hourly clean-up (idempotent, safe on any number of replicas).
     pub housekeeping: fn(&platform::App, &config::Config) -> Option<Task>,
+    /// The metrics it records, with their help text (`/metrics` describes every one).
+    pub metrics: &'static [telemetry::Metric],
 }
 
 impl Capability {
@@ -52,6 +54,7 @@ impl Capability {
         job_kinds: |_| {},
         background: |_| Vec::new(),
         housekeeping: |_, _| None,
+        metrics: &[],
     };
 }
 

@@ -35,8 +35,88 @@ pub fn init_logging(config: &Config, to_stdout: bool) {
     };
 }
 
+/// One metric the server records: its name, kind, unit and help text. Each capability lists its
+/// own (`Capability::metrics`); `/metrics` describes them all, and `docs/observability.md` lists
+/// them (a test keeps the three in step).
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub unit: Option<metrics::Unit>,
+    pub help: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Metric {
+    pub const fn counter(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind: MetricKind::Counter,
+            unit: None,
+            help,
+        }
+    }
+
+    pub const fn gauge(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind: MetricKind::Gauge,
+            unit: None,
+            help,
+        }
+    }
+
+    pub const fn seconds(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind: MetricKind::Histogram,
+            unit: Some(metrics::Unit::Seconds),
+            help,
+        }
+    }
+
+    fn describe(&self) {
+        let (name, help) = (self.name, self.help);
+        match (self.kind, self.unit) {
+            (MetricKind::Counter, Some(u)) => metrics::describe_counter!(name, u, help),
+            (MetricKind::Counter, None) => metrics::describe_counter!(name, help),
+            (MetricKind::Gauge, Some(u)) => metrics::describe_gauge!(name, u, help),
+            (MetricKind::Gauge, None) => metrics::describe_gauge!(name, help),
+            (MetricKind::Histogram, Some(u)) => metrics::describe_histogram!(name, u, help),
+            (MetricKind::Histogram, None) => metrics::describe_histogram!(name, help),
+        }
+    }
+}
+
+/// Every metric of every capability, and the store's.
+pub fn catalog() -> impl Iterator<Item = &'static Metric> {
+    crate::CAPABILITIES
+        .iter()
+        .flat_map(|c| c.metrics.iter())
+        .chain(STORE_METRICS.iter())
+}
+
+/// Recorded by the store crate (which has no catalog of its own to register).
+const STORE_METRICS: &[Metric] = &[Metric::seconds(
+    "store_operation_duration_seconds",
+    "Duration of a store operation (one port method, its transaction included), by operation (capability.method)",
+)];
+
+/// Store operations are mostly well under a millisecond: finer buckets than requests'.
+const STORE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Request and job durations. 0.2 and 0.35 are the read and write latency SLOs' thresholds
+/// (deploy/prometheus/slo-rules.yml counts the requests under them).
 const DURATION_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.35, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// The process's metrics recorder, installed on first use.
@@ -47,16 +127,21 @@ pub fn metrics_handle() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets(DURATION_BUCKETS)
                 .expect("static buckets are valid")
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "store_operation_duration_seconds".into(),
+                    ),
+                    STORE_BUCKETS,
+                )
+                .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
             }
-            metrics::describe_histogram!(
-                "http_request_duration_seconds",
-                metrics::Unit::Seconds,
-                "HTTP request duration by method, route template and status"
-            );
+            for m in catalog() {
+                m.describe();
+            }
             handle
         })
         .clone()

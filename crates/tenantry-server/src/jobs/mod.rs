@@ -18,7 +18,67 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
     job_kinds: workers::Registry::register_builtins,
     background,
     housekeeping,
+    metrics: METRICS,
 };
+
+use crate::telemetry::Metric;
+
+const METRICS: &[Metric] = &[
+    Metric::counter("jobs_completed_total", "Jobs completed, by kind"),
+    Metric::counter(
+        "jobs_failed_total",
+        "Job attempts that failed, by kind and the state they went to (retryable, dead)",
+    ),
+    Metric::counter(
+        "jobs_dead_total",
+        "Jobs that went to the dead-letter state, by kind",
+    ),
+    Metric::counter(
+        "jobs_claim_errors_total",
+        "Claims that failed (the store did not answer)",
+    ),
+    Metric::counter(
+        "job_leases_lost_total",
+        "Running jobs stopped because their lease was taken over",
+    ),
+    Metric::counter(
+        "job_lease_expirations_total",
+        "Expired leases recovered (each counts as a failed attempt)",
+    ),
+    Metric::seconds(
+        "job_enqueue_to_start_seconds",
+        "Time from a job's run_at to the start of its attempt, by kind",
+    ),
+    Metric::seconds(
+        "job_run_duration_seconds",
+        "Duration of a job attempt, by kind",
+    ),
+    Metric::seconds(
+        "job_queue_tidy_seconds",
+        "Duration of a queue-table vacuum (PostgreSQL)",
+    ),
+    Metric::gauge("job_queue_depth", "Unfinished jobs, by state and kind"),
+    Metric::gauge(
+        "job_dead_letter_depth",
+        "Dead jobs waiting to be replayed or purged",
+    ),
+    Metric::gauge(
+        "job_dead_letter_oldest_age_seconds",
+        "Age of the oldest dead job, in seconds (0 when there is none)",
+    ),
+    Metric::gauge(
+        "scheduler_leader",
+        "1 while this process leads the scheduler, else 0",
+    ),
+    Metric::counter(
+        "scheduler_leadership_changes_total",
+        "Times this process took the scheduler lease",
+    ),
+    Metric::counter(
+        "schedule_fired_total",
+        "Schedule firings (each enqueues one job)",
+    ),
+];
 
 /// The worker role: the worker, lease recovery, queue tidying and gauges; the scheduler role:
 /// the scheduler.

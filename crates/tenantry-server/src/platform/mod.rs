@@ -17,8 +17,20 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
     name: "platform",
     routes: http::health::register,
     housekeeping: idempotency::housekeeping,
+    metrics: &[
+        Metric::seconds(
+            "http_request_duration_seconds",
+            "HTTP request duration, by method, route template and status",
+        ),
+        Metric::counter(
+            "http_refused_total",
+            "Requests answered below the router (unparseable, too slow, over the connection bound), by problem type",
+        ),
+    ],
     ..crate::Capability::NONE
 };
+
+use crate::telemetry::Metric;
 
 use std::sync::{Arc, Mutex};
 

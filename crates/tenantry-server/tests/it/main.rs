@@ -57,6 +57,21 @@ async fn postgres_hostile_requests_to_every_route_are_refused_cleanly() {
     hostile::hostile_requests_to_every_route_are_refused_cleanly(&srv).await;
 }
 
+#[test]
+fn slo_rules_and_dashboard_are_valid() {
+    observability::slo_rules_and_dashboard_are_valid();
+}
+
+#[test]
+fn the_metrics_catalog_matches_the_source_and_the_docs() {
+    observability::the_metrics_catalog_matches_the_source_and_the_docs();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_accepts_the_live_metrics() {
+    observability::promtool_accepts_the_live_metrics().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hs256_tokens_authenticate_and_resolve_their_tenant() {
     tokens::hs256_tokens_authenticate_and_resolve_their_tenant().await;

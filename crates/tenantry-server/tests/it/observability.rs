@@ -81,3 +81,189 @@ pub async fn health_readiness_and_metrics(srv: &TestServer) {
     );
     assert!(!text.contains("12345"), "raw paths never become labels");
 }
+
+/// Every metric recorded in the source (`counter!`, `gauge!`, `histogram!` with a literal name)
+/// is in the catalog that `/metrics` describes, and in `docs/observability.md`; and the other way
+/// round.
+pub fn the_metrics_catalog_matches_the_source_and_the_docs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut recorded = std::collections::BTreeSet::new();
+    let mut stack = vec![root.join("crates")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if !path.ends_with("target") && !path.ends_with("tests") {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for mac in ["counter!(", "gauge!(", "histogram!("] {
+                    for (at, _) in text.match_indices(mac) {
+                        let rest = text[at + mac.len()..].trim_start();
+                        if let Some(rest) = rest.strip_prefix('"') {
+                            recorded.insert(rest[..rest.find('"').unwrap()].to_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let catalog: std::collections::BTreeSet<String> = tenantry_server::telemetry::catalog()
+        .map(|m| m.name.to_owned())
+        .collect();
+    assert_eq!(
+        recorded, catalog,
+        "recorded in the source vs. in the catalog"
+    );
+    let doc = std::fs::read_to_string(root.join("docs/observability.md")).unwrap();
+    for name in &catalog {
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "docs/observability.md does not list {name}"
+        );
+    }
+}
+
+/// `promtool check metrics` (Prometheus's own linter) accepts a live `/metrics` with every
+/// family populated that a short run populates.
+pub async fn promtool_accepts_the_live_metrics() {
+    let Some(mut promtool) = promtool() else {
+        return;
+    };
+    let srv = TestServer::sqlite().await;
+    tenant_named(&srv, "Metered").await;
+    let job = body(
+        srv.op(Method::POST, "/v1/jobs")
+            .json(&serde_json::json!({"kind": "noop"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let path = format!("/v1/jobs/{}", job["id"].as_str().unwrap());
+    for _ in 0..200 {
+        let j = body(srv.op(Method::GET, &path).send().await.unwrap()).await;
+        if j["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let text = srv
+        .client
+        .get(srv.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "http_request_duration_seconds",
+        "store_operation_duration_seconds",
+        "jobs_completed_total",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family} missing:\n{text}"
+        );
+    }
+    let mut child = promtool
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn promtool() -> Option<std::process::Command> {
+    if std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return Some(std::process::Command::new("promtool"));
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but promtool is missing: apt-get install prometheus"
+    );
+    eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
+    None
+}
+
+/// The SLO rules in `deploy/prometheus/` are valid and behave as their unit tests say; the
+/// dashboard queries only metrics the server records and the rules record.
+pub fn slo_rules_and_dashboard_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/slo-rules.yml")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/tenantry.json")).unwrap(),
+    )
+    .unwrap();
+    let known: Vec<String> = tenantry_server::telemetry::catalog()
+        .map(|m| m.name.to_owned())
+        .collect();
+    let mut queries = Vec::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            queries.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(queries.len() > 10);
+    for q in &queries {
+        // every identifier that names a metric: a recorded family (with its histogram suffixes)
+        // or a recording rule
+        for word in q.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')) {
+            let family = word
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_count")
+                .trim_end_matches("_sum");
+            let metric_like = word.contains('_') && !word.chars().next().unwrap().is_ascii_digit();
+            let promql = ["histogram_quantile", "legend_format"];
+            if metric_like && !promql.contains(&word) {
+                assert!(
+                    known.iter().any(|k| k == family)
+                        || (word.starts_with("slo:") && rules.contains(&format!("record: {word}"))),
+                    "the dashboard queries '{word}', which nothing records: {q}"
+                );
+            }
+        }
+    }
+    let Some(mut check) = promtool() else { return };
+    let out = check
+        .current_dir(&root)
+        .args(["check", "rules", "deploy/prometheus/slo-rules.yml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = promtool()
+        .unwrap()
+        .current_dir(&root)
+        .args([
+            "test",
+            "rules",
+            "deploy/prometheus/tests/slo-rules.test.yml",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -269,6 +269,7 @@ impl JobQueue for PgStore {
         jobs: &[NewJob],
         record: Option<&RecordFn<'_>>,
     ) -> StoreResult<Vec<Enqueued>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.enqueue_recorded");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -301,6 +302,7 @@ impl JobQueue for PgStore {
         tenant_cap: Option<u32>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<JobRecord>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.claim_capped");
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
@@ -330,6 +332,7 @@ impl JobQueue for PgStore {
         jobs: &[Fence],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(Fence, Lease)>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.heartbeat");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -370,6 +373,7 @@ impl JobQueue for PgStore {
         jobs: &[Fence],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Fence>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.complete");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -413,6 +417,7 @@ impl JobQueue for PgStore {
         now: DateTime<Utc>,
         unit: f64,
     ) -> StoreResult<Option<JobState>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.fail");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let row = sqlx::query(
             "SELECT * FROM jobs WHERE id = $1 AND attempt = $2 AND lease_owner = $3 FOR UPDATE",
@@ -455,6 +460,7 @@ impl JobQueue for PgStore {
         checkpoint: &Value,
         _now: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        let _timed = crate::sql::timing::Timed::new("jobs.checkpoint");
         let n = sqlx::query(
             "UPDATE jobs SET checkpoint = $1
              WHERE id = $2 AND attempt = $3 AND lease_owner = $4",
@@ -471,6 +477,7 @@ impl JobQueue for PgStore {
     }
 
     async fn release(&self, owner: &str, jobs: &[Fence], now: DateTime<Utc>) -> StoreResult<u64> {
+        let _timed = crate::sql::timing::Timed::new("jobs.release");
         if jobs.is_empty() {
             return Ok(0);
         }
@@ -504,6 +511,7 @@ impl JobQueue for PgStore {
         limit: u32,
         unit: f64,
     ) -> StoreResult<Vec<(Uuid, JobState)>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.recover_expired");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let rows = sqlx::query(
             "SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at < $1
@@ -550,6 +558,7 @@ impl JobQueue for PgStore {
     }
 
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.queue_depth");
         let rows: Vec<(String, String, i64)> =
             // one branch per partial index (pending, running, dead): never a scan of the history
             sqlx::query_as(
@@ -572,6 +581,7 @@ impl JobQueue for PgStore {
     }
 
     async fn dead_letters(&self) -> StoreResult<DeadLetters> {
+        let _timed = crate::sql::timing::Timed::new("jobs.dead_letters");
         let (count, oldest): (i64, Option<DateTime<Utc>>) =
             sqlx::query_as("SELECT COUNT(*), MIN(finished_at) FROM jobs WHERE state = 'dead'")
                 .fetch_one(&self.pool)
@@ -581,6 +591,7 @@ impl JobQueue for PgStore {
     }
 
     async fn tidy_queue(&self, after_dead_rows: u64) -> StoreResult<bool> {
+        let _timed = crate::sql::timing::Timed::new("jobs.tidy_queue");
         let dead: i64 = sqlx::query_scalar(
             "SELECT COALESCE(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relid = 'jobs'::regclass",
         )
@@ -595,6 +606,7 @@ impl JobQueue for PgStore {
     }
 
     async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        let _timed = crate::sql::timing::Timed::new("jobs.prune_jobs");
         let n = sqlx::query(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
                  WHERE id < $3 AND state IN ('completed','cancelled') AND finished_at < $1 LIMIT $2)",

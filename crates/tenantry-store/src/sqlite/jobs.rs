@@ -267,6 +267,7 @@ impl JobQueue for SqliteStore {
         jobs: &[NewJob],
         record: Option<&RecordFn<'_>>,
     ) -> StoreResult<Vec<Enqueued>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.enqueue_recorded");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -298,6 +299,7 @@ impl JobQueue for SqliteStore {
         tenant_cap: Option<u32>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<JobRecord>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.claim_capped");
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
@@ -366,6 +368,7 @@ impl JobQueue for SqliteStore {
         jobs: &[Fence],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(Fence, Lease)>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.heartbeat");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -402,6 +405,7 @@ impl JobQueue for SqliteStore {
         jobs: &[Fence],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Fence>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.complete");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -445,6 +449,7 @@ impl JobQueue for SqliteStore {
         now: DateTime<Utc>,
         unit: f64,
     ) -> StoreResult<Option<JobState>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.fail");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let row = sqlx::query(concat!(
             "SELECT ",
@@ -491,6 +496,7 @@ impl JobQueue for SqliteStore {
         checkpoint: &Value,
         _now: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        let _timed = crate::sql::timing::Timed::new("jobs.checkpoint");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let n = sqlx::query(
             "UPDATE jobs SET checkpoint = ?1
@@ -509,6 +515,7 @@ impl JobQueue for SqliteStore {
     }
 
     async fn release(&self, owner: &str, jobs: &[Fence], now: DateTime<Utc>) -> StoreResult<u64> {
+        let _timed = crate::sql::timing::Timed::new("jobs.release");
         if jobs.is_empty() {
             return Ok(0);
         }
@@ -543,6 +550,7 @@ impl JobQueue for SqliteStore {
         limit: u32,
         unit: f64,
     ) -> StoreResult<Vec<(Uuid, JobState)>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.recover_expired");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let rows = sqlx::query(concat!(
             "SELECT ",
@@ -589,6 +597,7 @@ impl JobQueue for SqliteStore {
     }
 
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {
+        let _timed = crate::sql::timing::Timed::new("jobs.queue_depth");
         let rows = sqlx::query(
             "SELECT state, kind, COUNT(*) AS n FROM jobs
              WHERE state NOT IN ('completed', 'cancelled') GROUP BY state, kind",
@@ -611,6 +620,7 @@ impl JobQueue for SqliteStore {
     }
 
     async fn dead_letters(&self) -> StoreResult<DeadLetters> {
+        let _timed = crate::sql::timing::Timed::new("jobs.dead_letters");
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(finished_at) AS oldest FROM jobs WHERE state = 'dead'",
         )
@@ -624,11 +634,13 @@ impl JobQueue for SqliteStore {
     }
 
     async fn tidy_queue(&self, _after_dead_rows: u64) -> StoreResult<bool> {
+        let _timed = crate::sql::timing::Timed::new("jobs.tidy_queue");
         // SQLite frees a deleted or updated row's index entries at once: nothing piles up
         Ok(false)
     }
 
     async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        let _timed = crate::sql::timing::Timed::new("jobs.prune_jobs");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let n = sqlx::query(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs

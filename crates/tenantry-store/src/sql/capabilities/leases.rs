@@ -11,6 +11,7 @@ macro_rules! lease_store {
                 now: chrono::DateTime<chrono::Utc>,
                 until: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<bool> {
+                let _timed = crate::sql::timing::Timed::new("leases.acquire");
                 let mut tx = self.platform_tx(Intent::Write).await?;
                 let n = sqlx::query(sql::ACQUIRE)
                     .bind(name)
@@ -26,6 +27,7 @@ macro_rules! lease_store {
             }
 
             async fn release(&self, name: &str, owner: &str) -> $crate::StoreResult<()> {
+                let _timed = crate::sql::timing::Timed::new("leases.release");
                 let mut tx = self.platform_tx(Intent::Write).await?;
                 sqlx::query(sql::RELEASE)
                     .bind(name)
@@ -41,6 +43,7 @@ macro_rules! lease_store {
                 name: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<Option<String>> {
+                let _timed = crate::sql::timing::Timed::new("leases.holder");
                 sqlx::query_scalar(sql::HOLDER)
                     .bind(name)
                     .bind(db_time(now))
