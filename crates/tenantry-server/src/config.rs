@@ -70,6 +70,9 @@ pub struct Config {
     /// Origins (`https://app.example.com`, comma-separated) whose browser apps may call the API
     /// (CORS). Empty: none, and preflight requests are refused like any unknown method.
     pub cors_allowed_origins: String,
+    /// Tenant ids (comma-separated, at most 100) whose metrics carry their own `tenant` label;
+    /// every other tenant is counted as `other`. Empty: all are `other`.
+    pub tenant_metrics: String,
     pub http: crate::platform::http::serve::HttpConfig,
     pub tenants: crate::tenants::config::TenantsConfig,
     pub auth: crate::access::config::AuthConfig,
@@ -92,6 +95,7 @@ impl Default for Config {
             shutdown_grace_seconds: 10,
             roles: "api,worker,scheduler".into(),
             cors_allowed_origins: String::new(),
+            tenant_metrics: String::new(),
             http: Default::default(),
             tenants: Default::default(),
             auth: Default::default(),
@@ -115,6 +119,7 @@ const TOP_ENV: &[(&str, &str)] = &[
     ("shutdown_grace_seconds", "shutdown_grace_seconds"),
     ("roles", "roles"),
     ("cors_allowed_origins", "cors_allowed_origins"),
+    ("tenant_metrics", "tenant_metrics"),
 ];
 
 /// Every environment variable (`TENANTRY_` + name) and the key it sets. Other `TENANTRY_*`
@@ -304,11 +309,32 @@ impl Config {
                 ));
             }
         }
+        let ids = self.tenant_metric_ids()?;
+        if ids.len() > 100 {
+            return Err(invalid("tenant_metrics", "name at most 100 tenants"));
+        }
         self.http.validate()?;
         self.tenants.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;
         self.jobs.validate()
+    }
+
+    /// `tenant_metrics` as tenant ids.
+    pub fn tenant_metric_ids(&self) -> Result<Vec<tenantry_domain::TenantId>, ConfigError> {
+        self.tenant_metrics
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    invalid(
+                        "tenant_metrics",
+                        format!("'{s}' is not a tenant id (the UUID, not the slug)"),
+                    )
+                })
+            })
+            .collect()
     }
 
     pub fn listen_addr(&self) -> SocketAddr {

@@ -244,6 +244,7 @@ pub async fn app_state(
     let cursors = platform::http::cursor::Cursors::new(std::sync::Arc::clone(app.store()));
     Ok(platform::http::AppState {
         cursors,
+        tenant_labels: telemetry::TenantLabels::new(config.tenant_metric_ids()?),
         tokens: std::sync::Arc::new(tokens),
         jobs,
         app,

@@ -94,6 +94,30 @@ impl Metric {
     }
 }
 
+/// The tenants whose metrics carry their own `tenant` label (`tenant_metrics`, an opt-in list:
+/// per-tenant series are a cardinality choice the operator makes); every other tenant's are
+/// summed under `tenant="other"`.
+#[derive(Clone, Debug, Default)]
+pub struct TenantLabels(
+    std::sync::Arc<std::collections::HashMap<tenantry_domain::TenantId, String>>,
+);
+
+impl TenantLabels {
+    pub fn new(ids: impl IntoIterator<Item = tenantry_domain::TenantId>) -> Self {
+        Self(std::sync::Arc::new(
+            ids.into_iter().map(|id| (id, id.to_string())).collect(),
+        ))
+    }
+
+    /// The label of `tenant`: its id when it is on the list, else `other`.
+    pub fn label(&self, tenant: tenantry_domain::TenantId) -> String {
+        self.0
+            .get(&tenant)
+            .cloned()
+            .unwrap_or_else(|| "other".to_owned())
+    }
+}
+
 /// Every metric of every capability, and the store's.
 pub fn catalog() -> impl Iterator<Item = &'static Metric> {
     crate::CAPABILITIES

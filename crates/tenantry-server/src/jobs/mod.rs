@@ -59,6 +59,10 @@ const METRICS: &[Metric] = &[
     ),
     Metric::gauge("job_queue_depth", "Unfinished jobs, by state and kind"),
     Metric::gauge(
+        "tenant_jobs_running",
+        "Jobs this process is running, by tenant (the tenants of tenant_metrics by id, the others as `other`)",
+    ),
+    Metric::gauge(
         "job_dead_letter_depth",
         "Dead jobs waiting to be replayed or purged",
     ),
@@ -92,6 +96,9 @@ fn background(rt: &Runtime<'_>) -> Vec<Task> {
             concurrency: c.jobs.worker_concurrency as usize,
             shutdown_grace: rt.grace,
             tenant_cap: (c.jobs.tenant_max_running > 0).then_some(c.jobs.tenant_max_running),
+            tenant_labels: crate::telemetry::TenantLabels::new(
+                c.tenant_metric_ids().unwrap_or_default(),
+            ),
             ..workers::WorkerSettings::default()
         };
         let worker = workers::Worker::new(

@@ -23,6 +23,10 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
             "HTTP request duration, by method, route template and status",
         ),
         Metric::counter(
+            "tenant_http_requests_total",
+            "Requests about a tenant, by tenant (the tenants of tenant_metrics by id, the others as `other`) and status class",
+        ),
+        Metric::counter(
             "http_refused_total",
             "Requests answered below the router (unparseable, too slow, over the connection bound), by problem type",
         ),

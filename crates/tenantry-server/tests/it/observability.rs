@@ -267,3 +267,60 @@ pub fn slo_rules_and_dashboard_are_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Per-tenant series exist only for the tenants of `tenant_metrics`; every other tenant is
+/// counted as `other`, so cardinality is the operator's choice.
+pub async fn per_tenant_metrics_are_opt_in(srv: &TestServer) {
+    let listed = tenant_named(srv, "Watched").await;
+    let unlisted = tenant_named(srv, "Crowd").await;
+    let (listed, unlisted) = (
+        listed["id"].as_str().unwrap().to_owned(),
+        unlisted["id"].as_str().unwrap().to_owned(),
+    );
+    let watching = listed.clone();
+    let srv = srv
+        .second_instance_with(move |c| c.tenant_metrics = watching)
+        .await;
+    for t in [&listed, &unlisted] {
+        let r = srv
+            .op(Method::GET, &format!("/v1/tenants/{t}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = srv
+            .op(Method::GET, &format!("/t/{t}/v1/devices/none"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let text = srv
+        .client
+        .get(srv.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("tenant_http_requests_total{"))
+        .collect();
+    for class in ["2xx", "4xx"] {
+        for tenant in [listed.as_str(), "other"] {
+            let want = format!("tenant=\"{tenant}\"");
+            assert!(
+                series
+                    .iter()
+                    .any(|l| l.contains(&want) && l.contains(&format!("class=\"{class}\""))),
+                "no {class} series for {tenant}: {series:?}"
+            );
+        }
+    }
+    assert!(
+        !text.contains(&unlisted),
+        "an unlisted tenant got series of its own"
+    );
+}

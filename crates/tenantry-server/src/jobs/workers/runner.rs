@@ -32,6 +32,8 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     /// Most jobs one tenant may have running at once across every worker (`None`: no cap).
     pub tenant_cap: Option<u32>,
+    /// The tenants whose running jobs are counted under their own label (`tenant_metrics`).
+    pub tenant_labels: crate::telemetry::TenantLabels,
 }
 
 impl Default for WorkerSettings {
@@ -43,6 +45,7 @@ impl Default for WorkerSettings {
             poll: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),
             tenant_cap: None,
+            tenant_labels: crate::telemetry::TenantLabels::default(),
         }
     }
 }
@@ -67,6 +70,16 @@ struct Running {
     renewed: Instant,
     cancel: Arc<AtomicBool>,
     abort: tokio::task::AbortHandle,
+    /// Its tenant's `tenant_jobs_running` label, counted while it is here.
+    tenant: Option<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(t) = self.tenant.take() {
+            metrics::gauge!("tenant_jobs_running", "tenant" => t).decrement(1.0);
+        }
+    }
 }
 
 struct Done {
@@ -276,9 +289,14 @@ impl Worker {
             }
             .instrument(span),
         );
+        let tenant = job.tenant_id.map(|t| self.settings.tenant_labels.label(t));
+        if let Some(t) = &tenant {
+            metrics::gauge!("tenant_jobs_running", "tenant" => t.clone()).increment(1.0);
+        }
         running.insert(
             job.id,
             Running {
+                tenant,
                 fence,
                 kind: job.kind,
                 renew_every: (job.lease / 3)

@@ -86,6 +86,10 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
         request_id = %request_id,
         tenant_id = tracing::field::Empty,
     );
+    let tenant_labels = req
+        .extensions()
+        .get::<crate::telemetry::TenantLabels>()
+        .cloned();
     let mut resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
@@ -107,6 +111,15 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
         "status" => status.as_u16().to_string(),
     )
     .record(elapsed.as_secs_f64());
+    if let (Some(labels), Some(tenant)) = (&tenant_labels, ctx.tenant()) {
+        let class = match status.as_u16() {
+            500.. => "5xx",
+            400..=499 => "4xx",
+            _ => "2xx",
+        };
+        metrics::counter!("tenant_http_requests_total", "tenant" => labels.label(tenant), "class" => class)
+            .increment(1);
+    }
     let _enter = span.enter();
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     if status.is_server_error() {

@@ -37,6 +37,8 @@ pub struct AppState {
     pub cursors: cursor::Cursors,
     /// The job kinds this process knows (enqueue validates against it).
     pub jobs: std::sync::Arc<crate::jobs::workers::Registry>,
+    /// The tenants whose metrics carry their id (`tenant_metrics`).
+    pub tenant_labels: crate::telemetry::TenantLabels,
 }
 
 async fn not_found(method: Method, uri: Uri) -> Problem {
@@ -102,7 +104,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             state.clone(),
             crate::access::http::limits::enforce,
         ));
-    let api = with_edge(limited, body_limit).with_state(state);
+    let labels = axum::Extension(state.tenant_labels.clone());
+    let api = with_edge(limited, body_limit)
+        .layer(labels)
+        .with_state(state);
     // `/t/{tenant}/…` is rewritten before routing, so it works for every route.
     let prefixed = tower::Layer::layer(
         &axum::middleware::from_fn(extract::strip_tenant_prefix),
