@@ -54,7 +54,7 @@ impl fmt::Display for EditionKey {
 
 /// The limits an edition grants. All are positive; enforcement comes with the capabilities that
 /// use them (rate limiting, storage, webhooks, retention).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditionLimits {
     pub requests_per_minute: u32,

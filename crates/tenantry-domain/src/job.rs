@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 ///                                                       │  └──▶ dead (permanent error, attempts exhausted)
 ///                     cancel (not finished) ──▶ cancelled;  retry / replay (dead, cancelled) ──▶ available
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Scheduled,
@@ -105,7 +105,7 @@ impl FromStr for JobState {
 }
 
 /// Why an attempt ended without success.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The handler said: try again later.
@@ -145,7 +145,7 @@ impl FromStr for FailureKind {
 }
 
 /// One failed attempt, kept in the job's error history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptError {
     pub attempt: u32,
     pub kind: FailureKind,

@@ -14,7 +14,7 @@ use crate::access::keys::{IssuedKey, generate_key, hash_key};
 use crate::platform::{App, AppError, AppResult, Ctx, Idem, now};
 
 /// `POST /v1/devices` input.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
     pub device_id: String,

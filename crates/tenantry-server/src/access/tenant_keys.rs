@@ -15,7 +15,7 @@ use crate::access::keys::{IssuedKey, generate_key, hash_key};
 use crate::platform::{App, AppError, AppResult, Ctx, Idem, now};
 
 /// `POST /v1/tenants/{tenant}/api-keys` input.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenantKey {
     pub name: String,
@@ -28,7 +28,7 @@ pub struct NewTenantKey {
 }
 
 /// `POST …/api-keys/{id}:rotate` input.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
     /// How long the old secret keeps working (default: `key_rotation_grace_hours`).

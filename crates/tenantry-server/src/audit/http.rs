@@ -13,7 +13,7 @@ use crate::access::scope::Deleted;
 use crate::platform::http::AppState;
 use crate::platform::http::extract::{ApiQuery, PlatformOrTenantCtx, need};
 use crate::platform::http::problem::{Kind, Problem};
-use crate::platform::http::routes::{Access, Api};
+use crate::platform::http::routes::{Access, Api, Doc, PAGING, QueryParam};
 
 pub fn register(api: Api) -> Api {
     api.add_queried(
@@ -21,6 +21,17 @@ pub fn register(api: Api) -> Api {
         "/v1/audit",
         Access::Tenant(tenantry_domain::Scope::AuditRead),
         list,
+    )
+    .doc(
+        Doc::new("Audit records, newest first")
+            .page::<serde_json::Value>()
+            .query(&PAGING)
+            .query(&[
+                QueryParam::string("tenant", "operators: one tenant's records (id or slug)"),
+                QueryParam::string("action", "e.g. tenant.create"),
+                QueryParam::string("since", "RFC 3339"),
+                QueryParam::string("until", "RFC 3339"),
+            ]),
     )
 }
 

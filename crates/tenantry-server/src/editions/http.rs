@@ -15,7 +15,7 @@ use crate::platform::http::extract::{
 };
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::Problem;
-use crate::platform::http::routes::{Access, Api};
+use crate::platform::http::routes::{Access, Api, Doc};
 
 pub fn register(api: Api) -> Api {
     api.add(
@@ -24,13 +24,20 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::EditionsRead),
         list,
     )
+    .doc(Doc::new("The editions catalog").page::<crate::platform::views::EditionView>())
     .add(Method::POST, "/v1/editions", Access::Operator, create)
+    .doc(
+        Doc::new("Create a custom edition")
+            .body::<crate::editions::service::NewEdition>()
+            .ok::<crate::platform::views::EditionView>(201),
+    )
     .add(
         Method::GET,
         "/v1/editions/{key}",
         Access::Tenant(Scope::EditionsRead),
         show,
     )
+    .doc(Doc::new("Read an edition").ok::<crate::platform::views::EditionView>(200))
 }
 
 fn edition_reply(status: StatusCode, e: &Edition) -> Reply {

@@ -9,7 +9,7 @@ use crate::platform::views::{EditionView, to_json};
 use crate::platform::{App, AppError, AppResult, Ctx, Idem, now};
 
 /// `POST /v1/editions` input.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEdition {
     pub key: String,

@@ -15,7 +15,7 @@ use crate::jobs::workers::Registry;
 use crate::platform::PlatformOrTenant;
 use crate::platform::{App, AppError, AppResult, Ctx, Idem, now};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     pub name: String,

@@ -18,7 +18,7 @@ use crate::platform::{App, AppResult, Ctx, Idem, PlatformOrTenant, now};
 pub const MAX_BATCH: usize = 1000;
 
 /// A job as the API accepts it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     pub kind: String,

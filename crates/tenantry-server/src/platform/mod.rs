@@ -15,7 +15,7 @@ pub mod views;
 /// expired idempotency records.
 pub const CAPABILITY: crate::Capability = crate::Capability {
     name: "platform",
-    routes: http::health::register,
+    routes: |api| http::openapi::register(http::health::register(api)),
     housekeeping: idempotency::housekeeping,
     metrics: &[
         Metric::seconds(

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tenantry_domain::{Edition, EditionLimits, Tenant};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TenantView {
     pub id: String,
     pub slug: String,
@@ -39,7 +39,7 @@ impl From<&Tenant> for TenantView {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EditionView {
     pub key: String,
     pub name: String,

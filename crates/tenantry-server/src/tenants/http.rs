@@ -10,28 +10,46 @@ use tenantry_store::{IdempotencyRecord, TenantFilter};
 use crate::platform::AppError;
 use crate::platform::TenantView;
 use crate::platform::http::AppState;
-use crate::platform::http::extract::{
-    ApiJson, ApiQuery, NoBody, Operator, PlatformOrTenantCtx, need,
-};
+use crate::platform::http::extract::{ApiJson, ApiQuery, Operator, PlatformOrTenantCtx, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::{Kind, Problem};
-use crate::platform::http::routes::{Access, Api};
+use crate::platform::http::routes::{Access, Api, Doc, PAGING, QueryParam};
 use crate::tenants::{Lifecycle, NewTenant, TenantPatchIn};
 
 pub fn register(api: Api) -> Api {
     api.add_queried(Method::GET, "/v1/tenants", Access::Operator, list)
+        .doc(
+            Doc::new("List tenants, oldest first")
+                .page::<TenantView>()
+                .query(&PAGING)
+                .query(&[
+                    QueryParam::string("status", "provisioning, active, suspended or deleted"),
+                    QueryParam::string("edition", "an edition key"),
+                ]),
+        )
         .add(Method::POST, "/v1/tenants", Access::Operator, create)
+        .doc(
+            Doc::new("Create a tenant")
+                .body::<crate::tenants::service::NewTenant>()
+                .ok::<TenantView>(201),
+        )
         .add(
             Method::GET,
             "/v1/tenants/{target}",
             Access::Tenant(Scope::TenantsRead),
             show,
         )
+        .doc(Doc::new("Read a tenant (by id or slug)").ok::<TenantView>(200))
         .add(
             Method::PATCH,
             "/v1/tenants/{target}",
             Access::Operator,
             update,
+        )
+        .doc(
+            Doc::new("Change a tenant (JSON merge patch; needs If-Match)")
+                .body::<crate::tenants::service::TenantPatchIn>()
+                .ok::<TenantView>(200),
         )
         .add(
             Method::DELETE,
@@ -39,24 +57,31 @@ pub fn register(api: Api) -> Api {
             Access::Operator,
             delete,
         )
+        .doc(
+            Doc::new("Delete a tenant (soft: restorable within the grace period)")
+                .ok::<TenantView>(200),
+        )
         .add(
             Method::POST,
             "/v1/tenants/{target}:suspend",
             Access::Operator,
             operation,
         )
+        .doc(Doc::new("Suspend a tenant").ok::<TenantView>(200))
         .add(
             Method::POST,
             "/v1/tenants/{target}:resume",
             Access::Operator,
             operation,
         )
+        .doc(Doc::new("Resume a suspended tenant").ok::<TenantView>(200))
         .add(
             Method::POST,
             "/v1/tenants/{target}:restore",
             Access::Operator,
             operation,
         )
+        .doc(Doc::new("Restore a deleted tenant within its grace period").ok::<TenantView>(200))
 }
 
 fn tenant_reply(status: StatusCode, t: &Tenant) -> Reply {
@@ -209,8 +234,14 @@ async fn operation(
     op: Operator,
     Path(target): Path<String>,
     headers: HeaderMap,
-    _: NoBody,
 ) -> Result<Response, Problem> {
+    // a POST without a verb is a 405 whatever it carries; with one, it takes no body
+    if target.contains(':') && crate::platform::http::extract::has_body(&headers) {
+        return Err(Problem::new(
+            Kind::BadRequest,
+            format!("POST /v1/tenants/{target} takes no body; send none"),
+        ));
+    }
     let Some((id, verb)) = target.rsplit_once(':') else {
         return Err(Problem::new(
             Kind::MethodNotAllowed,

@@ -13,7 +13,7 @@ use crate::platform::views::{TenantView, to_json};
 use crate::platform::{App, AppError, AppResult, Ctx, Idem, now};
 
 /// `POST /v1/tenants` input.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     pub name: String,
@@ -24,7 +24,7 @@ pub struct NewTenant {
 }
 
 /// `PATCH /v1/tenants/{id}` input (JSON merge patch): absent fields stay, `region: null` clears.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatchIn {
     #[serde(default, deserialize_with = "present")]

@@ -175,6 +175,7 @@ on_every_backend!(
     observability::trace_context_and_request_id_are_honoured,
     observability::health_readiness_and_metrics,
     observability::per_tenant_metrics_are_opt_in,
+    observability::the_openapi_document_covers_every_route,
     access::tenant_keys_create_list_rotate_revoke,
     access::scopes_are_enforced_and_cannot_be_escalated,
     access::tenant_resolution_sources,

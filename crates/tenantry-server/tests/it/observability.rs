@@ -324,3 +324,80 @@ pub async fn per_tenant_metrics_are_opt_in(srv: &TestServer) {
         "an unlisted tenant got series of its own"
     );
 }
+
+/// `/openapi.json` documents every route of the route table exactly once, with its scope, and
+/// `/docs` renders it without anything from another origin.
+pub async fn the_openapi_document_covers_every_route(srv: &TestServer) {
+    let doc = body(
+        srv.client
+            .get(srv.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let specs = tenantry_server::platform::http::routes::api().specs;
+    let mut seen = std::collections::HashSet::new();
+    for spec in &specs {
+        let method = spec.method.as_str().to_ascii_lowercase();
+        assert!(
+            seen.insert((spec.path, method.clone())),
+            "{} {} is in the route table twice",
+            spec.method,
+            spec.path
+        );
+        let op = &doc["paths"][spec.path][&method];
+        assert!(
+            op.is_object(),
+            "{} {} is not documented",
+            spec.method,
+            spec.path
+        );
+        assert!(
+            op["responses"]["4XX"].is_object(),
+            "{} {}: no problem answer",
+            spec.method,
+            spec.path
+        );
+        if let tenantry_server::platform::http::routes::Access::Tenant(scope) = spec.access {
+            assert_eq!(
+                op["x-required-scope"],
+                scope.as_str(),
+                "{} {}",
+                spec.method,
+                spec.path
+            );
+        }
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        specs.len(),
+        "operations documented that are not routes"
+    );
+    // schemas are real: a body and an answer
+    let create = &doc["paths"]["/v1/tenants"]["post"];
+    let name = create["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    assert!(
+        doc["components"]["schemas"][name]["properties"]["name"].is_object(),
+        "{doc}"
+    );
+    let page = srv.client.get(srv.url("/docs")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("/openapi.json") && !html.contains("https://"),
+        "self-contained"
+    );
+}

@@ -14,7 +14,7 @@ use crate::platform::http::AppState;
 use crate::platform::http::extract::{ApiJson, ApiQuery, TenantCtx, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::Problem;
-use crate::platform::http::routes::{Access, Api};
+use crate::platform::http::routes::{Access, Api, Doc, PAGING};
 
 pub fn register(api: Api) -> Api {
     api.add(
@@ -23,11 +23,21 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::DevicesManage),
         create,
     )
+    .doc(
+        Doc::new("Register a device (its key is shown once)")
+            .body::<crate::access::devices::NewDevice>()
+            .ok::<RegisteredView<'static>>(201),
+    )
     .add_queried(
         Method::GET,
         "/v1/devices",
         Access::Tenant(Scope::DevicesRead),
         list,
+    )
+    .doc(
+        Doc::new("List the tenant's devices")
+            .page::<DeviceView>()
+            .query(&PAGING),
     )
     .add(
         Method::GET,
@@ -35,15 +45,17 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::DevicesRead),
         show,
     )
+    .doc(Doc::new("Read a device").ok::<DeviceView>(200))
     .add(
         Method::DELETE,
         "/v1/devices/{device_id}",
         Access::Tenant(Scope::DevicesManage),
         delete,
     )
+    .doc(Doc::new("Delete a device (and revoke its key)").no_content())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DeviceView {
     device_id: String,
     name: Option<String>,
@@ -62,7 +74,7 @@ impl From<&DeviceRecord> for DeviceView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RegisteredView<'a> {
     #[serde(flatten)]
     device: DeviceView,

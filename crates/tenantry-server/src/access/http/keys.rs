@@ -14,7 +14,7 @@ use crate::platform::http::AppState;
 use crate::platform::http::extract::{ApiJson, ApiQuery, TenantCtx, need, parse_json};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::{Kind, Problem};
-use crate::platform::http::routes::{Access, Api};
+use crate::platform::http::routes::{Access, Api, Doc, PAGING};
 use crate::platform::now;
 
 pub fn register(api: Api) -> Api {
@@ -24,11 +24,21 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::KeysManage),
         create,
     )
+    .doc(
+        Doc::new("Create a tenant API key (its secret is shown once)")
+            .body::<crate::access::tenant_keys::NewTenantKey>()
+            .ok::<IssuedView<'static>>(201),
+    )
     .add_queried(
         Method::GET,
         "/v1/tenants/{tenant}/api-keys",
         Access::Tenant(Scope::KeysRead),
         list,
+    )
+    .doc(
+        Doc::new("List the tenant's API keys (never their secrets)")
+            .page::<KeyView>()
+            .query(&PAGING),
     )
     .add(
         Method::DELETE,
@@ -36,16 +46,22 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::KeysManage),
         revoke,
     )
+    .doc(Doc::new("Revoke an API key").no_content())
     .add(
         Method::POST,
         "/v1/tenants/{tenant}/api-keys/{key}:rotate",
         Access::Tenant(Scope::KeysManage),
         rotate,
     )
+    .doc(
+        Doc::new("Rotate an API key: a successor, the old secret valid for a grace period")
+            .optional_body::<crate::access::tenant_keys::RotateKey>()
+            .ok::<IssuedView<'static>>(201),
+    )
 }
 
 /// A key as listed: never its secret.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     id: String,
     kind: &'static str,
@@ -53,7 +69,9 @@ pub struct KeyView {
     /// The public start of the key, to recognise it.
     prefix: String,
     status: &'static str,
+    #[schema(value_type = Vec<String>)]
     scopes: Vec<Scope>,
+    #[schema(value_type = Vec<String>)]
     roles: Vec<Role>,
     rate_limit_per_minute: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,7 +115,7 @@ impl From<&ApiKeyRecord> for KeyView {
 }
 
 /// A key just issued: the secret is in `key`, shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct IssuedView<'a> {
     #[serde(flatten)]
     view: KeyView,

@@ -9,7 +9,7 @@ use tenantry_domain::Scope;
 
 use crate::platform::http::extract::{TenantCtx, need};
 use crate::platform::http::problem::Problem;
-use crate::platform::http::routes::{Access, Api};
+use crate::platform::http::routes::{Access, Api, Doc};
 
 pub fn register(api: Api) -> Api {
     api.add(
@@ -18,6 +18,7 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::TenantsRead),
         whoami,
     )
+    .doc(Doc::new("The calling credential and its tenant"))
 }
 
 async fn whoami(t: TenantCtx<need::TenantsRead>) -> Result<Response, Problem> {

@@ -21,7 +21,7 @@ use crate::platform::http::extract::PlatformOrTenantCtx;
 use crate::platform::http::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::{Kind, Problem};
-use crate::platform::http::routes::{Access, Api};
+use crate::platform::http::routes::{Access, Api, Doc, PAGING, QueryParam};
 
 pub fn register(api: Api) -> Api {
     api.add(
@@ -30,39 +30,45 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::JobsManage),
         enqueue,
     )
+    .doc(Doc::new("Enqueue a job, or up to 1 000 at once").body::<EnqueueBody>().ok::<EnqueueAnswer>(201).also(200))
     .add_queried(
         Method::GET,
         "/v1/jobs",
         Access::Tenant(Scope::JobsRead),
         list,
     )
+    .doc(Doc::new("List jobs, newest first").page::<JobView>().query(&PAGING).query(&[QueryParam::string("state", "scheduled, available, running, retryable, paused, completed, cancelled or dead"), QueryParam::string("kind", "a job kind"), QueryParam::string("tenant", "operators: one tenant's jobs (id or slug)")]))
     .add(
         Method::GET,
         "/v1/jobs/{job}",
         Access::Tenant(Scope::JobsRead),
         show,
     )
+    .doc(Doc::new("Read a job, with its errors").ok::<JobView>(200))
     .add(
         Method::POST,
         "/v1/jobs/{job}:retry",
         Access::Tenant(Scope::JobsManage),
         act,
     )
+    .doc(Doc::new("Send a job back to the queue now").ok::<JobView>(200))
     .add(
         Method::POST,
         "/v1/jobs/{job}:cancel",
         Access::Tenant(Scope::JobsManage),
         act,
     )
+    .doc(Doc::new("Cancel a job").ok::<JobView>(200))
     .add(
         Method::POST,
         "/v1/jobs:replay",
         Access::Tenant(Scope::JobsManage),
         replay,
     )
+    .doc(Doc::new("Replay dead (and optionally cancelled) jobs").optional_body::<ReplayBody>())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobView {
     id: Uuid,
     queue: String,
@@ -119,14 +125,27 @@ impl From<JobRecord> for JobView {
 }
 
 /// One job, or `{"jobs": [...]}` (up to 1 000).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum EnqueueBody {
     Batch { jobs: Vec<JobRequest> },
     One(JobRequest),
 }
 
-#[derive(Serialize)]
+/// What `POST /v1/jobs` answers (documentation: the one shape or the other).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum EnqueueAnswer {
+    Batch {
+        jobs: Vec<EnqueuedView>,
+        created: usize,
+        existing: usize,
+    },
+    One(EnqueuedView),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 struct EnqueuedView {
     id: Uuid,
     /// `created`, or `existing` when a job with the same unique key is not finished.
@@ -230,7 +249,7 @@ async fn enqueue(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchStrict {
     jobs: Vec<JobRequest>,
@@ -345,7 +364,7 @@ async fn act(
     idempotency::finish(&state, idem.as_ref(), result, reply).await
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReplayBody {
     kind: Option<String>,

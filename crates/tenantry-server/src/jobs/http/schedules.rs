@@ -16,7 +16,7 @@ use crate::platform::http::extract::PlatformOrTenantCtx;
 use crate::platform::http::extract::{ApiJson, ApiQuery, NoParams, need};
 use crate::platform::http::idempotency::{self, Prepared, Reply};
 use crate::platform::http::problem::Problem;
-use crate::platform::http::routes::{Access, Api};
+use crate::platform::http::routes::{Access, Api, Doc, QueryParam};
 
 pub fn register(api: Api) -> Api {
     api.add(
@@ -25,27 +25,43 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::JobsManage),
         put,
     )
+    .doc(
+        Doc::new("Create or replace a schedule")
+            .body::<crate::jobs::schedules::ScheduleRequest>()
+            .ok::<ScheduleView>(201)
+            .also(200),
+    )
     .add(
         Method::GET,
         "/v1/schedules",
         Access::Tenant(Scope::JobsRead),
         list,
     )
+    .doc(Doc::new("List schedules").page::<ScheduleView>())
     .add(
         Method::GET,
         "/v1/schedules/{name}",
         Access::Tenant(Scope::JobsRead),
         show,
     )
+    .doc(Doc::new("Read a schedule").ok::<ScheduleView>(200))
     .add_queried(
         Method::DELETE,
         "/v1/schedules/{name}",
         Access::Tenant(Scope::JobsManage),
         delete,
     )
+    .doc(
+        Doc::new("Delete a schedule")
+            .no_content()
+            .query(&[QueryParam::string(
+                "tenant",
+                "operators: whose schedule (id or slug)",
+            )]),
+    )
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ScheduleView {
     name: String,
     tenant_id: Option<String>,

@@ -8,12 +8,17 @@ use serde_json::json;
 
 use crate::platform::http::AppState;
 use crate::platform::http::problem::{Kind, Problem};
-use crate::platform::http::routes::{Access, Api};
+use crate::platform::http::routes::{Access, Api, Doc};
 
 pub fn register(api: Api) -> Api {
     api.add(Method::GET, "/healthz", Access::Public, healthz)
+        .doc(Doc::new("Liveness: the process is up"))
         .add(Method::GET, "/readyz", Access::Public, readyz)
+        .doc(Doc::new(
+            "Readiness: the store is reachable and migrated; the optional backends' state",
+        ))
         .add(Method::GET, "/metrics", Access::Public, metrics)
+        .doc(Doc::new("Prometheus metrics (text format)").content_type("text/plain"))
 }
 
 async fn healthz() -> Response {

@@ -6,6 +6,7 @@ pub mod edge;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod serve;

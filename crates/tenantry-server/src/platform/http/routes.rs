@@ -28,6 +28,150 @@ pub struct RouteSpec {
     /// The documented path, with custom-method suffixes (`/v1/tenants/{tenant}:suspend`).
     pub path: &'static str,
     pub access: Access,
+    /// Whether the route reads query parameters (`add_queried`).
+    pub queried: bool,
+    /// What the OpenAPI document says of it beyond the above (`Api::doc`).
+    pub doc: Doc,
+}
+
+/// A schema for the OpenAPI document: adds what it refers to into the components and returns
+/// the schema (usually a reference). Made by [`schema`] and [`page_of`].
+pub type SchemaFn = fn(
+    &mut Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )>,
+) -> serde_json::Value;
+
+/// The schema of `T`, registered as a component.
+pub fn schema<T: utoipa::ToSchema>(
+    components: &mut Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )>,
+) -> serde_json::Value {
+    T::schemas(components);
+    let name = T::name().into_owned();
+    components.push((name.clone(), T::schema()));
+    serde_json::json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// A page of `T` (`{items, page_info}`).
+pub fn page_of<T: utoipa::ToSchema>(
+    components: &mut Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "required": ["items", "page_info"],
+        "properties": {
+            "items": { "type": "array", "items": schema::<T>(components) },
+            "page_info": { "$ref": "#/components/schemas/PageInfo" },
+        },
+    })
+}
+
+/// A query parameter of a route.
+#[derive(Clone, Copy, Debug)]
+pub struct QueryParam {
+    pub name: &'static str,
+    /// A JSON Schema type: `string`, `integer`, `boolean`.
+    pub kind: &'static str,
+    pub description: &'static str,
+}
+
+impl QueryParam {
+    pub const fn string(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            kind: "string",
+            description,
+        }
+    }
+}
+
+/// The paging parameters of every cursor-paginated list.
+pub const PAGING: [QueryParam; 2] = [
+    QueryParam {
+        name: "limit",
+        kind: "integer",
+        description: "page size, 1–200 (default 50)",
+    },
+    QueryParam::string(
+        "cursor",
+        "the `next_cursor` of the previous page of the same list",
+    ),
+];
+
+/// What the OpenAPI document says of a route: a summary, its body, its success answer, its query
+/// parameters.
+#[derive(Clone, Debug, Default)]
+pub struct Doc {
+    pub summary: &'static str,
+    pub body: Option<SchemaFn>,
+    /// The body may be left out entirely (every field optional).
+    pub body_optional: bool,
+    pub ok: Option<(u16, Option<SchemaFn>)>,
+    /// Other success statuses with the same body (`200` for an existing unique job).
+    pub also: Vec<u16>,
+    /// The success answer's media type, when it is not `application/json`.
+    pub content_type: Option<&'static str>,
+    pub query: Vec<QueryParam>,
+}
+
+impl Doc {
+    pub fn new(summary: &'static str) -> Self {
+        Self {
+            summary,
+            ..Self::default()
+        }
+    }
+
+    pub fn body<T: utoipa::ToSchema>(mut self) -> Self {
+        self.body = Some(schema::<T>);
+        self
+    }
+
+    pub fn optional_body<T: utoipa::ToSchema>(mut self) -> Self {
+        self.body = Some(schema::<T>);
+        self.body_optional = true;
+        self
+    }
+
+    pub fn ok<T: utoipa::ToSchema>(mut self, status: u16) -> Self {
+        self.ok = Some((status, Some(schema::<T>)));
+        self
+    }
+
+    pub fn page<T: utoipa::ToSchema>(mut self) -> Self {
+        self.ok = Some((200, Some(page_of::<T>)));
+        self
+    }
+
+    /// A success with no body (`204`).
+    pub fn no_content(mut self) -> Self {
+        self.ok = Some((204, None));
+        self
+    }
+
+    /// A success answer that is not JSON (`text/html`, the Prometheus text format).
+    pub fn content_type(mut self, media: &'static str) -> Self {
+        self.content_type = Some(media);
+        self
+    }
+
+    /// Another success status with the same body.
+    pub fn also(mut self, status: u16) -> Self {
+        self.also.push(status);
+        self
+    }
+
+    pub fn query(mut self, params: &[QueryParam]) -> Self {
+        self.query.extend_from_slice(params);
+        self
+    }
 }
 
 /// Builds the router and its table together.
@@ -114,7 +258,17 @@ impl Api {
             method,
             path,
             access,
+            queried,
+            doc: Doc::default(),
         });
+        self
+    }
+
+    /// Documents the route added last.
+    pub fn doc(mut self, doc: Doc) -> Self {
+        if let Some(last) = self.specs.last_mut() {
+            last.doc = doc;
+        }
         self
     }
 
