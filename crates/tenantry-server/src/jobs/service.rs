@@ -251,13 +251,15 @@ impl App {
             json!({ "job_id": id, "kind": job.kind, "state_before": job.state }),
         );
         let mut after = job;
-        if after.state.is_pending() {
+        if after.state.is_queued() {
             after.state = JobState::Cancelled;
             after.finished_at = Some(at);
         } else {
             after.cancel_requested = true;
         }
         changes.idempotency = idem.map(|f| f(&after));
+        // the answer is the job as this change left it (what a replay shows too), not as a
+        // worker may have changed it since
         match self
             .store
             .job_console()
@@ -268,6 +270,7 @@ impl App {
             Some(s) if s.is_finished() && s != JobState::Cancelled => {
                 Err(JobsError::AlreadyFinished(s).into())
             }
+            Some(s) if s == after.state => Ok(after),
             Some(_) => self.get_job(access, id).await,
         }
     }
@@ -310,7 +313,7 @@ impl App {
             .await?
         {
             None => Err(JobsError::NotFound(id).into()),
-            Some(JobState::Available) => self.get_job(access, id).await,
+            Some(JobState::Available) => Ok(after),
             Some(s) => Err(JobsError::NotRetryable(s).into()),
         }
     }
