@@ -114,7 +114,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         &axum::middleware::from_fn(extract::strip_tenant_prefix),
         api,
     );
-    let router = Router::new().fallback_service(prefixed);
+    let router = Router::new()
+        .fallback_service(prefixed)
+        .layer(axum::middleware::from_fn(routes::allow_from_the_table));
     match cors {
         Some(layer) => router.layer(layer),
         None => router,

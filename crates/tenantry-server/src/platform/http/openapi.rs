@@ -7,7 +7,148 @@ use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::platform::http::AppState;
 use crate::platform::http::routes::{Access, Api, Doc, RouteSpec};
+
+/// A name people read: 1–200 characters, not only spaces, no control characters and no
+/// bidirectional overrides (the text policy of docs/problems.md).
+const NAME: &str = r#"{"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069\\u200e\\u200f\\u061c]*[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069\\u200e\\u200f\\u061c][^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069\\u200e\\u200f\\u061c]*$"}"#;
+const DESCRIPTION: &str = r#"{"type": "string", "maxLength": 2000, "pattern": "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069\\u200e\\u200f\\u061c]*$"}"#;
+const SLUG: &str =
+    r#"{"type": "string", "minLength": 3, "maxLength": 63, "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"}"#;
+const KEY: &str =
+    r#"{"type": "string", "minLength": 2, "maxLength": 63, "pattern": "^[a-z0-9-]+$"}"#;
+const REGION: &str =
+    r#"{"type": "string", "minLength": 2, "maxLength": 32, "pattern": "^[a-z0-9-]+$"}"#;
+const VISIBLE_ASCII: &str =
+    r#"{"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!#-\\[\\]-~]+$"}"#;
+const QUEUE: &str = r#"{"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}"#;
+
+/// The validation rules of the request bodies, in JSON Schema: (schema, property, constraint).
+/// Merged into the schemas `utoipa` derives from the types (which know the types, not the rules);
+/// a test checks that each names a property that exists.
+const CONSTRAINTS: &[(&str, &str, &str)] = &[
+    ("NewTenant", "name", NAME),
+    ("NewTenant", "slug", SLUG),
+    ("NewTenant", "edition", KEY),
+    ("NewTenant", "region", REGION),
+    (
+        "NewTenant",
+        "isolation",
+        r#"{"enum": ["pooled", "schema", "database"]}"#,
+    ),
+    ("TenantPatchIn", "name", NAME),
+    ("TenantPatchIn", "edition", KEY),
+    ("TenantPatchIn", "region", REGION),
+    ("NewEdition", "key", KEY),
+    ("NewEdition", "name", NAME),
+    ("NewEdition", "description", DESCRIPTION),
+    ("EditionLimits", "requests_per_minute", r#"{"minimum": 1}"#),
+    ("EditionLimits", "burst", r#"{"minimum": 1}"#),
+    ("EditionLimits", "concurrency", r#"{"minimum": 1}"#),
+    ("EditionLimits", "storage_gb", r#"{"minimum": 1}"#),
+    (
+        "EditionLimits",
+        "webhook_subscriptions",
+        r#"{"minimum": 1}"#,
+    ),
+    ("EditionLimits", "retention_days", r#"{"minimum": 1}"#),
+    (
+        "EditionLimits",
+        "min_schedule_interval_seconds",
+        r#"{"minimum": 1}"#,
+    ),
+    (
+        "NewDevice",
+        "device_id",
+        r#"{"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}"#,
+    ),
+    ("NewDevice", "name", NAME),
+    ("NewDevice", "metadata", r#"{"type": "object"}"#),
+    ("NewTenantKey", "name", NAME),
+    ("NewTenantKey", "rate_limit_per_minute", r#"{"minimum": 1}"#),
+    ("RotateKey", "grace_seconds", r#"{"maximum": 2592000}"#),
+    ("JobRequest", "queue", QUEUE),
+    (
+        "JobRequest",
+        "priority",
+        r#"{"minimum": -100, "maximum": 100}"#,
+    ),
+    ("JobRequest", "unique_key", VISIBLE_ASCII),
+    (
+        "JobRequest",
+        "unique_window_seconds",
+        r#"{"maximum": 31536000}"#,
+    ),
+    (
+        "JobRequest",
+        "max_attempts",
+        r#"{"minimum": 1, "maximum": 100}"#,
+    ),
+    (
+        "JobRequest",
+        "lease_seconds",
+        r#"{"minimum": 1, "maximum": 3600}"#,
+    ),
+    ("JobRequest", "payload", r#"{"type": "object"}"#),
+    (
+        "ScheduleRequest",
+        "name",
+        r#"{"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$"}"#,
+    ),
+    (
+        "ScheduleRequest",
+        "interval_seconds",
+        r#"{"minimum": 1, "maximum": 31536000}"#,
+    ),
+    ("ScheduleRequest", "payload", r#"{"type": "object"}"#),
+];
+
+/// Applies [`CONSTRAINTS`] and the catalogs (scopes, roles) to the derived schemas.
+fn constrain(schemas: &mut Map<String, Value>) {
+    for (schema, property, rule) in CONSTRAINTS {
+        let Some(target) = schemas
+            .get_mut(*schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(*property))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let rule: Map<String, Value> = serde_json::from_str(rule).expect("constraints are JSON");
+        let nullable = target
+            .get("type")
+            .and_then(Value::as_array)
+            .is_some_and(|t| t.iter().any(|t| t == "null"));
+        for (k, v) in rule {
+            // keep `null` allowed where the field is optional
+            let v = match (k.as_str(), &v, nullable) {
+                ("type", Value::String(t), true) => json!([t, "null"]),
+                _ => v,
+            };
+            target.insert(k, v);
+        }
+        if nullable && let Some(Value::Array(e)) = target.get_mut("enum") {
+            e.push(Value::Null);
+        }
+    }
+    let scopes: Vec<&str> = tenantry_domain::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    let roles: Vec<&str> = tenantry_domain::Role::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| *r != "operator")
+        .collect();
+    if let Some(p) = schemas
+        .get_mut("NewTenantKey")
+        .and_then(|s| s.get_mut("properties"))
+    {
+        p["scopes"] = json!({ "type": "array", "maxItems": 64, "items": { "enum": scopes } });
+        p["roles"] = json!({ "type": "array", "maxItems": 64, "items": { "enum": roles } });
+    }
+}
 
 pub fn register(api: Api) -> Api {
     api.add(Method::GET, "/openapi.json", Access::Public, document)
@@ -16,9 +157,17 @@ pub fn register(api: Api) -> Api {
         .doc(Doc::new("This document, rendered").content_type("text/html"))
 }
 
-async fn document() -> Response {
+async fn document(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let body = DOC.get_or_init(|| build(&super::routes::api().specs).to_string());
+    let body = DOC.get_or_init(|| {
+        let mut doc = build(&super::routes::api().specs);
+        // the job kinds this server runs (a process with other kinds registered serves its own)
+        let kinds: Vec<&str> = state.jobs.names();
+        for schema in ["JobRequest", "ScheduleRequest"] {
+            doc["components"]["schemas"][schema]["properties"]["kind"]["enum"] = json!(kinds);
+        }
+        doc.to_string()
+    });
     (
         [(
             header::CONTENT_TYPE,
@@ -182,6 +331,7 @@ pub fn build(specs: &[RouteSpec]) -> Value {
     for (name, schema) in components {
         schemas.insert(name, serde_json::to_value(schema).unwrap_or(Value::Null));
     }
+    constrain(&mut schemas);
     schemas.insert("Problem".into(), problem_schema());
     schemas.insert("PageInfo".into(), page_info_schema());
     let bearer = |description: &str| json!({ "type": "http", "scheme": "bearer", "description": description });
@@ -240,6 +390,18 @@ fn page_info_schema() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_constraint_names_a_property_that_exists() {
+        let doc = build(&crate::platform::http::routes::api().specs);
+        for (schema, property, rule) in CONSTRAINTS {
+            assert!(
+                doc["components"]["schemas"][schema]["properties"][property].is_object(),
+                "{schema}.{property} does not exist"
+            );
+            let _: Value = serde_json::from_str(rule).expect("a JSON constraint");
+        }
+    }
 
     #[test]
     fn path_parameters_and_operation_ids() {

@@ -332,6 +332,70 @@ impl Default for Api {
     }
 }
 
+/// Whether `path` (a request path) is an instance of the route `template`: `{x}` takes one
+/// segment without `:`, `{x}:verb` one ending in `:verb`.
+fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter().zip(&p).all(|(t, p)| match t.split_once('}') {
+            Some((open, verb)) if open.starts_with('{') => match verb {
+                "" => !p.is_empty() && !p.contains(':'),
+                verb => p
+                    .strip_suffix(verb)
+                    .is_some_and(|id| !id.is_empty() && !id.contains(':')),
+            },
+            _ => t == p,
+        })
+}
+
+/// The methods the route table serves at a request path (custom-method paths such as
+/// `/v1/jobs/{id}:cancel` apart from their resource's), with `HEAD` where `GET` is.
+pub fn allowed_methods(path: &str) -> Vec<Method> {
+    static TABLE: std::sync::OnceLock<Vec<(Method, &'static str)>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        api()
+            .specs
+            .into_iter()
+            .map(|s| (s.method, s.path))
+            .collect()
+    });
+    let mut out: Vec<Method> = Vec::new();
+    for (method, template) in table {
+        if matches_template(template, path) && !out.contains(method) {
+            out.push(method.clone());
+            if *method == Method::GET {
+                out.push(Method::HEAD);
+            }
+        }
+    }
+    out
+}
+
+/// Gives a `405` the `Allow` header of the route table, which tells custom methods apart (the
+/// router sees `/v1/jobs/{id}:cancel` as `/v1/jobs/{id}` and would list that path's methods).
+pub async fn allow_from_the_table(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path().to_owned();
+    let mut resp = next.run(req).await;
+    if resp.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        // `/t/{tenant}/…` names the same route as `…`
+        let path = match path.strip_prefix("/t/").and_then(|r| r.split_once('/')) {
+            Some((_, rest)) => format!("/{rest}"),
+            None => path,
+        };
+        let allowed = allowed_methods(&path);
+        if !allowed.is_empty() {
+            let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&list.join(", ")) {
+                resp.headers_mut().insert(axum::http::header::ALLOW, v);
+            }
+        }
+    }
+    resp
+}
+
 /// Every route of the API: each capability's, in [`crate::CAPABILITIES`] order.
 pub fn api() -> Api {
     crate::CAPABILITIES
@@ -341,6 +405,18 @@ pub fn api() -> Api {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn request_paths_match_their_templates() {
+        use super::matches_template as m;
+        assert!(m("/v1/jobs/{job}", "/v1/jobs/abc"));
+        assert!(!m("/v1/jobs/{job}", "/v1/jobs/abc:cancel"));
+        assert!(m("/v1/jobs/{job}:cancel", "/v1/jobs/abc:cancel"));
+        assert!(!m("/v1/jobs/{job}:cancel", "/v1/jobs/:cancel"));
+        assert!(!m("/v1/jobs/{job}:cancel", "/v1/jobs/abc:retry"));
+        assert!(m("/v1/jobs:replay", "/v1/jobs:replay"));
+        assert!(!m("/v1/jobs", "/v1/jobs/x"));
+    }
+
     #[test]
     fn custom_methods_share_their_resource_route() {
         assert_eq!(
