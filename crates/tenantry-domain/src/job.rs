@@ -99,7 +99,8 @@ impl FromStr for JobState {
             .into_iter()
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown job state '{s}' (scheduled, available, running, retryable, completed, cancelled, dead)")
+                let known: Vec<&str> = Self::ALL.iter().map(|st| st.as_str()).collect();
+                format!("unknown job state '{s}' ({})", known.join(", "))
             })
     }
 }

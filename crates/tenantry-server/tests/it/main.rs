@@ -5,6 +5,7 @@
 
 mod access;
 mod audit;
+mod contract;
 mod cross_tenant;
 mod editions;
 mod errors;
@@ -176,6 +177,7 @@ on_every_backend!(
     observability::health_readiness_and_metrics,
     observability::per_tenant_metrics_are_opt_in,
     observability::the_openapi_document_covers_every_route,
+    contract::schemathesis_finds_nothing,
     access::tenant_keys_create_list_rotate_revoke,
     access::scopes_are_enforced_and_cannot_be_escalated,
     access::tenant_resolution_sources,

@@ -30,14 +30,28 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::JobsManage),
         enqueue,
     )
-    .doc(Doc::new("Enqueue a job, or up to 1 000 at once").body::<EnqueueBody>().ok::<EnqueueAnswer>(201).also(200))
+    .doc(
+        Doc::new("Enqueue a job, or up to 1 000 at once")
+            .body::<EnqueueBody>()
+            .ok::<EnqueueAnswer>(201)
+            .also(200),
+    )
     .add_queried(
         Method::GET,
         "/v1/jobs",
         Access::Tenant(Scope::JobsRead),
         list,
     )
-    .doc(Doc::new("List jobs, newest first").page::<JobView>().query(&PAGING).query(&[QueryParam::string("state", "scheduled, available, running, retryable, paused, completed, cancelled or dead"), QueryParam::string("kind", "a job kind"), QueryParam::string("tenant", "operators: one tenant's jobs (id or slug)")]))
+    .doc(
+        Doc::new("List jobs, newest first")
+            .page::<JobView>()
+            .query(&PAGING)
+            .query(&[
+                QueryParam::one_of("state", "the job state", JOB_STATES),
+                QueryParam::string("kind", "a job kind"),
+                QueryParam::string("tenant", "operators: one tenant's jobs (id or slug)"),
+            ]),
+    )
     .add(
         Method::GET,
         "/v1/jobs/{job}",
@@ -265,9 +279,20 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+const JOB_STATES: &[&str] = &[
+    "scheduled",
+    "available",
+    "running",
+    "retryable",
+    "paused",
+    "completed",
+    "cancelled",
+    "dead",
+];
+
+/// A query parameter with a value it cannot take: `400 invalid_query`, like every query error.
 fn bad_query(field: &str, message: String) -> Problem {
-    crate::platform::AppError::from(tenantry_domain::ValidationErrors::single(field, message))
-        .into()
+    Problem::new(Kind::InvalidQuery, format!("{field}: {message}"))
 }
 
 async fn list(

@@ -104,8 +104,30 @@ const CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("ScheduleRequest", "payload", r#"{"type": "object"}"#),
 ];
 
+fn widen_u32(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let unsigned = m.get("format").is_some_and(|f| f == "int32")
+                && m.get("minimum").is_some_and(|n| n == 0);
+            if unsigned {
+                m.insert("format".into(), json!("int64"));
+                m.entry("maximum").or_insert(json!(u32::MAX));
+            }
+            for child in m.values_mut() {
+                widen_u32(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(widen_u32),
+        _ => {}
+    }
+}
+
 /// Applies [`CONSTRAINTS`] and the catalogs (scopes, roles) to the derived schemas.
 fn constrain(schemas: &mut Map<String, Value>) {
+    // utoipa gives u32 `format: int32`, which bounds it to 2^31 - 1: the real bound is 2^32 - 1
+    for schema in schemas.values_mut() {
+        widen_u32(schema);
+    }
     for (schema, property, rule) in CONSTRAINTS {
         let Some(target) = schemas
             .get_mut(*schema)
@@ -130,6 +152,18 @@ fn constrain(schemas: &mut Map<String, Value>) {
         }
         if nullable && let Some(Value::Array(e)) = target.get_mut("enum") {
             e.push(Value::Null);
+        }
+    }
+    // a batch holds 1 to 1 000 jobs
+    if let Some(Value::Array(shapes)) = schemas
+        .get_mut("EnqueueBody")
+        .and_then(|s| s.get_mut("oneOf"))
+    {
+        for shape in shapes {
+            if let Some(jobs) = shape.pointer_mut("/properties/jobs") {
+                jobs["minItems"] = json!(1);
+                jobs["maxItems"] = json!(1000);
+            }
         }
     }
     let scopes: Vec<&str> = tenantry_domain::Scope::ALL
@@ -230,6 +264,7 @@ fn operation(
         .collect();
     for q in &doc.query {
         let schema = match (q.name, q.kind) {
+            _ if !q.values.is_empty() => json!({ "type": "string", "enum": q.values }),
             ("limit", _) => json!({ "type": "integer", "minimum": 1, "maximum": 200 }),
             ("since" | "until", _) => json!({ "type": "string", "format": "date-time" }),
             (_, kind) => json!({ "type": kind, "minLength": 1 }),

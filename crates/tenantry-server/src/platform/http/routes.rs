@@ -80,6 +80,8 @@ pub struct QueryParam {
     /// A JSON Schema type: `string`, `integer`, `boolean`.
     pub kind: &'static str,
     pub description: &'static str,
+    /// The values it takes, when they are a fixed set.
+    pub values: &'static [&'static str],
 }
 
 impl QueryParam {
@@ -88,6 +90,20 @@ impl QueryParam {
             name,
             kind: "string",
             description,
+            values: &[],
+        }
+    }
+
+    pub const fn one_of(
+        name: &'static str,
+        description: &'static str,
+        values: &'static [&'static str],
+    ) -> Self {
+        Self {
+            name,
+            kind: "string",
+            description,
+            values,
         }
     }
 }
@@ -98,6 +114,7 @@ pub const PAGING: [QueryParam; 2] = [
         name: "limit",
         kind: "integer",
         description: "page size, 1–200 (default 50)",
+        values: &[],
     },
     QueryParam::string(
         "cursor",
