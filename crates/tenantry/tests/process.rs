@@ -61,7 +61,12 @@ async fn wait_for(lines: &Arc<Mutex<Vec<String>>>, what: &str) -> String {
 }
 
 async fn serve(db_url: &str, key: Option<&str>) -> Served {
+    serve_with(db_url, key, &[]).await
+}
+
+async fn serve_with(db_url: &str, key: Option<&str>, env: &[(&str, &str)]) -> Served {
     let mut cmd = tenantry(db_url);
+    cmd.envs(env.iter().copied());
     cmd.args(["serve", "--listen", "127.0.0.1:0"]);
     if let Some(k) = key {
         cmd.env("TENANTRY_BOOTSTRAP_OPERATOR_KEY", k);
@@ -471,4 +476,125 @@ async fn an_unreachable_database_is_reported_once_and_exits_non_zero() {
         1,
         "each cause is said once: {line}"
     );
+}
+
+/// No secret reaches the logs, at any level: every log line of a run at `trace` (the server's and
+/// every library's) is searched for the operator key, a tenant key and its rotated successor, a
+/// device key, the HS256 secret, a Redis password and a credential that was refused.
+#[tokio::test]
+async fn no_secret_reaches_the_logs_at_any_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = operator_key();
+    let hs256 = "hs256-secret-that-must-never-be-logged-0123456789";
+    let redis_password = "redis-password-never-logged";
+    let redis = format!("redis://:{redis_password}@127.0.0.1:6379");
+    let mut s = serve_with(
+        &sqlite_url(dir.path()),
+        Some(&key),
+        &[
+            ("TENANTRY_LOG_LEVEL", "trace"),
+            ("TENANTRY_AUTH_JWT_HS256_SECRET", hs256),
+            ("TENANTRY_REDIS_URL", &redis),
+        ],
+    )
+    .await;
+    let http = tenantry_server::http_client().build().unwrap();
+    let call = |method: reqwest::Method, path: &str, bearer: &str, body: Option<Value>| {
+        let mut r = http
+            .request(method, format!("{}{path}", s.base))
+            .bearer_auth(bearer);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send()
+    };
+    let tenant: Value = call(
+        reqwest::Method::POST,
+        "/v1/tenants",
+        &key,
+        Some(json!({"name": "Secretive"})),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let tid = tenant["id"].as_str().unwrap().to_owned();
+    let issued: Value = call(
+        reqwest::Method::POST,
+        &format!("/v1/tenants/{tid}/api-keys"),
+        &key,
+        Some(json!({"name": "ci", "roles": ["tenant_admin"]})),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let tenant_secret = issued["key"].as_str().unwrap().to_owned();
+    let device: Value = call(
+        reqwest::Method::POST,
+        "/v1/devices",
+        &tenant_secret,
+        Some(json!({"device_id": "probe-1"})),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let device_secret = device["key"].as_str().unwrap().to_owned();
+    let r = call(
+        reqwest::Method::GET,
+        "/v1/devices/probe-1",
+        &device_secret,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(r.status().is_success() || r.status().is_client_error());
+    let rotated: Value = call(
+        reqwest::Method::POST,
+        &format!(
+            "/v1/tenants/{tid}/api-keys/{}:rotate",
+            issued["id"].as_str().unwrap()
+        ),
+        &key,
+        None,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let successor = rotated["key"].as_str().unwrap().to_owned();
+    let refused = "tnt_sk_ThisIsNotAKeyButLooksLikeOne0000000000000000";
+    let r = call(reqwest::Method::GET, "/v1/whoami", refused, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    s.child.start_kill().unwrap();
+    s.child.wait().await.unwrap();
+    let all = format!(
+        "{}\n{}",
+        s.stdout.lock().unwrap().join("\n"),
+        s.stderr.lock().unwrap().join("\n")
+    );
+    assert!(
+        all.lines().count() > 50,
+        "a trace-level run logs plenty: {all}"
+    );
+    for (what, secret) in [
+        ("the operator key", key.as_str()),
+        ("a tenant key", tenant_secret.as_str()),
+        ("a rotated key", successor.as_str()),
+        ("a device key", device_secret.as_str()),
+        ("the HS256 secret", hs256),
+        ("the Redis password", redis_password),
+        ("a refused credential", refused),
+    ] {
+        // the secret part of a key is what must not leak (its public prefix may be logged)
+        let tail = &secret[secret.len() - 24..];
+        assert!(!all.contains(tail), "{what} is in the logs");
+    }
 }
