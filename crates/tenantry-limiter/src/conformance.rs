@@ -115,6 +115,23 @@ pub async fn the_sustained_rate_refills(l: &dyn RateLimiter) {
     );
 }
 
+/// A limiter with a shared backend answers a probe, and says its circuit is closed; one without
+/// has nothing to probe. Either way the probe agrees with `backend()`.
+pub async fn a_probe_agrees_with_the_backend(l: &dyn RateLimiter) {
+    match (l.backend(), l.probe().await) {
+        ("in_process", None) => assert_eq!(l.circuit_open(), None),
+        ("redis", Some(Ok(latency))) => {
+            assert!(latency < std::time::Duration::from_secs(2), "{latency:?}");
+            assert_ne!(
+                l.circuit_open(),
+                Some(true),
+                "Redis answered: the circuit is closed"
+            );
+        }
+        (backend, probe) => panic!("backend {backend} probed as {probe:?}"),
+    }
+}
+
 /// Generates one `#[tokio::test]` per case; `$make` yields `Option<impl RateLimiter>`.
 #[macro_export]
 macro_rules! limiter_conformance_suite {
@@ -125,6 +142,7 @@ macro_rules! limiter_conformance_suite {
             buckets_are_independent,
             a_changed_limit_applies_at_once,
             the_sustained_rate_refills,
+            a_probe_agrees_with_the_backend,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

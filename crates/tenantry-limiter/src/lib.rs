@@ -71,4 +71,16 @@ pub trait RateLimiter: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// Checks one request (cost 1) against every bucket, all or nothing.
     async fn check(&self, checks: &[Check]) -> Result<Verdict, LimiterError>;
+
+    /// Asks the shared backend whether it answers, and how fast (readiness). `None`: there is no
+    /// backend to ask (in-process limits).
+    async fn probe(&self) -> Option<Result<std::time::Duration, LimiterError>> {
+        None
+    }
+
+    /// The state of the circuit around the shared backend: `Some(true)` while it is open
+    /// (decisions are local), `None` without one.
+    fn circuit_open(&self) -> Option<bool> {
+        None
+    }
 }

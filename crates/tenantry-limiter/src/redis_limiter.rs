@@ -92,6 +92,23 @@ impl RateLimiter for RedisLimiter {
         "redis"
     }
 
+    async fn probe(&self) -> Option<Result<Duration, LimiterError>> {
+        let started = std::time::Instant::now();
+        let mut conn = self.conn.clone();
+        let pong = tokio::time::timeout(
+            self.timeout.max(Duration::from_millis(200)),
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await;
+        Some(match pong {
+            Ok(Ok(_)) => Ok(started.elapsed()),
+            Ok(Err(e)) => Err(LimiterError::Unavailable(e.to_string())),
+            Err(_) => Err(LimiterError::Unavailable(
+                "Redis did not answer in time".into(),
+            )),
+        })
+    }
+
     async fn check(&self, checks: &[Check]) -> Result<Verdict, LimiterError> {
         let mut invocation = self.script.prepare_invoke();
         for c in checks {

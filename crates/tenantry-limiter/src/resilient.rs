@@ -92,6 +92,23 @@ impl RateLimiter for Resilient {
         }
     }
 
+    async fn probe(&self) -> Option<Result<Duration, LimiterError>> {
+        let result = match self.connect().await {
+            Ok(redis) => redis.probe().await.unwrap_or(Ok(Duration::ZERO)),
+            Err(e) => Err(e),
+        };
+        // a readiness probe is also a retry: it closes the circuit as soon as Redis answers
+        match &result {
+            Ok(_) => self.came_back(),
+            Err(e) => self.went_down(e),
+        }
+        Some(result)
+    }
+
+    fn circuit_open(&self) -> Option<bool> {
+        Some(self.is_degraded())
+    }
+
     async fn check(&self, checks: &[Check]) -> Result<Verdict, LimiterError> {
         let may_try = !self.is_degraded()
             || Instant::now()

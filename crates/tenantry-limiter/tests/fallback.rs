@@ -81,6 +81,11 @@ async fn falls_back_while_redis_is_down_and_returns_when_it_is_back() {
     assert!(limiter.is_degraded());
     assert!(limiter.check(&check).await.unwrap().allowed);
     assert_eq!(limiter.backend(), "in_process");
+    assert_eq!(limiter.circuit_open(), Some(true), "the circuit is open");
+    assert!(
+        matches!(limiter.probe().await, Some(Err(_))),
+        "a probe says why"
+    );
 
     let Some(mut redis) = start_redis(port).await else {
         return;
@@ -104,13 +109,11 @@ async fn falls_back_while_redis_is_down_and_returns_when_it_is_back() {
     })
     .await;
 
-    // and it comes back
+    // and it comes back; a readiness probe alone closes the circuit
     let Some(_redis) = start_redis(port).await else {
         return;
     };
-    wait_until(async || {
-        let _ = limiter.check(&check).await.unwrap();
-        !limiter.is_degraded()
-    })
-    .await;
+    wait_until(async || matches!(limiter.probe().await, Some(Ok(_)))).await;
+    assert_eq!(limiter.circuit_open(), Some(false));
+    assert_eq!(limiter.backend(), "redis");
 }

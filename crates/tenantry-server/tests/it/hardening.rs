@@ -401,6 +401,39 @@ pub async fn readiness_names_the_optional_backends(srv: &TestServer) {
         "{r}"
     );
     assert!(r["checks"]["store"]["backend"].is_string(), "{r}");
+    assert!(r["checks"]["store"]["latency_ms"].is_number(), "{r}");
+    // an unreachable Redis degrades the instance (its circuit opens) without making it unready
+    let lonely = srv
+        .second_instance_with(|c| c.limits.redis_url = "redis://127.0.0.1:1".into())
+        .await;
+    let resp = lonely
+        .client
+        .get(lonely.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "degraded is still ready");
+    let r = body(resp).await;
+    assert_eq!(r["status"], "degraded", "{r}");
+    assert_eq!(r["checks"]["rate_limits"]["status"], "degraded", "{r}");
+    assert_eq!(r["checks"]["rate_limits"]["circuit"], "open", "{r}");
+    if let Ok(url) = std::env::var("TENANTRY_TEST_REDIS_URL") {
+        let shared = srv
+            .second_instance_with(move |c| c.limits.redis_url = url)
+            .await;
+        let r = body(
+            shared
+                .client
+                .get(shared.url("/readyz"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r["status"], "ready", "{r}");
+        assert_eq!(r["checks"]["rate_limits"]["circuit"], "closed", "{r}");
+        assert!(r["checks"]["rate_limits"]["latency_ms"].is_number(), "{r}");
+    }
     // the scheduler check names the process leading (the test server runs every role)
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

@@ -25,23 +25,37 @@ async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
 
-/// Ready when the store is reachable and migrated. The optional backends are reported too: rate
-/// limits shared through Redis, or each instance's own (a Redis outage degrades them to the
-/// instance's own limits, which keeps the instance serving, so it stays ready).
+/// Milliseconds, to a tenth.
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+/// Ready when the store is reachable and migrated. Each dependency is reported with its state
+/// and how long it took to answer. An optional one that fails degrades the instance without
+/// making it unready: rate limits shared through Redis fall back to each instance's own (the
+/// circuit opens, and this probe closes it as soon as Redis answers again).
 async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
     let store = state.app.store();
-    let limits = match (state.limits_shared, state.limiter.backend()) {
-        (false, backend) => json!({ "status": "ok", "backend": backend, "shared": false }),
-        (true, "redis") => json!({ "status": "ok", "backend": "redis", "shared": true }),
-        (true, backend) => json!({
+    let limits = match (state.limits_shared, state.limiter.probe().await) {
+        (false, _) | (_, None) => {
+            json!({ "status": "ok", "backend": state.limiter.backend(), "shared": false })
+        }
+        (true, Some(Ok(latency))) => json!({
+            "status": "ok", "backend": "redis", "shared": true, "latency_ms": ms(latency),
+            "circuit": "closed",
+        }),
+        (true, Some(Err(e))) => json!({
             "status": "degraded",
-            "backend": backend,
+            "backend": state.limiter.backend(),
             "shared": false,
-            "detail": "Redis is unreachable: each instance limits alone until it answers",
+            "circuit": if state.limiter.circuit_open() == Some(true) { "open" } else { "closed" },
+            "detail": format!("Redis is unreachable ({e}): each instance limits alone until it answers"),
         }),
     };
+    let started = std::time::Instant::now();
     match store.check_ready().await {
         Ok(()) => {
+            let store_latency = started.elapsed();
             // schedules fire only while some process holds the scheduler lease
             let scheduler = match store
                 .leases()
@@ -55,10 +69,12 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
                 }),
                 Err(e) => json!({ "status": "unknown", "detail": e.to_string() }),
             };
+            let degraded = limits["status"] != "ok";
             Ok(axum::Json(json!({
-                "status": "ready",
+                "status": if degraded { "degraded" } else { "ready" },
                 "checks": {
-                    "store": { "status": "ok", "backend": store.backend().as_str() },
+                    "store": { "status": "ok", "backend": store.backend().as_str(),
+                               "latency_ms": ms(store_latency) },
                     "rate_limits": limits,
                     "scheduler": scheduler,
                 }
