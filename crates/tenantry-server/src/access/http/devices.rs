@@ -177,16 +177,11 @@ async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let path = format!("/v1/devices/{device_id}?tenant={}", t.access.tenant.id);
-    let (idem, record) =
-        match idempotency::prepare_no_content(&state, &t.principal, "DELETE", &path, &headers)
-            .await?
-        {
-            Err(replay) => return Ok(replay),
-            Ok(fresh) => fresh.unzip(),
-        };
-    let result = state
-        .app
-        .delete_device(&t.ctx, t.scope(), &device_id, record)
-        .await;
-    idempotency::finish(&state, idem.as_ref(), result, |()| Reply::no_content()).await
+    idempotency::delete(&state, &t.principal, &path, &headers, |record| async {
+        state
+            .app
+            .delete_device(&t.ctx, t.scope(), &device_id, record)
+            .await
+    })
+    .await
 }

@@ -212,18 +212,13 @@ async fn revoke(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let path = format!("/v1/tenants/{}/api-keys/{key}", t.access.tenant.id);
-    let (idem, record) =
-        match idempotency::prepare_no_content(&state, &t.principal, "DELETE", &path, &headers)
-            .await?
-        {
-            Err(replay) => return Ok(replay),
-            Ok(fresh) => fresh.unzip(),
-        };
-    let result = state
-        .app
-        .revoke_tenant_key(&t.ctx, t.scope(), &key, record)
-        .await;
-    idempotency::finish(&state, idem.as_ref(), result, |()| Reply::no_content()).await
+    idempotency::delete(&state, &t.principal, &path, &headers, |record| async {
+        state
+            .app
+            .revoke_tenant_key(&t.ctx, t.scope(), &key, record)
+            .await
+    })
+    .await
 }
 
 async fn rotate(

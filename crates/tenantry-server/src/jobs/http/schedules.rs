@@ -186,16 +186,11 @@ async fn delete(
         "/v1/schedules/{name}?tenant={}",
         q.tenant.as_deref().unwrap_or_default()
     );
-    let (idem, record) =
-        match idempotency::prepare_no_content(&state, &j.principal, "DELETE", &path, &headers)
-            .await?
-        {
-            Err(replay) => return Ok(replay),
-            Ok(fresh) => fresh.unzip(),
-        };
-    let result = state
-        .app
-        .delete_schedule(&j.ctx, j.access(), &name, q.tenant.as_deref(), record)
-        .await;
-    idempotency::finish(&state, idem.as_ref(), result, |()| Reply::no_content()).await
+    idempotency::delete(&state, &j.principal, &path, &headers, |record| async {
+        state
+            .app
+            .delete_schedule(&j.ctx, j.access(), &name, q.tenant.as_deref(), record)
+            .await
+    })
+    .await
 }

@@ -119,33 +119,35 @@ pub async fn prepare(
     }
 }
 
-/// `Idempotency-Key` on an operation that answers `204` (a delete): the replay, or the request
-/// and the record to commit with the change.
-pub async fn prepare_no_content(
+/// A `DELETE` (an operation that answers `204`) under `Idempotency-Key`: a retry replays the
+/// first answer; otherwise `op` runs with the record to commit with its change.
+pub async fn delete<F, Fut>(
     state: &AppState,
     principal: &Principal,
-    method: &str,
     path: &str,
     headers: &HeaderMap,
-) -> Result<Result<Option<(IdempotentRequest, IdempotencyRecord)>, Response>, Problem> {
-    Ok(
-        match prepare(
-            state,
-            principal,
-            method,
-            path,
-            headers,
-            &serde_json::Value::Null,
-        )
-        .await?
-        {
-            Prepared::Replay(resp) => Err(resp),
-            Prepared::Fresh(req) => Ok(req.map(|r| {
-                let record = Reply::no_content().record(state, &r);
-                (r, record)
-            })),
-        },
+    op: F,
+) -> Result<Response, Problem>
+where
+    F: FnOnce(Option<IdempotencyRecord>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), AppError>>,
+{
+    let req = match prepare(
+        state,
+        principal,
+        "DELETE",
+        path,
+        headers,
+        &serde_json::Value::Null,
     )
+    .await?
+    {
+        Prepared::Replay(resp) => return Ok(resp),
+        Prepared::Fresh(req) => req,
+    };
+    let record = req.as_ref().map(|r| Reply::no_content().record(state, r));
+    let result = op(record).await;
+    finish(state, req.as_ref(), result, |()| Reply::no_content()).await
 }
 
 /// Finishes an idempotent write: on a lost race for the same key, answers what the winner stored.
