@@ -149,15 +149,7 @@ pub async fn promtool_accepts_the_live_metrics() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let text = srv
-        .client
-        .get(srv.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&srv).await;
     for family in [
         "http_request_duration_seconds",
         "store_operation_duration_seconds",
@@ -295,15 +287,7 @@ pub async fn per_tenant_metrics_are_opt_in(srv: &TestServer) {
             .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
-    let text = srv
-        .client
-        .get(srv.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&srv).await;
     let series: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("tenant_http_requests_total{"))
@@ -400,4 +384,9 @@ pub async fn the_openapi_document_covers_every_route(srv: &TestServer) {
         html.contains("/openapi.json") && !html.contains("https://"),
         "self-contained"
     );
+}
+
+async fn metrics_text(srv: &TestServer) -> String {
+    let resp = srv.client.get(srv.url("/metrics")).send().await.unwrap();
+    resp.text().await.unwrap()
 }

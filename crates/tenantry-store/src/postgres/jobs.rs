@@ -19,7 +19,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use tenantry_domain::job::{FailureKind, JobState};
 use uuid::Uuid;
 
-use super::{Intent, PgStore, err};
+use super::{Intent, PgStore, db_time, err};
 use crate::jobs::*;
 use crate::{Changes, StoreResult};
 
@@ -220,38 +220,13 @@ async fn apply_failure(
 }
 
 /// `NOTIFY` inside a transaction (for jobs enqueued through another unit of work's `Changes`).
-/// Pauses or resumes a tenant's queued jobs (in the unit of work of its lifecycle change).
-/// Returns whether jobs came back to the queue (workers are then woken).
-pub(super) async fn hold_tenant_jobs(
-    conn: &mut PgConnection,
-    held: crate::TenantJobs,
-) -> StoreResult<bool> {
-    let n = match held {
-        crate::TenantJobs::Pause(t) => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'paused'
-             WHERE tenant_id = $1 AND state IN ('scheduled', 'available', 'retryable')",
-            )
-            .bind(t.as_uuid())
-            .execute(&mut *conn)
-            .await
-        }
-        crate::TenantJobs::Resume(t, now) => {
-            sqlx::query(
-                "UPDATE jobs SET state = CASE WHEN attempt > 0 THEN 'retryable'
-                                          WHEN run_at > $2 THEN 'scheduled' ELSE 'available' END
-             WHERE tenant_id = $1 AND state = 'paused'",
-            )
-            .bind(t.as_uuid())
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-        }
-    }
-    .map_err(err)?
-    .rows_affected();
-    Ok(matches!(held, crate::TenantJobs::Resume(..)) && n > 0)
-}
+const PAUSE_TENANT_JOBS: &str = "UPDATE jobs SET state = 'paused'
+     WHERE tenant_id = $1 AND state IN ('scheduled', 'available', 'retryable')";
+const RESUME_TENANT_JOBS: &str = "UPDATE jobs SET state = CASE WHEN attempt > 0 THEN 'retryable'
+                                  WHEN run_at > $2 THEN 'scheduled' ELSE 'available' END
+     WHERE tenant_id = $1 AND state = 'paused'";
+
+crate::sql::tenant_jobs::hold_tenant_jobs!(PgConnection);
 
 pub(super) async fn notify(conn: &mut PgConnection) -> StoreResult<()> {
     sqlx::query("SELECT pg_notify($1, '')")

@@ -7,6 +7,7 @@ pub(crate) mod capabilities;
 pub(crate) mod enqueue_batch;
 pub(crate) mod migrations;
 pub(crate) mod rows;
+pub(crate) mod tenant_jobs;
 pub(crate) mod timing;
 
 use chrono::Utc;

@@ -23,38 +23,13 @@ pub(super) fn decode(row: &SqliteRow) -> StoreResult<JobRecord> {
     crate::sql::rows::decode_job!(row, err)
 }
 
-/// Pauses or resumes a tenant's queued jobs (in the unit of work of its lifecycle change).
-/// Returns whether jobs came back to the queue (workers are then woken).
-pub(super) async fn hold_tenant_jobs(
-    conn: &mut SqliteConnection,
-    held: crate::TenantJobs,
-) -> StoreResult<bool> {
-    let n = match held {
-        crate::TenantJobs::Pause(t) => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'paused'
-             WHERE tenant_id = ?1 AND state IN ('scheduled', 'available', 'retryable')",
-            )
-            .bind(t.as_uuid())
-            .execute(&mut *conn)
-            .await
-        }
-        crate::TenantJobs::Resume(t, now) => {
-            sqlx::query(
-                "UPDATE jobs SET state = CASE WHEN attempt > 0 THEN 'retryable'
-                                          WHEN run_at > ?2 THEN 'scheduled' ELSE 'available' END
-             WHERE tenant_id = ?1 AND state = 'paused'",
-            )
-            .bind(t.as_uuid())
-            .bind(db_time(now))
-            .execute(&mut *conn)
-            .await
-        }
-    }
-    .map_err(err)?
-    .rows_affected();
-    Ok(matches!(held, crate::TenantJobs::Resume(..)) && n > 0)
-}
+const PAUSE_TENANT_JOBS: &str = "UPDATE jobs SET state = 'paused'
+     WHERE tenant_id = ?1 AND state IN ('scheduled', 'available', 'retryable')";
+const RESUME_TENANT_JOBS: &str = "UPDATE jobs SET state = CASE WHEN attempt > 0 THEN 'retryable'
+                                  WHEN run_at > ?2 THEN 'scheduled' ELSE 'available' END
+     WHERE tenant_id = ?1 AND state = 'paused'";
+
+crate::sql::tenant_jobs::hold_tenant_jobs!(SqliteConnection);
 
 /// Inserts jobs in the caller's transaction, honouring unique keys and assigning fair keys.
 pub(super) async fn insert_jobs(
