@@ -78,6 +78,7 @@ pub struct Config {
     pub auth: crate::access::config::AuthConfig,
     pub limits: crate::access::config::LimitsConfig,
     pub jobs: crate::jobs::config::JobsConfig,
+    pub otel: crate::telemetry::config::OtelConfig,
 }
 
 impl Default for Config {
@@ -101,6 +102,7 @@ impl Default for Config {
             auth: Default::default(),
             limits: Default::default(),
             jobs: Default::default(),
+            otel: Default::default(),
         }
     }
 }
@@ -138,8 +140,15 @@ pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
     .copied()
 }
 
-/// The environment variable of a key (`jobs.worker_concurrency` → `TENANTRY_WORKER_CONCURRENCY`).
+/// The environment variable of a key (`jobs.worker_concurrency` → `TENANTRY_WORKER_CONCURRENCY`;
+/// `[otel]` keys have OpenTelemetry's standard names).
 pub fn env_var(key: &str) -> String {
+    if let Some((env, _)) = crate::telemetry::config::ENV
+        .iter()
+        .find(|(_, k)| *k == key)
+    {
+        return (*env).to_owned();
+    }
     let name = env_keys()
         .find(|(_, k)| *k == key)
         .map_or(key, |(env, _)| env);
@@ -203,13 +212,20 @@ impl Config {
                 .find(|(env, _)| name == *env)
                 .map(|(_, key)| key.into())
         });
-        Self::load_from(file, overrides, env)
+        // OpenTelemetry's own variables configure `[otel]`
+        let otel = Env::raw().filter_map(|name| {
+            crate::telemetry::config::ENV
+                .iter()
+                .find(|(env, _)| name == *env)
+                .map(|(_, key)| (*key).into())
+        });
+        Self::load_from(file, overrides, [env, otel])
     }
 
     fn load_from(
         file: Option<&Path>,
         overrides: &Overrides,
-        env: Env,
+        envs: [Env; 2],
     ) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match file {
@@ -220,8 +236,10 @@ impl Config {
             }
             None => {}
         }
+        for env in envs {
+            fig = fig.merge(env);
+        }
         let config: Config = fig
-            .merge(env)
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(moved_or_load)?;
@@ -317,7 +335,8 @@ impl Config {
         self.tenants.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;
-        self.jobs.validate()
+        self.jobs.validate()?;
+        self.otel.validate()
     }
 
     /// `tenant_metrics` as tenant ids.
@@ -393,6 +412,8 @@ impl Config {
         v["database_url"] = redact_url(&self.database_url()).into();
         v["limits"]["redis_url"] = redact_url(&self.limits.redis_url).into();
         v["auth"]["jwt_jwks_url"] = redact_url(&self.auth.jwt_jwks_url).into();
+        v["otel"]["endpoint"] = redact_url(&self.otel.endpoint).into();
+        v["otel"]["traces_endpoint"] = redact_url(&self.otel.traces_endpoint).into();
         v
     }
 }
@@ -487,6 +508,31 @@ pub fn redact_url(url: &str) -> String {
         out.push('?');
         out.push_str(&params.join("&"));
     }
+    out
+}
+
+/// `text` (an error message) with every URL in it redacted as [`redact_url`] does: client
+/// libraries name the URL they failed to reach, credentials included.
+pub fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut token = String::new();
+    let flush = |out: &mut String, token: &mut String| {
+        if token.contains("://") {
+            out.push_str(&redact_url(token));
+        } else {
+            out.push_str(token);
+        }
+        token.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || matches!(c, '(' | ')' | '"' | '\'' | ',' | '<' | '>') {
+            flush(&mut out, &mut token);
+            out.push(c);
+        } else {
+            token.push(c);
+        }
+    }
+    flush(&mut out, &mut token);
     out
 }
 
@@ -761,13 +807,21 @@ mod tests {
             redact_url("https://idp.example/jwks"),
             "https://idp.example/jwks"
         );
+        // URLs inside error messages too
+        assert_eq!(
+            redact_urls_in(
+                "error sending request for url (http://u:pw9@h:4318/v1/traces): refused"
+            ),
+            "error sending request for url (http://u:***@h:4318/v1/traces): refused"
+        );
         // every URL setting is masked in `config check`
         let mut c = Config::default();
         c.limits.redis_url = "redis://:pw123@cache:6379".into();
         c.auth.jwt_jwks_url = "https://u:idp-secret@idp.example/jwks".into();
         c.database_url = "postgres://app:db-secret@db/tenantry".into();
+        c.otel.endpoint = "https://otlp:otlp-secret@collector.example:4318".into();
         let shown = c.redacted().to_string();
-        for secret in ["pw123", "idp-secret", "db-secret"] {
+        for secret in ["pw123", "idp-secret", "db-secret", "otlp-secret"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
     }

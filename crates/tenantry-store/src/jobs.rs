@@ -39,6 +39,8 @@ pub struct NewJob {
     pub lease: std::time::Duration,
     pub retry: RetryPolicy,
     pub created_at: DateTime<Utc>,
+    /// The W3C `traceparent` of the span that enqueued the job: its run continues that trace.
+    pub trace_parent: Option<String>,
 }
 
 impl NewJob {
@@ -59,6 +61,7 @@ impl NewJob {
             lease: std::time::Duration::from_secs(30),
             retry,
             created_at: now,
+            trace_parent: None,
         }
     }
 }
@@ -105,6 +108,8 @@ pub struct JobRecord {
     /// When the current (or last) attempt started.
     pub attempted_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The W3C `traceparent` of the span that enqueued the job, if it was traced.
+    pub trace_parent: Option<String>,
 }
 
 impl JobRecord {
@@ -367,7 +372,7 @@ pub(crate) fn millis(d: std::time::Duration) -> i64 {
 /// The columns of a job row, in the order both adapters select them.
 macro_rules! job_columns {
     () => {
-        "id, queue, kind, tenant_id, unique_key, payload, priority, state, attempt, max_attempts, run_at, lease_owner, lease_expires_at, heartbeat_at, cancel_requested, checkpoint, errors, created_at, attempted_at, finished_at, retry_base_ms, retry_cap_ms, unique_window_ms, lease_ms"
+        "id, queue, kind, tenant_id, unique_key, payload, priority, state, attempt, max_attempts, run_at, lease_owner, lease_expires_at, heartbeat_at, cancel_requested, checkpoint, errors, created_at, attempted_at, finished_at, retry_base_ms, retry_cap_ms, unique_window_ms, lease_ms, trace_parent"
     };
 }
 pub(crate) use job_columns;

@@ -275,7 +275,7 @@ fn cli_ctx() -> Ctx {
             kind: ActorKind::Cli,
             id: user,
         },
-        Some(tenantry_server::platform::new_trace().trace_id_hex()),
+        Some(tenantry_server::platform::new_trace()),
     )
 }
 
@@ -316,10 +316,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let config = Config::load(cli.config.as_deref(), &overrides).map_err(Failure::config)?;
     let to_stdout = matches!(cli.command, Command::Serve { .. });
-    tenantry_server::telemetry::init_logging(&config, to_stdout);
+    // traces are exported by the server (its requests, jobs and schedules), not by one-off commands
+    let traces = tenantry_server::telemetry::init(&config, to_stdout, to_stdout)
+        .map_err(|e| Failure::config(format!("cannot start the trace exporter: {e:#}")))?;
 
     match cli.command {
-        Command::Serve { .. } => serve(config).await,
+        Command::Serve { .. } => {
+            let served = serve(config).await;
+            if let Some(traces) = traces {
+                // the batch processor runs on this runtime: flush from a blocking thread
+                let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+            }
+            served
+        }
         Command::Migrate => {
             let store = tenantry_server::open_store(&config).await?;
             let ready = store.check_ready().await.is_ok();

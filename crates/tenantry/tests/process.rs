@@ -480,7 +480,9 @@ async fn an_unreachable_database_is_reported_once_and_exits_non_zero() {
 
 /// No secret reaches the logs, at any level: every log line of a run at `trace` (the server's and
 /// every library's) is searched for the operator key, a tenant key and its rotated successor, a
-/// device key, the HS256 secret, a Redis password and a credential that was refused.
+/// device key, the HS256 secret, a Redis password, a credential that was refused, and the trace
+/// exporter's credential header (sent to a receiver that is not there, so that its failures are
+/// reported too; credentials in its URL are refused at start-up).
 #[tokio::test]
 async fn no_secret_reaches_the_logs_at_any_level() {
     let dir = tempfile::tempdir().unwrap();
@@ -488,6 +490,14 @@ async fn no_secret_reaches_the_logs_at_any_level() {
     let hs256 = "hs256-secret-that-must-never-be-logged-0123456789";
     let redis_password = "redis-password-never-logged";
     let redis = format!("redis://:{redis_password}@127.0.0.1:6379");
+    let otlp_header = "otlp-header-secret-never-logged-0123";
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let otlp = format!("http://127.0.0.1:{closed}");
+    let otlp_headers = format!("x-api-key={otlp_header}");
     let mut s = serve_with(
         &sqlite_url(dir.path()),
         Some(&key),
@@ -495,6 +505,9 @@ async fn no_secret_reaches_the_logs_at_any_level() {
             ("TENANTRY_LOG_LEVEL", "trace"),
             ("TENANTRY_AUTH_JWT_HS256_SECRET", hs256),
             ("TENANTRY_REDIS_URL", &redis),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp),
+            ("OTEL_EXPORTER_OTLP_HEADERS", &otlp_headers),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
         ],
     )
     .await;
@@ -573,10 +586,27 @@ async fn no_secret_reaches_the_logs_at_any_level() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // the exporter has failed at least once: readiness says so, without its credentials
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let ready = http
+            .get(format!("{}/readyz", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if ready.contains("spans are dropped") {
+            break ready;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     s.child.start_kill().unwrap();
     s.child.wait().await.unwrap();
     let all = format!(
-        "{}\n{}",
+        "{}\n{}\n{ready}",
         s.stdout.lock().unwrap().join("\n"),
         s.stderr.lock().unwrap().join("\n")
     );
@@ -592,6 +622,7 @@ async fn no_secret_reaches_the_logs_at_any_level() {
         ("the HS256 secret", hs256),
         ("the Redis password", redis_password),
         ("a refused credential", refused),
+        ("the OTLP receiver's header", otlp_header),
     ] {
         // the secret part of a key is what must not leak (its public prefix may be logged)
         let tail = &secret[secret.len() - 24..];

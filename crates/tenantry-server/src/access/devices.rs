@@ -46,7 +46,7 @@ fn device_event(
         d.device_id.clone(),
         Some(scope.tenant_id()),
         Some(scope.edition().clone()),
-        ctx.trace_id.clone(),
+        ctx.trace_id(),
         now(),
         json!({ "device_id": d.device_id, "name": d.name }),
     )

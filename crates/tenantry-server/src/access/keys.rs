@@ -105,7 +105,7 @@ impl App {
             record.id.to_string(),
             None,
             None,
-            ctx.trace_id.clone(),
+            ctx.trace_id(),
             record.created_at,
             details,
         );

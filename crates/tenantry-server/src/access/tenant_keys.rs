@@ -46,7 +46,7 @@ fn key_event(
         details["key_id"].as_str().unwrap_or_default().to_owned(),
         Some(scope.tenant_id()),
         Some(scope.edition().clone()),
-        ctx.trace_id.clone(),
+        ctx.trace_id(),
         now(),
         details.clone(),
     )

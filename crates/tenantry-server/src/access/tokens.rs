@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
@@ -210,14 +211,16 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> anyhow::Result<HashMap<String, DecodingKey>> {
-        let set: JwkSet = self
-            .client
-            .get(&self.url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let span = crate::telemetry::traces::client_span("GET", &self.url);
+        let set: JwkSet = async {
+            let mut headers = reqwest::header::HeaderMap::new();
+            crate::telemetry::traces::inject_current(&mut headers);
+            let resp = self.client.get(&self.url).headers(headers).send().await?;
+            crate::telemetry::traces::record_status(resp.status().as_u16());
+            anyhow::Ok(resp.error_for_status()?.json().await?)
+        }
+        .instrument(span)
+        .await?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             let Some(kid) = jwk.common.key_id.clone() else {

@@ -91,7 +91,7 @@ impl App {
             edition.key.to_string(),
             None,
             None,
-            ctx.trace_id.clone(),
+            ctx.trace_id(),
             edition.created_at,
             json!({ "edition": view }),
         );

@@ -175,7 +175,7 @@ impl App {
             name,
             tenant_id,
             None,
-            ctx.trace_id.clone(),
+            ctx.trace_id(),
             at,
             details,
         );
@@ -239,7 +239,7 @@ impl App {
             stored.clone(),
             tenant,
             None,
-            ctx.trace_id.clone(),
+            ctx.trace_id(),
             now(),
             details,
         );

@@ -89,6 +89,7 @@ impl App {
         let at = now();
         let mut errors = ValidationErrors::default();
         let mut jobs = Vec::with_capacity(requests.len());
+        let trace_parent = ctx.trace_parent();
         let mut tenants: std::collections::HashMap<String, tenantry_domain::TenantId> =
             std::collections::HashMap::new();
         for (i, r) in requests.into_iter().enumerate() {
@@ -121,6 +122,8 @@ impl App {
             };
             let mut job = NewJob::new(kind.name, r.payload.unwrap_or(json!({})), at);
             job.tenant_id = tenant_id;
+            // the job's run continues this request's trace
+            job.trace_parent = trace_parent.clone();
             job.lease = kind.lease;
             job.retry = kind.retry;
             job.max_attempts = kind.retry.max_attempts;
@@ -222,7 +225,7 @@ impl App {
             id,
             tenant,
             None,
-            ctx.trace_id.clone(),
+            ctx.trace_id(),
             now(),
             details,
         );

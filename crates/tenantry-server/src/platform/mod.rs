@@ -78,29 +78,42 @@ pub struct App {
 #[derive(Clone, Debug)]
 pub struct Ctx {
     pub actor: Actor,
-    pub trace_id: Option<String>,
+    /// The trace this action belongs to (the request's span), when it has one.
+    pub trace: Option<tenantry_domain::TraceContext>,
     tenant: Arc<Mutex<Option<TenantId>>>,
 }
 
 impl Ctx {
-    pub fn new(actor: Actor, trace_id: Option<String>) -> Self {
+    pub fn new(actor: Actor, trace: Option<tenantry_domain::TraceContext>) -> Self {
         Self {
             actor,
-            trace_id,
+            trace,
             tenant: Arc::default(),
         }
     }
 
     pub fn with_tenant_slot(
         actor: Actor,
-        trace_id: Option<String>,
+        trace: Option<tenantry_domain::TraceContext>,
         slot: Arc<Mutex<Option<TenantId>>>,
     ) -> Self {
         Self {
             actor,
-            trace_id,
+            trace,
             tenant: slot,
         }
+    }
+
+    /// The trace id (for audit records and events).
+    pub fn trace_id(&self) -> Option<String> {
+        self.trace.map(|t| t.trace_id_hex())
+    }
+
+    /// The `traceparent` naming this action's span (stored with the jobs it enqueues).
+    pub fn trace_parent(&self) -> Option<String> {
+        self.trace
+            .as_ref()
+            .map(crate::telemetry::traces::traceparent)
     }
 
     /// Records the tenant this request is about (for problems, logs and spans).
@@ -108,7 +121,7 @@ impl Ctx {
         if let Ok(mut slot) = self.tenant.lock() {
             *slot = Some(id);
         }
-        tracing::Span::current().record("tenant_id", tracing::field::display(id));
+        crate::telemetry::traces::note_tenant(&tracing::Span::current(), id);
     }
 
     pub(crate) fn audit(
@@ -127,7 +140,7 @@ impl Ctx {
             resource_type: resource_type.to_owned(),
             resource_id,
             tenant_id,
-            trace_id: self.trace_id.clone(),
+            trace_id: self.trace_id(),
             details,
         }
     }

@@ -75,7 +75,7 @@ fn tenant_event(ctx: &Ctx, event_type: &str, t: &Tenant) -> EventEnvelope {
         t.id.to_string(),
         Some(t.id),
         Some(t.edition.clone()),
-        ctx.trace_id.clone(),
+        ctx.trace_id(),
         t.updated_at,
         json!({ "tenant": to_json(&TenantView::from(t)) }),
     )

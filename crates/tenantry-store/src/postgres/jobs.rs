@@ -89,7 +89,7 @@ where
     // position of each job within its lane, in the order given
     let mut seq: HashMap<String, i64> = HashMap::new();
     let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-        "WITH v (id, queue, kind, tenant_id, lane, seq, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at) AS (",
+        "WITH v (id, queue, kind, tenant_id, lane, seq, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at, trace_parent) AS (",
     );
     qb.push_values(fresh, |mut b, job| {
         let lane = lane(job.tenant_id);
@@ -116,14 +116,15 @@ where
             .push_bind(millis(job.lease).max(1))
             .push_bind(millis(job.retry.base))
             .push_bind(millis(job.retry.cap))
-            .push_bind(job.created_at);
+            .push_bind(job.created_at)
+            .push_bind(job.trace_parent.clone());
     });
     qb.push(
         "), head AS (SELECT tenantry_queue_head() AS h),
          tails AS MATERIALIZED (SELECT l.lane, GREATEST((SELECT h FROM head), tenantry_lane_tail(l.lane)) AS t
                    FROM (SELECT DISTINCT lane FROM v) l)
-         INSERT INTO jobs (id, queue, kind, tenant_id, lane, fair_key, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at)
-         SELECT v.id, v.queue, v.kind, v.tenant_id, v.lane, tails.t + v.seq, v.unique_key, v.unique_window_ms, v.payload, v.priority, v.state, v.attempt, v.max_attempts, v.run_at, v.lease_ms, v.retry_base_ms, v.retry_cap_ms, v.created_at
+         INSERT INTO jobs (id, queue, kind, tenant_id, lane, fair_key, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at, trace_parent)
+         SELECT v.id, v.queue, v.kind, v.tenant_id, v.lane, tails.t + v.seq, v.unique_key, v.unique_window_ms, v.payload, v.priority, v.state, v.attempt, v.max_attempts, v.run_at, v.lease_ms, v.retry_base_ms, v.retry_cap_ms, v.created_at, v.trace_parent
          FROM v JOIN tails ON tails.lane = v.lane",
     );
     qb.build().execute(conn).await.map_err(err)?;
@@ -244,7 +245,7 @@ impl JobQueue for PgStore {
         jobs: &[NewJob],
         record: Option<&RecordFn<'_>>,
     ) -> StoreResult<Vec<Enqueued>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.enqueue_recorded");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.enqueue_recorded");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -277,7 +278,7 @@ impl JobQueue for PgStore {
         tenant_cap: Option<u32>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<JobRecord>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.claim_capped");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.claim_capped");
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
@@ -307,7 +308,7 @@ impl JobQueue for PgStore {
         jobs: &[Fence],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(Fence, Lease)>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.heartbeat");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.heartbeat");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -348,7 +349,7 @@ impl JobQueue for PgStore {
         jobs: &[Fence],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Fence>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.complete");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.complete");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -392,7 +393,7 @@ impl JobQueue for PgStore {
         now: DateTime<Utc>,
         unit: f64,
     ) -> StoreResult<Option<JobState>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.fail");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.fail");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let row = sqlx::query(
             "SELECT * FROM jobs WHERE id = $1 AND attempt = $2 AND lease_owner = $3 FOR UPDATE",
@@ -435,7 +436,7 @@ impl JobQueue for PgStore {
         checkpoint: &Value,
         _now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let _timed = crate::sql::timing::Timed::new("jobs.checkpoint");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.checkpoint");
         let n = sqlx::query(
             "UPDATE jobs SET checkpoint = $1
              WHERE id = $2 AND attempt = $3 AND lease_owner = $4",
@@ -452,7 +453,7 @@ impl JobQueue for PgStore {
     }
 
     async fn release(&self, owner: &str, jobs: &[Fence], now: DateTime<Utc>) -> StoreResult<u64> {
-        let _timed = crate::sql::timing::Timed::new("jobs.release");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.release");
         if jobs.is_empty() {
             return Ok(0);
         }
@@ -486,7 +487,7 @@ impl JobQueue for PgStore {
         limit: u32,
         unit: f64,
     ) -> StoreResult<Vec<(Uuid, JobState)>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.recover_expired");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.recover_expired");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let rows = sqlx::query(
             "SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at < $1
@@ -533,7 +534,7 @@ impl JobQueue for PgStore {
     }
 
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.queue_depth");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.queue_depth");
         let rows: Vec<(String, String, i64)> =
             // one branch per partial index (pending, running, dead): never a scan of the history
             sqlx::query_as(
@@ -556,7 +557,7 @@ impl JobQueue for PgStore {
     }
 
     async fn dead_letters(&self) -> StoreResult<DeadLetters> {
-        let _timed = crate::sql::timing::Timed::new("jobs.dead_letters");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.dead_letters");
         let (count, oldest): (i64, Option<DateTime<Utc>>) =
             sqlx::query_as("SELECT COUNT(*), MIN(finished_at) FROM jobs WHERE state = 'dead'")
                 .fetch_one(&self.pool)
@@ -566,7 +567,7 @@ impl JobQueue for PgStore {
     }
 
     async fn tidy_queue(&self, after_dead_rows: u64) -> StoreResult<bool> {
-        let _timed = crate::sql::timing::Timed::new("jobs.tidy_queue");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.tidy_queue");
         let dead: i64 = sqlx::query_scalar(
             "SELECT COALESCE(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relid = 'jobs'::regclass",
         )
@@ -581,7 +582,7 @@ impl JobQueue for PgStore {
     }
 
     async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
-        let _timed = crate::sql::timing::Timed::new("jobs.prune_jobs");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.prune_jobs");
         let n = sqlx::query(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
                  WHERE id < $3 AND state IN ('completed','cancelled') AND finished_at < $1 LIMIT $2)",

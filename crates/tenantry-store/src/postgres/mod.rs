@@ -19,6 +19,9 @@ mod schedules;
 mod secrets;
 mod tenants;
 
+/// `db.system` of this adapter's spans (OpenTelemetry semantic conventions).
+pub(crate) const DB_SYSTEM: &str = "postgresql";
+
 use std::str::FromStr;
 
 use async_trait::async_trait;

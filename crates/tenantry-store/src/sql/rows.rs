@@ -332,6 +332,7 @@ macro_rules! decode_job {
             created_at: row.time("created_at").map_err(map)?,
             attempted_at: row.opt_time("attempted_at").map_err(map)?,
             finished_at: row.opt_time("finished_at").map_err(map)?,
+            trace_parent: row.try_get("trace_parent").map_err(map)?,
         })
     }};
 }

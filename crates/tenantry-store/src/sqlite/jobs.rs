@@ -98,8 +98,8 @@ pub(super) async fn insert_jobs(
             "available"
         };
         sqlx::query(
-            "INSERT INTO jobs (id, queue, kind, tenant_id, lane, fair_key, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?14, ?15, ?16, ?17)",
+            "INSERT INTO jobs (id, queue, kind, tenant_id, lane, fair_key, unique_key, unique_window_ms, payload, priority, state, attempt, max_attempts, run_at, lease_ms, retry_base_ms, retry_cap_ms, created_at, trace_parent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )
         .bind(job.id)
         .bind(&job.queue)
@@ -118,6 +118,7 @@ pub(super) async fn insert_jobs(
         .bind(millis(job.retry.base))
         .bind(millis(job.retry.cap))
         .bind(now)
+        .bind(&job.trace_parent)
         .execute(&mut *conn)
         .await
         .map_err(err)?;
@@ -242,7 +243,7 @@ impl JobQueue for SqliteStore {
         jobs: &[NewJob],
         record: Option<&RecordFn<'_>>,
     ) -> StoreResult<Vec<Enqueued>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.enqueue_recorded");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.enqueue_recorded");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -274,7 +275,7 @@ impl JobQueue for SqliteStore {
         tenant_cap: Option<u32>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<JobRecord>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.claim_capped");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.claim_capped");
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
@@ -343,7 +344,7 @@ impl JobQueue for SqliteStore {
         jobs: &[Fence],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(Fence, Lease)>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.heartbeat");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.heartbeat");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -380,7 +381,7 @@ impl JobQueue for SqliteStore {
         jobs: &[Fence],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Fence>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.complete");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.complete");
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -424,7 +425,7 @@ impl JobQueue for SqliteStore {
         now: DateTime<Utc>,
         unit: f64,
     ) -> StoreResult<Option<JobState>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.fail");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.fail");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let row = sqlx::query(concat!(
             "SELECT ",
@@ -471,7 +472,7 @@ impl JobQueue for SqliteStore {
         checkpoint: &Value,
         _now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let _timed = crate::sql::timing::Timed::new("jobs.checkpoint");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.checkpoint");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let n = sqlx::query(
             "UPDATE jobs SET checkpoint = ?1
@@ -490,7 +491,7 @@ impl JobQueue for SqliteStore {
     }
 
     async fn release(&self, owner: &str, jobs: &[Fence], now: DateTime<Utc>) -> StoreResult<u64> {
-        let _timed = crate::sql::timing::Timed::new("jobs.release");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.release");
         if jobs.is_empty() {
             return Ok(0);
         }
@@ -525,7 +526,7 @@ impl JobQueue for SqliteStore {
         limit: u32,
         unit: f64,
     ) -> StoreResult<Vec<(Uuid, JobState)>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.recover_expired");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.recover_expired");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let rows = sqlx::query(concat!(
             "SELECT ",
@@ -572,7 +573,7 @@ impl JobQueue for SqliteStore {
     }
 
     async fn queue_depth(&self) -> StoreResult<Vec<QueueDepth>> {
-        let _timed = crate::sql::timing::Timed::new("jobs.queue_depth");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.queue_depth");
         let rows = sqlx::query(
             "SELECT state, kind, COUNT(*) AS n FROM jobs
              WHERE state NOT IN ('completed', 'cancelled') GROUP BY state, kind",
@@ -595,7 +596,7 @@ impl JobQueue for SqliteStore {
     }
 
     async fn dead_letters(&self) -> StoreResult<DeadLetters> {
-        let _timed = crate::sql::timing::Timed::new("jobs.dead_letters");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.dead_letters");
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(finished_at) AS oldest FROM jobs WHERE state = 'dead'",
         )
@@ -609,13 +610,13 @@ impl JobQueue for SqliteStore {
     }
 
     async fn tidy_queue(&self, _after_dead_rows: u64) -> StoreResult<bool> {
-        let _timed = crate::sql::timing::Timed::new("jobs.tidy_queue");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.tidy_queue");
         // SQLite frees a deleted or updated row's index entries at once: nothing piles up
         Ok(false)
     }
 
     async fn prune_jobs(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
-        let _timed = crate::sql::timing::Timed::new("jobs.prune_jobs");
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "jobs.prune_jobs");
         let mut tx = self.platform_tx(Intent::Write).await?;
         let n = sqlx::query(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs

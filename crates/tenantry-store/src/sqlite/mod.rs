@@ -20,6 +20,9 @@ mod schedules;
 mod secrets;
 mod tenants;
 
+/// `db.system` of this adapter's spans (OpenTelemetry semantic conventions).
+pub(crate) const DB_SYSTEM: &str = "sqlite";
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -257,21 +257,40 @@ impl Worker {
             store: Arc::clone(&self.store),
             cancel: Arc::clone(&cancel),
         };
+        // the run continues the trace that enqueued the job (a request's, a schedule firing's)
         let span = tracing::info_span!(
             "job",
+            otel.name = %format_args!("job {}", job.kind),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
             job.kind = %job.kind,
             job.id = %job.id,
-            tenant_id = job.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
-            trace_id = %job.id.simple(),
-            attempt = job.attempt,
+            job.attempt = i64::from(job.attempt),
+            job.queue = %job.queue,
+            tenant_id = tracing::field::Empty,
+            tenant.id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
+        let parent = job
+            .trace_parent
+            .as_deref()
+            .map(crate::telemetry::traces::extract_traceparent)
+            .unwrap_or_default();
+        let trace = crate::telemetry::traces::start(&span, &parent);
+        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+        span.record("span_id", tracing::field::display(trace.span_id_hex()));
+        if let Some(t) = job.tenant_id {
+            crate::telemetry::traces::note_tenant(&span, t);
+        }
         let tx = done_tx.clone();
         let task = tokio::spawn(
             async move {
                 let started = Instant::now();
                 let started_at = chrono::Utc::now();
                 // a panicking handler fails its attempt instead of taking the worker down
-                let result = match tokio::spawn(async move { handler.run(&mut ctx).await }).await {
+                let run = async move { handler.run(&mut ctx).await }.in_current_span();
+                let result = match tokio::spawn(run).await {
                     Ok(r) => r,
                     Err(e) if e.is_panic() => {
                         tracing::error!("job handler panicked");
@@ -279,6 +298,9 @@ impl Worker {
                     }
                     Err(_) => Err(JobError::Cancelled),
                 };
+                if result.is_err() {
+                    tracing::Span::current().record("otel.status_code", "ERROR");
+                }
                 let _ = tx.send(Done {
                     fence,
                     started_at,

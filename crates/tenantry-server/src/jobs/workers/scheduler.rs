@@ -13,6 +13,7 @@ use tenantry_store::Store;
 use tenantry_store::jobs::NewJob;
 use tenantry_store::schedules::ScheduleRecord;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::jobs::workers::registry::Registry;
 use crate::platform::now;
@@ -207,7 +208,24 @@ async fn fire_due(store: &Arc<dyn Store>, registry: &Registry) {
                 continue;
             }
         };
+        // each firing is the root of a trace that its job's run continues
+        let span = tracing::info_span!(
+            "schedule_fire",
+            otel.name = "schedule fire",
+            otel.kind = "producer",
+            schedule.name = %s.name,
+            job.kind = %s.kind,
+            tenant_id = tracing::field::Empty,
+            tenant.id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        let trace = crate::telemetry::traces::start(&span, &opentelemetry::Context::new());
+        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+        if let Some(t) = s.tenant_id {
+            crate::telemetry::traces::note_tenant(&span, t);
+        }
         let mut job = NewJob::new(&s.kind, s.payload.clone(), at);
+        job.trace_parent = Some(crate::telemetry::traces::traceparent(&trace));
         if let Some(kind) = registry.get(&s.kind) {
             job.lease = kind.lease;
             job.retry = kind.retry;
@@ -216,10 +234,17 @@ async fn fire_due(store: &Arc<dyn Store>, registry: &Registry) {
         job.tenant_id = s.tenant_id;
         job.unique_key = Some(fire_key(&s.name, fired));
         job.unique_window = Duration::from_secs(24 * 3600);
-        match store.schedules().fire(&s.name, fired, next, &job).await {
+        match store
+            .schedules()
+            .fire(&s.name, fired, next, &job)
+            .instrument(span.clone())
+            .await
+        {
             Ok(true) => {
                 metrics::counter!("schedule_fired_total").increment(1);
-                tracing::info!(schedule = %s.name, fire_time = %fired, next = %next, job.id = %job.id, "schedule fired");
+                span.in_scope(|| {
+                    tracing::info!(schedule = %s.name, fire_time = %fired, next = %next, job.id = %job.id, "schedule fired");
+                });
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(schedule = %s.name, error = %e, "could not fire schedule"),

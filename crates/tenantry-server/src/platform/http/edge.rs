@@ -10,11 +10,11 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tenantry_domain::TraceContext;
 use tracing::Instrument;
 
 use crate::platform::http::extract::RequestContext;
 use crate::platform::http::problem::{self, Kind, Problem};
+use crate::telemetry::traces;
 
 const REQUEST_ID: &str = "x-request-id";
 const TRACEPARENT: &str = "traceparent";
@@ -42,15 +42,8 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
 
 pub async fn edge(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let incoming = req
-        .headers()
-        .get(TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceContext::parse);
-    let trace = match incoming {
-        Some(parent) => parent.child(rand::random()),
-        None => crate::platform::new_trace(),
-    };
+    // the caller's trace context, read by OpenTelemetry's propagator (invalid: a new trace)
+    let parent = traces::extract(req.headers());
     let request_id = req
         .headers()
         .get(REQUEST_ID)
@@ -70,22 +63,31 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
         .take(20)
         .collect();
     let path = req.uri().path().to_owned();
+    // a server span following the HTTP semantic conventions (name: method and route template)
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = %route,
+        url.path = %path,
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        request_id = %request_id,
+        tenant_id = tracing::field::Empty,
+        tenant.id = tracing::field::Empty,
+    );
+    let trace = traces::start(&span, &parent);
+    span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+    span.record("span_id", tracing::field::display(trace.span_id_hex()));
     let ctx = RequestContext {
         trace,
         request_id: request_id.clone(),
         tenant: Arc::default(),
     };
     req.extensions_mut().insert(ctx.clone());
-
-    let span = tracing::info_span!(
-        "http_request",
-        http.method = method,
-        http.route = %route,
-        trace_id = %trace.trace_id_hex(),
-        span_id = %trace.span_id_hex(),
-        request_id = %request_id,
-        tenant_id = tracing::field::Empty,
-    );
     let tenant_labels = req
         .extensions()
         .get::<crate::telemetry::TenantLabels>()
@@ -95,8 +97,12 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
     if status.is_client_error() || status.is_server_error() {
         resp = finish_problem(resp, &ctx, &path, &method_named).await;
     }
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     let headers = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&trace.to_string()) {
+    if let Ok(v) = HeaderValue::from_str(&traces::traceparent(&trace)) {
         headers.insert(TRACEPARENT, v);
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {

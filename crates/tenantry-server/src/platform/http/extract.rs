@@ -103,13 +103,9 @@ impl FromRequestParts<AppState> for Caller {
             state.tokens.verify(&token).await?
         };
         if let Some(t) = principal.tenant {
-            tracing::Span::current().record("tenant_id", tracing::field::display(t));
+            crate::telemetry::traces::note_tenant(&tracing::Span::current(), t);
         }
-        let ctx = Ctx::with_tenant_slot(
-            principal.actor(),
-            Some(rc.trace.trace_id_hex()),
-            rc.tenant.clone(),
-        );
+        let ctx = Ctx::with_tenant_slot(principal.actor(), Some(rc.trace), rc.tenant.clone());
         parts
             .extensions
             .insert(CallerCache(principal.clone(), ctx.clone()));

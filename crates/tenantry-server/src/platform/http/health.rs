@@ -33,7 +33,8 @@ fn ms(d: std::time::Duration) -> f64 {
 /// Ready when the store is reachable and migrated. Each dependency is reported with its state
 /// and how long it took to answer. An optional one that fails degrades the instance without
 /// making it unready: rate limits shared through Redis fall back to each instance's own (the
-/// circuit opens, and this probe closes it as soon as Redis answers again).
+/// circuit opens, and this probe closes it as soon as Redis answers again); a trace receiver
+/// that fails its last export loses spans, nothing else.
 async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
     let store = state.app.store();
     let limits = match (state.limits_shared, state.limiter.probe().await) {
@@ -69,15 +70,22 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
                 }),
                 Err(e) => json!({ "status": "unknown", "detail": e.to_string() }),
             };
-            let degraded = limits["status"] != "ok";
+            // the trace exporter, when traces are exported: a failing receiver loses spans only
+            let otlp = crate::telemetry::traces::readiness();
+            let degraded =
+                limits["status"] != "ok" || otlp.as_ref().is_some_and(|o| o["status"] != "ok");
+            let mut checks = json!({
+                "store": { "status": "ok", "backend": store.backend().as_str(),
+                           "latency_ms": ms(store_latency) },
+                "rate_limits": limits,
+                "scheduler": scheduler,
+            });
+            if let Some(otlp) = otlp {
+                checks["otlp"] = otlp;
+            }
             Ok(axum::Json(json!({
                 "status": if degraded { "degraded" } else { "ready" },
-                "checks": {
-                    "store": { "status": "ok", "backend": store.backend().as_str(),
-                               "latency_ms": ms(store_latency) },
-                    "rate_limits": limits,
-                    "scheduler": scheduler,
-                }
+                "checks": checks,
             }))
             .into_response())
         }

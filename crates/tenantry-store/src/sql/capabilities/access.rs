@@ -19,7 +19,8 @@ macro_rules! access_store {
                 k: &$crate::ApiKeyRecord,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("access.insert_operator_key");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.insert_operator_key");
                 if k.tenant_id.is_some() {
                     return Err($crate::StoreError::corrupt(
                         "a tenant key written as an operator key",
@@ -35,7 +36,7 @@ macro_rules! access_store {
                 &self,
                 lookup: &str,
             ) -> $crate::StoreResult<Option<$crate::ApiKeyRecord>> {
-                let _timed = crate::sql::timing::Timed::new("access.find_key");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.find_key");
                 let row = sqlx::query(sql::FIND_KEY)
                     .bind(lookup)
                     .fetch_optional(&self.pool)
@@ -50,7 +51,7 @@ macro_rules! access_store {
                 id: tenantry_domain::ApiKeyId,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("access.touch_key");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.touch_key");
                 sqlx::query(sql::TOUCH_KEY)
                     .bind(id.as_uuid())
                     .bind(db_time(at))
@@ -64,7 +65,10 @@ macro_rules! access_store {
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<i64> {
-                let _timed = crate::sql::timing::Timed::new("access.count_active_operator_keys");
+                let _timed = crate::sql::timing::Timed::new(
+                    super::DB_SYSTEM,
+                    "access.count_active_operator_keys",
+                );
                 sqlx::query_scalar(sql::COUNT_OPERATOR_KEYS)
                     .bind(db_time(now))
                     .fetch_one(&self.pool)
@@ -78,7 +82,8 @@ macro_rules! access_store {
                 k: &$crate::ApiKeyRecord,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("access.insert_tenant_key");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.insert_tenant_key");
                 $crate::error::ensure_same_tenant(scope, k.tenant_id)?;
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
                 Self::write_changes(&mut tx, changes).await?;
@@ -91,7 +96,8 @@ macro_rules! access_store {
                 scope: &tenantry_domain::TenantScope,
                 page: tenantry_domain::PageRequest,
             ) -> $crate::StoreResult<tenantry_domain::Page<$crate::ApiKeyRecord>> {
-                let _timed = crate::sql::timing::Timed::new("access.list_tenant_keys");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.list_tenant_keys");
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let rows = sqlx::query(sql::LIST_TENANT_KEYS)
                     .bind(scope.tenant_id().as_uuid())
@@ -115,7 +121,8 @@ macro_rules! access_store {
                 scope: &tenantry_domain::TenantScope,
                 id: tenantry_domain::ApiKeyId,
             ) -> $crate::StoreResult<Option<$crate::ApiKeyRecord>> {
-                let _timed = crate::sql::timing::Timed::new("access.get_tenant_key");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.get_tenant_key");
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let row = sqlx::query(sql::GET_TENANT_KEY)
                     .bind(scope.tenant_id().as_uuid())
@@ -135,7 +142,8 @@ macro_rules! access_store {
                 at: chrono::DateTime<chrono::Utc>,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("access.revoke_tenant_key");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.revoke_tenant_key");
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
                 let done = sqlx::query(sql::REVOKE_TENANT_KEY)
                     .bind(scope.tenant_id().as_uuid())
@@ -159,7 +167,8 @@ macro_rules! access_store {
                 successor: &$crate::ApiKeyRecord,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("access.rotate_tenant_key");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.rotate_tenant_key");
                 $crate::error::ensure_same_tenant(scope, successor.tenant_id)?;
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
                 let done = sqlx::query(sql::ROTATE_TENANT_KEY)
@@ -185,7 +194,8 @@ macro_rules! access_store {
                 key: &$crate::ApiKeyRecord,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("access.insert_device");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.insert_device");
                 $crate::error::ensure_same_tenant(scope, Some(d.tenant_id))?;
                 $crate::error::ensure_same_tenant(scope, key.tenant_id)?;
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
@@ -203,7 +213,8 @@ macro_rules! access_store {
                 scope: &tenantry_domain::TenantScope,
                 page: tenantry_domain::PageRequest,
             ) -> $crate::StoreResult<tenantry_domain::Page<$crate::DeviceRecord>> {
-                let _timed = crate::sql::timing::Timed::new("access.list_devices");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.list_devices");
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let rows = sqlx::query(sql::LIST_DEVICES)
                     .bind(scope.tenant_id().as_uuid())
@@ -229,7 +240,7 @@ macro_rules! access_store {
                 scope: &tenantry_domain::TenantScope,
                 device_id: &str,
             ) -> $crate::StoreResult<Option<$crate::DeviceRecord>> {
-                let _timed = crate::sql::timing::Timed::new("access.get_device");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.get_device");
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let row = sqlx::query(sql::GET_DEVICE)
                     .bind(scope.tenant_id().as_uuid())
@@ -249,7 +260,8 @@ macro_rules! access_store {
                 at: chrono::DateTime<chrono::Utc>,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("access.delete_device");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.delete_device");
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
                 sqlx::query(sql::REVOKE_DEVICE_KEYS)
                     .bind(scope.tenant_id().as_uuid())

@@ -9,7 +9,7 @@ macro_rules! audit_store {
                 f: &$crate::AuditFilter,
                 page: tenantry_domain::PageRequest,
             ) -> $crate::StoreResult<tenantry_domain::Page<tenantry_domain::AuditRecord>> {
-                let _timed = crate::sql::timing::Timed::new("audit.list");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "audit.list");
                 let rows = sqlx::query(sql::LIST)
                     .bind($crate::sql::before(&page))
                     .bind(f.tenant_id.map(uuid::Uuid::from))
@@ -37,7 +37,7 @@ macro_rules! audit_store {
                 f: &$crate::AuditFilter,
                 page: tenantry_domain::PageRequest,
             ) -> $crate::StoreResult<tenantry_domain::Page<tenantry_domain::AuditRecord>> {
-                let _timed = crate::sql::timing::Timed::new("audit.list_tenant");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "audit.list_tenant");
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let rows = sqlx::query(sql::LIST)
                     .bind($crate::sql::before(&page))
@@ -65,7 +65,8 @@ macro_rules! audit_store {
                 &self,
                 limit: u32,
             ) -> $crate::StoreResult<Vec<tenantry_domain::EventEnvelope>> {
-                let _timed = crate::sql::timing::Timed::new("audit.pending_events");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "audit.pending_events");
                 let rows = sqlx::query(sql::PENDING_EVENTS)
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)

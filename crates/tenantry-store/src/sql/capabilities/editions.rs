@@ -4,7 +4,7 @@ macro_rules! edition_store {
         #[async_trait::async_trait]
         impl $crate::EditionStore for $store {
             async fn list(&self) -> $crate::StoreResult<Vec<tenantry_domain::Edition>> {
-                let _timed = crate::sql::timing::Timed::new("editions.list");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "editions.list");
                 let rows = sqlx::query(sql::LIST)
                     .fetch_all(&self.pool)
                     .await
@@ -18,7 +18,7 @@ macro_rules! edition_store {
                 &self,
                 key: &tenantry_domain::EditionKey,
             ) -> $crate::StoreResult<Option<tenantry_domain::Edition>> {
-                let _timed = crate::sql::timing::Timed::new("editions.get");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "editions.get");
                 let row = sqlx::query(sql::GET)
                     .bind(key.as_str())
                     .fetch_optional(&self.pool)
@@ -33,7 +33,7 @@ macro_rules! edition_store {
                 e: &tenantry_domain::Edition,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("editions.insert");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "editions.insert");
                 let mut tx = self.platform_tx(Intent::Write).await?;
                 Self::write_changes(&mut tx, changes).await?;
                 $crate::sql::binds::bind_edition!(sqlx::query(sql::INSERT), e)

@@ -9,7 +9,7 @@ macro_rules! idempotency_store {
                 key: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<Option<$crate::IdempotencyRecord>> {
-                let _timed = crate::sql::timing::Timed::new("idempotency.find");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "idempotency.find");
                 let row = sqlx::query(sql::FIND)
                     .bind(scope)
                     .bind(key)
@@ -22,7 +22,7 @@ macro_rules! idempotency_store {
             }
 
             async fn purge(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::StoreResult<u64> {
-                let _timed = crate::sql::timing::Timed::new("idempotency.purge");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "idempotency.purge");
                 let r = sqlx::query(sql::PURGE)
                     .bind(db_time(now))
                     .execute(&self.pool)

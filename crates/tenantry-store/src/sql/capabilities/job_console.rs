@@ -11,7 +11,8 @@ macro_rules! job_console {
                 scope: $crate::jobs::JobScope<'_>,
                 id: uuid::Uuid,
             ) -> $crate::StoreResult<Option<$crate::jobs::JobRecord>> {
-                let _timed = crate::sql::timing::Timed::new("job_console.get_job");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.get_job");
                 let mut tx = self.scoped_tx(scope, Intent::Read).await?;
                 let row = sqlx::query(sql::GET)
                     .bind(id)
@@ -29,7 +30,8 @@ macro_rules! job_console {
                 filter: &$crate::jobs::JobFilter,
                 page: tenantry_domain::PageRequest,
             ) -> $crate::StoreResult<tenantry_domain::Page<$crate::jobs::JobRecord>> {
-                let _timed = crate::sql::timing::Timed::new("job_console.list_jobs");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.list_jobs");
                 if let (Some(a), Some(b)) = (scope.tenant_id(), filter.tenant_id)
                     && a != b
                 {
@@ -67,7 +69,8 @@ macro_rules! job_console {
                 now: chrono::DateTime<chrono::Utc>,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<Option<tenantry_domain::job::JobState>> {
-                let _timed = crate::sql::timing::Timed::new("job_console.cancel_job");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.cancel_job");
                 use tenantry_domain::job::JobState;
                 let mut tx = self.scoped_tx(scope, Intent::Write).await?;
                 let row = sqlx::query(sql::LOCK_JOB)
@@ -120,7 +123,8 @@ macro_rules! job_console {
                 now: chrono::DateTime<chrono::Utc>,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<Option<tenantry_domain::job::JobState>> {
-                let _timed = crate::sql::timing::Timed::new("job_console.retry_job");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.retry_job");
                 use tenantry_domain::job::JobState;
                 let mut tx = self.scoped_tx(scope, Intent::Write).await?;
                 let state: Option<String> = sqlx::query_scalar(sql::LOCK_STATE)
@@ -158,7 +162,8 @@ macro_rules! job_console {
                 now: chrono::DateTime<chrono::Utc>,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<u64> {
-                let _timed = crate::sql::timing::Timed::new("job_console.replay_jobs");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.replay_jobs");
                 let tenant = tenant_clause(scope).or(filter.tenant_id.map(uuid::Uuid::from));
                 let mut tx = self.scoped_tx(scope, Intent::Write).await?;
                 let ids: Vec<uuid::Uuid> = sqlx::query_scalar(sql::REPLAY_SELECT)

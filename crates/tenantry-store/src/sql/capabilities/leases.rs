@@ -11,7 +11,7 @@ macro_rules! lease_store {
                 now: chrono::DateTime<chrono::Utc>,
                 until: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<bool> {
-                let _timed = crate::sql::timing::Timed::new("leases.acquire");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "leases.acquire");
                 let mut tx = self.platform_tx(Intent::Write).await?;
                 let n = sqlx::query(sql::ACQUIRE)
                     .bind(name)
@@ -27,7 +27,7 @@ macro_rules! lease_store {
             }
 
             async fn release(&self, name: &str, owner: &str) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("leases.release");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "leases.release");
                 let mut tx = self.platform_tx(Intent::Write).await?;
                 sqlx::query(sql::RELEASE)
                     .bind(name)
@@ -43,7 +43,7 @@ macro_rules! lease_store {
                 name: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<Option<String>> {
-                let _timed = crate::sql::timing::Timed::new("leases.holder");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "leases.holder");
                 sqlx::query_scalar(sql::HOLDER)
                     .bind(name)
                     .bind(db_time(now))

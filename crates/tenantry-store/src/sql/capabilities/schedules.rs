@@ -11,7 +11,7 @@ macro_rules! schedule_store {
                 sc: &$crate::schedules::ScheduleRecord,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("schedules.put");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.put");
                 if let $crate::jobs::JobScope::Tenant(s) = scope {
                     $crate::error::ensure_same_tenant(s, sc.tenant_id)?;
                 }
@@ -40,7 +40,7 @@ macro_rules! schedule_store {
                 scope: $crate::jobs::JobScope<'_>,
                 name: &str,
             ) -> $crate::StoreResult<Option<$crate::schedules::ScheduleRecord>> {
-                let _timed = crate::sql::timing::Timed::new("schedules.get");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.get");
                 let mut tx = self.scoped_tx(scope, Intent::Read).await?;
                 let row = sqlx::query(sql::GET)
                     .bind(name)
@@ -56,7 +56,7 @@ macro_rules! schedule_store {
                 &self,
                 scope: $crate::jobs::JobScope<'_>,
             ) -> $crate::StoreResult<Vec<$crate::schedules::ScheduleRecord>> {
-                let _timed = crate::sql::timing::Timed::new("schedules.list");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.list");
                 let mut tx = self.scoped_tx(scope, Intent::Read).await?;
                 let rows = sqlx::query(sql::LIST)
                     .bind(tenant_clause(scope))
@@ -73,7 +73,7 @@ macro_rules! schedule_store {
                 name: &str,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<bool> {
-                let _timed = crate::sql::timing::Timed::new("schedules.delete");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.delete");
                 let mut tx = self.scoped_tx(scope, Intent::Write).await?;
                 let n = sqlx::query(sql::DELETE)
                     .bind(name)
@@ -95,7 +95,7 @@ macro_rules! schedule_store {
                 now: chrono::DateTime<chrono::Utc>,
                 limit: u32,
             ) -> $crate::StoreResult<Vec<$crate::schedules::ScheduleRecord>> {
-                let _timed = crate::sql::timing::Timed::new("schedules.due");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.due");
                 let rows = sqlx::query(sql::DUE)
                     .bind(db_time(now))
                     .bind(i64::from(limit))
@@ -111,7 +111,8 @@ macro_rules! schedule_store {
                 expected: chrono::DateTime<chrono::Utc>,
                 next: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<bool> {
-                let _timed = crate::sql::timing::Timed::new("schedules.reschedule");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.reschedule");
                 let mut tx = self.platform_tx(Intent::Write).await?;
                 let n = sqlx::query(sql::RESCHEDULE)
                     .bind(name)
@@ -132,7 +133,7 @@ macro_rules! schedule_store {
                 next: chrono::DateTime<chrono::Utc>,
                 job: &$crate::jobs::NewJob,
             ) -> $crate::StoreResult<bool> {
-                let _timed = crate::sql::timing::Timed::new("schedules.fire");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.fire");
                 let mut tx = self.platform_tx(Intent::Write).await?;
                 let n = sqlx::query(sql::FIRE)
                     .bind(name)

@@ -8,7 +8,8 @@ macro_rules! secret_store {
                 name: &str,
                 candidate: &[u8],
             ) -> $crate::StoreResult<Vec<u8>> {
-                let _timed = crate::sql::timing::Timed::new("secrets.get_or_create");
+                let _timed =
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "secrets.get_or_create");
                 let mut tx = self.platform_tx(Intent::Write).await?;
                 sqlx::query(sql::INSERT_IF_ABSENT)
                     .bind(name)

@@ -9,7 +9,7 @@ macro_rules! tenant_store {
                 t: &tenantry_domain::Tenant,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("tenants.insert");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "tenants.insert");
                 let mut tx = self.platform_tx(Intent::Write).await?;
                 Self::write_changes(&mut tx, changes).await?;
                 $crate::sql::binds::bind_tenant!(sqlx::query(sql::INSERT), t)
@@ -25,7 +25,7 @@ macro_rules! tenant_store {
                 expected_version: i64,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new("tenants.update");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "tenants.update");
                 let mut tx = self.platform_tx(Intent::Write).await?;
                 let updated = $crate::sql::binds::bind_tenant_update!(
                     sqlx::query(sql::UPDATE),
@@ -55,7 +55,7 @@ macro_rules! tenant_store {
                 &self,
                 r: &tenantry_domain::TenantRef,
             ) -> $crate::StoreResult<Option<tenantry_domain::Tenant>> {
-                let _timed = crate::sql::timing::Timed::new("tenants.get");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "tenants.get");
                 let row = match r {
                     tenantry_domain::TenantRef::Id(id) => {
                         sqlx::query(sql::BY_ID)
@@ -80,7 +80,7 @@ macro_rules! tenant_store {
                 f: &$crate::TenantFilter,
                 page: tenantry_domain::PageRequest,
             ) -> $crate::StoreResult<tenantry_domain::Page<tenantry_domain::Tenant>> {
-                let _timed = crate::sql::timing::Timed::new("tenants.list");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "tenants.list");
                 let rows = sqlx::query(sql::LIST)
                     .bind($crate::sql::after(&page))
                     .bind(f.status.map(|s| s.as_str()))

@@ -1,38 +1,70 @@
-//! Logs and metrics. Logs are one JSON object per line (or human-readable with `log_format =
-//! "pretty"`); every request's span carries `trace_id` and, once known, `tenant_id`. Metrics are
-//! kept in-process and rendered at `/metrics`; labels are bounded (route templates, not paths).
+//! Logs, metrics and traces. Logs are one JSON object per line (or human-readable with
+//! `log_format = "pretty"`); every request's span carries `trace_id` and, once known,
+//! `tenant_id`. Metrics are kept in-process and rendered at `/metrics`; labels are bounded (route
+//! templates, not paths). Traces are exported over OTLP when `[otel]` names a receiver
+//! ([`traces`]).
+
+pub mod config;
+pub mod traces;
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{Config, LogFormat};
 
-/// Installs the log subscriber (once per process; later calls do nothing). The server logs to
-/// stdout; other commands log to stderr so that their stdout stays clean JSON.
-pub fn init_logging(config: &Config, to_stdout: bool) {
+type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Installs the log subscriber (once per process; later calls do nothing) and, with
+/// `export_traces` and an `[otel]` endpoint, the trace exporter (returned: shut it down last, so
+/// that buffered spans are sent). The server logs to stdout; other commands log to stderr so that
+/// their stdout stays clean JSON.
+///
+/// Each layer has its own filter: logs follow `log_level`; traces take every span of tenantry's
+/// own crates down to `DEBUG` (the store's operations), whatever the log level, and no events.
+pub fn init(
+    config: &Config,
+    to_stdout: bool,
+    export_traces: bool,
+) -> anyhow::Result<Option<traces::Traces>> {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = if to_stdout {
         BoxMakeWriter::new(std::io::stdout)
     } else {
         BoxMakeWriter::new(std::io::stderr)
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_span_events(FmtSpan::NONE)
-        .with_writer(writer);
-    let _ = match config.log_format {
-        LogFormat::Json => builder
+    let logs: Boxed = match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .flatten_event(true)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
     };
+    let traces = if export_traces && config.otel.enabled() {
+        Some(traces::Traces::build(&config.otel)?)
+    } else {
+        None
+    };
+    let mut layers = vec![logs];
+    if let Some(t) = &traces {
+        let spans = tracing_subscriber::filter::filter_fn(|m| {
+            m.is_span() && *m.level() <= tracing::Level::DEBUG && m.target().starts_with("tenantry")
+        });
+        layers.push(t.layer().with_filter(spans).boxed());
+    }
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    Ok(traces)
 }
 
 /// One metric the server records: its name, kind, unit and help text. Each capability lists its
@@ -124,7 +156,14 @@ pub fn catalog() -> impl Iterator<Item = &'static Metric> {
         .iter()
         .flat_map(|c| c.metrics.iter())
         .chain(STORE_METRICS.iter())
+        .chain(TRACE_METRICS.iter())
 }
+
+/// Recorded by the trace exporter (when traces are exported).
+const TRACE_METRICS: &[Metric] = &[Metric::counter(
+    "otlp_exports_total",
+    "Batches of spans sent to the OTLP receiver, by result (ok or error)",
+)];
 
 /// Recorded by the store crate (which has no catalog of its own to register).
 const STORE_METRICS: &[Metric] = &[Metric::seconds(
