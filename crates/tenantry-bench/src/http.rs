@@ -54,7 +54,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Runs `concurrency` workers for `duration`; each calls `request(worker, n)` in a loop.
-async fn phase<F, Fut>(
+pub(crate) async fn phase<F, Fut>(
     name: &'static str,
     concurrency: usize,
     duration: Duration,
@@ -501,20 +501,24 @@ pub struct ClusterBenchArgs {
     pub with_local_comparison: bool,
 }
 
-struct Instance {
-    child: tokio::process::Child,
-    base: String,
+pub(crate) struct Instance {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) base: String,
 }
 
-async fn spawn_instance(db_url: &str, redis: Option<&str>, key: &str) -> anyhow::Result<Instance> {
+/// A `tenantry serve` process of this very binary on `db_url`, with `env` added.
+pub(crate) async fn spawn_instance(
+    db_url: &str,
+    key: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<Instance> {
     use tokio::io::AsyncBufReadExt;
     let exe = std::env::current_exe()?;
     let mut cmd = tokio::process::Command::new(exe);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
         .env("TENANTRY_DATABASE_URL", db_url)
         .env("TENANTRY_BOOTSTRAP_OPERATOR_KEY", key)
-        .env("TENANTRY_REDIS_URL", redis.unwrap_or_default())
-        .env("TENANTRY_EDITION_CACHE_SECONDS", "5")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
@@ -551,8 +555,12 @@ pub async fn run_cluster(args: ClusterBenchArgs) -> anyhow::Result<()> {
         let db = tenantry_store::testing::PgTestDatabase::create_on(&args.postgres_url).await;
         let key = tenantry_server::access::keys::generate_key(tenantry_domain::KeyKind::Operator);
         // migrate once, then start both
-        let first = spawn_instance(&db.url, redis.as_deref(), &key).await?;
-        let second = spawn_instance(&db.url, redis.as_deref(), &key).await?;
+        let env = [
+            ("TENANTRY_REDIS_URL", redis.clone().unwrap_or_default()),
+            ("TENANTRY_EDITION_CACHE_SECONDS", "5".to_owned()),
+        ];
+        let first = spawn_instance(&db.url, &key, &env).await?;
+        let second = spawn_instance(&db.url, &key, &env).await?;
         let client = tenantry_server::http_client().build().expect("http client");
         let t: serde_json::Value = client
             .post(format!("{}/v1/tenants", first.base))

@@ -21,6 +21,7 @@ pub mod leases;
 pub mod schedules;
 pub mod secrets;
 pub mod tenants;
+pub mod usage;
 
 mod postgres;
 mod sql;
@@ -48,6 +49,7 @@ pub use schedules::ScheduleStore;
 pub use secrets::SecretStore;
 pub use sqlite::SqliteStore;
 pub use tenants::{TenantFilter, TenantStore};
+pub use usage::{TenantFootprint, UsageStore};
 
 /// Which adapter is behind a [`Store`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +88,7 @@ pub trait Store: Send + Sync + 'static {
     fn schedules(&self) -> &dyn ScheduleStore;
     fn leases(&self) -> &dyn LeaseStore;
     fn secrets(&self) -> &dyn SecretStore;
+    fn usage(&self) -> &dyn UsageStore;
 }
 
 /// Implements the root [`Store`]'s capability accessors for an adapter that implements every
@@ -120,6 +123,9 @@ macro_rules! capability_accessors {
             self
         }
         fn secrets(&self) -> &dyn $crate::SecretStore {
+            self
+        }
+        fn usage(&self) -> &dyn $crate::UsageStore {
             self
         }
     };

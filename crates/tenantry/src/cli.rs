@@ -209,6 +209,9 @@ enum BenchCommand {
     /// The job engine: enqueue rate, end-to-end throughput with 1 and 2 worker processes,
     /// enqueue-to-start latency, against a raw SQL loop measured in the same run.
     Jobs(tenantry_bench::jobs::JobsBenchArgs),
+    /// The cost of exporting traces (always_on, OTLP to a local receiver) against traces off,
+    /// on reads and on job throughput, measured in the same run.
+    Tracing(tenantry_bench::traces::TracingBenchArgs),
 }
 
 /// A failure with the exit code to leave with: 2 for configuration, 1 for everything else.
@@ -311,6 +314,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             BenchCommand::NoisyNeighbour(args) => bench::run_noisy(args).await,
             BenchCommand::ClusterLimit(args) => bench::run_cluster(args).await,
             BenchCommand::Jobs(args) => tenantry_bench::jobs::run_jobs(args).await,
+            BenchCommand::Tracing(args) => tenantry_bench::traces::run_tracing(args).await,
         };
         return run.map_err(Failure::from);
     }

@@ -126,3 +126,9 @@ pub fn require_scope(principal: &Principal, scope: Scope) -> AppResult<()> {
         Err(AppError::InsufficientScope(scope))
     }
 }
+
+/// The scope of a system task that reads one tenant's data on the platform's behalf (the
+/// per-tenant utilisation metrics); its actor is the system, named by `reason`.
+pub(crate) fn system_scope(tenant: &tenantry_domain::Tenant, reason: &'static str) -> TenantScope {
+    TenantScope::system(tenant.id, tenant.edition.clone(), reason)
+}

@@ -7,6 +7,7 @@
 //! Each write decides with the domain, then commits the change together with its audit record and
 //! outbox event (and the request's idempotency record) as one unit of work.
 
+pub mod footprint;
 pub mod http;
 pub mod idempotency;
 pub mod views;
@@ -17,7 +18,16 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
     name: "platform",
     routes: |api| http::openapi::register(http::health::register(api)),
     housekeeping: idempotency::housekeeping,
+    background: footprint::background,
     metrics: &[
+        Metric::gauge(
+            "tenant_storage_bytes",
+            "Bytes of a listed tenant's stored rows (keys, devices, audit, outbox, jobs, schedules), read once a minute",
+        ),
+        Metric::gauge(
+            "tenant_active_devices",
+            "Devices of a listed tenant whose key was used in the last 24 hours, read once a minute",
+        ),
         Metric::seconds(
             "http_request_duration_seconds",
             "HTTP request duration, by method, route template and status",

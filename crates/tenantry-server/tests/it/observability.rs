@@ -1,4 +1,5 @@
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 use tenantry_server::testing::TestServer;
 
 use crate::support::*;
@@ -265,7 +266,8 @@ pub fn slo_rules_and_dashboard_are_valid() {
 }
 
 /// Per-tenant series exist only for the tenants of `tenant_metrics`; every other tenant is
-/// counted as `other`, so cardinality is the operator's choice.
+/// counted as `other`, so cardinality is the operator's choice. Listed tenants also get their
+/// footprint: storage bytes and active devices.
 pub async fn per_tenant_metrics_are_opt_in(srv: &TestServer) {
     let listed = tenant_named(srv, "Watched").await;
     let unlisted = tenant_named(srv, "Crowd").await;
@@ -273,6 +275,48 @@ pub async fn per_tenant_metrics_are_opt_in(srv: &TestServer) {
         listed["id"].as_str().unwrap().to_owned(),
         unlisted["id"].as_str().unwrap().to_owned(),
     );
+    // two devices of the listed tenant, one of which has used its key
+    let (_, admin) = crate::access::tenant_key(srv, &listed, &["tenant_admin"]).await;
+    let mut device_keys = Vec::new();
+    for device in ["meter-1", "meter-2"] {
+        let r = srv
+            .with_key(&admin, Method::POST, "/v1/devices")
+            .json(&json!({ "device_id": device }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        device_keys.push(body(r).await["key"].as_str().unwrap().to_owned());
+    }
+    // authenticated (a device key has no scope for whoami: 403, but its use counts)
+    let r = srv
+        .with_key(&device_keys[0], Method::GET, "/v1/whoami")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), StatusCode::UNAUTHORIZED);
+    // the use is recorded off the request path: wait for it
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let keys = body(
+            srv.op(Method::GET, &format!("/v1/tenants/{listed}/api-keys"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let used = keys["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["kind"] == "device" && k["last_used_at"].is_string())
+            .count();
+        if used == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{keys}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let watching = listed.clone();
     let srv = srv
         .second_instance_with(move |c| c.tenant_metrics = watching)
@@ -311,6 +355,33 @@ pub async fn per_tenant_metrics_are_opt_in(srv: &TestServer) {
         !text.contains(&unlisted),
         "an unlisted tenant got series of its own"
     );
+    // the footprint is read at start-up, then once a minute
+    let gauge = |text: &str, name: &str| -> Option<f64> {
+        let prefix = format!("{name}{{tenant=\"{listed}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let text = metrics_text(&srv).await;
+        if gauge(&text, "tenant_active_devices").is_some() {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "no footprint gauges");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        gauge(&text, "tenant_active_devices"),
+        Some(1.0),
+        "one device used its key"
+    );
+    let bytes = gauge(&text, "tenant_storage_bytes").unwrap();
+    assert!(
+        bytes > 500.0,
+        "three keys, two devices, audit records: {bytes}"
+    );
+    assert!(!text.contains(&format!("tenant_storage_bytes{{tenant=\"{unlisted}\"}}")));
 }
 
 /// `/openapi.json` documents every route of the route table exactly once, with its scope, and

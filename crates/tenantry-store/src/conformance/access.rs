@@ -10,7 +10,7 @@ use tenantry_domain::{ApiKeyId, PageRequest, TenantScope};
 use super::{changes_for, new_tenant, now};
 use crate::{ApiKeyRecord, Changes, Constraint, DeviceRecord, Store, StoreError};
 
-async fn two_tenants(store: &dyn Store) -> (TenantScope, TenantScope) {
+pub(crate) async fn two_tenants(store: &dyn Store) -> (TenantScope, TenantScope) {
     let mut scopes = Vec::new();
     for slug in ["fence-a", "fence-b"] {
         let t = new_tenant(slug);
@@ -25,7 +25,7 @@ async fn two_tenants(store: &dyn Store) -> (TenantScope, TenantScope) {
     (scopes.pop().unwrap(), b)
 }
 
-fn tenant_key(scope: &TenantScope, lookup: &str, device: Option<&str>) -> ApiKeyRecord {
+pub(crate) fn tenant_key(scope: &TenantScope, lookup: &str, device: Option<&str>) -> ApiKeyRecord {
     ApiKeyRecord {
         id: ApiKeyId::new(),
         kind: if device.is_some() {

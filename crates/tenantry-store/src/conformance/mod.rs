@@ -16,6 +16,7 @@ pub mod schedules;
 pub mod secrets;
 pub mod store;
 pub mod tenants;
+pub mod usage;
 
 use chrono::Utc;
 use serde_json::json;
@@ -109,6 +110,7 @@ macro_rules! conformance_suite {
             schedules: schedules_are_fenced_by_scope, firing_is_single_and_enqueues_once,
                 leases_have_one_holder, due_skips_schedules_of_inactive_tenants;
             secrets: the_first_secret_stored_wins;
+            usage: footprints_count_one_tenant;
         );
     };
     (@suite $make:expr; $($module:ident: $($case:ident),+);+ $(;)?) => {

@@ -18,6 +18,7 @@ mod leases;
 mod schedules;
 mod secrets;
 mod tenants;
+mod usage;
 
 /// `db.system` of this adapter's spans (OpenTelemetry semantic conventions).
 pub(crate) const DB_SYSTEM: &str = "postgresql";

@@ -19,6 +19,7 @@ mod leases;
 mod schedules;
 mod secrets;
 mod tenants;
+mod usage;
 
 /// `db.system` of this adapter's spans (OpenTelemetry semantic conventions).
 pub(crate) const DB_SYSTEM: &str = "sqlite";
@@ -323,7 +324,7 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(store.migrate().await.unwrap(), vec![5, 6, 7]);
+        assert_eq!(store.migrate().await.unwrap(), vec![5, 6, 7, 8]);
         store.check_ready().await.unwrap();
         // 0006 gave the stored built-in edition its schedule-interval limit
         let free = store

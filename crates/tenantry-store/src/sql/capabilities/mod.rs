@@ -14,9 +14,10 @@ mod leases;
 mod schedules;
 mod secrets;
 mod tenants;
+mod usage;
 
 pub(crate) use {
     access::access_store, audit::audit_store, editions::edition_store,
     idempotency::idempotency_store, job_console::job_console, leases::lease_store,
-    schedules::schedule_store, secrets::secret_store, tenants::tenant_store,
+    schedules::schedule_store, secrets::secret_store, tenants::tenant_store, usage::usage_store,
 };
