@@ -12,28 +12,26 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::json;
 
-use crate::http::{BenchBackend, phase, spawn_instance};
+use crate::http::{BenchBackend, HttpBenchArgs, phase, spawn_instance};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TracingBenchArgs {
-    /// Store to measure.
-    #[arg(long, value_enum, default_value = "sqlite")]
-    pub backend: BenchBackend,
-    /// PostgreSQL server for --backend postgres (a scratch database per run, dropped after).
-    #[arg(long, env = "TENANTRY_TEST_POSTGRES_URL")]
-    pub postgres_url: Option<String>,
-    /// Requests in flight at once in the read phase.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
-    /// Seconds of the read phase.
-    #[arg(long, default_value_t = 10)]
-    pub seconds: u64,
+    /// The store, the read phase's concurrency and its length (as `bench http`).
+    #[command(flatten)]
+    pub http: HttpBenchArgs,
     /// Jobs per throughput measurement.
     #[arg(long, default_value_t = 5000)]
     pub jobs: usize,
     /// Rounds (each measures both modes; the order alternates).
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// The sampler of the traced instance (`OTEL_TRACES_SAMPLER`): `always_on` exports every
+    /// span, the worst case.
+    #[arg(long, default_value = "always_on")]
+    pub sampler: String,
+    /// Its argument (`OTEL_TRACES_SAMPLER_ARG`), for the ratio samplers.
+    #[arg(long, default_value_t = 1.0)]
+    pub sampler_arg: f64,
 }
 
 /// An OTLP/HTTP receiver that accepts every batch and keeps only counts (the benchmark measures
@@ -103,13 +101,13 @@ async fn measure(
 ) -> anyhow::Result<Figures> {
     let key = tenantry_server::access::keys::generate_key(tenantry_domain::KeyKind::Operator);
     let dir = tempfile::tempdir()?;
-    let pg = match args.backend {
+    let pg = match args.http.backend {
         BenchBackend::Sqlite => None,
         BenchBackend::Postgres => {
-            let url = args
-                .postgres_url
-                .as_deref()
-                .context("--backend postgres needs --postgres-url or TENANTRY_TEST_POSTGRES_URL")?;
+            let url =
+                args.http.postgres_url.as_deref().context(
+                    "--backend postgres needs --postgres-url or TENANTRY_TEST_POSTGRES_URL",
+                )?;
             Some(tenantry_store::testing::PgTestDatabase::create_on(url).await)
         }
     };
@@ -125,7 +123,8 @@ async fn measure(
                 format!("http://127.0.0.1:{port}"),
             ),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
-            ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
+            ("OTEL_TRACES_SAMPLER", args.sampler.clone()),
+            ("OTEL_TRACES_SAMPLER_ARG", args.sampler_arg.to_string()),
         ]);
     }
     let mut instance = spawn_instance(&db_url, &key, &env).await?;
@@ -148,8 +147,8 @@ async fn measure(
     let (c, a) = (client.clone(), auth.clone());
     let reads = phase(
         "GET /v1/tenants/{id}",
-        args.concurrency.max(1),
-        Duration::from_secs(args.seconds.max(1)),
+        args.http.concurrency.max(1),
+        Duration::from_secs(args.http.seconds.max(1)),
         move |_, _| {
             let req = c.get(&url).header("authorization", &a);
             async move { req.send().await.is_ok_and(|r| r.status().is_success()) }
@@ -222,13 +221,15 @@ fn mean(v: &[Figures]) -> Figures {
 pub async fn run_tracing(args: TracingBenchArgs) -> anyhow::Result<()> {
     let sink = sink().await?;
     let client = tenantry_server::http_client()
-        .pool_max_idle_per_host(args.concurrency.max(4))
+        .pool_max_idle_per_host(args.http.concurrency.max(4))
         .build()?;
     println!(
-        "tenantry bench tracing: backend={:?} concurrency={} read seconds={} jobs={} rounds={} cores={}",
-        args.backend,
-        args.concurrency,
-        args.seconds,
+        "tenantry bench tracing: backend={:?} sampler={} ({}) concurrency={} read seconds={} jobs={} rounds={} cores={}",
+        args.http.backend,
+        args.sampler,
+        args.sampler_arg,
+        args.http.concurrency,
+        args.http.seconds,
         args.jobs,
         args.rounds,
         std::thread::available_parallelism().map_or(0, |n| n.get())

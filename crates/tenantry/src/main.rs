@@ -2,6 +2,11 @@
 
 mod cli;
 
+/// mimalloc: the server allocates many small, short-lived objects from many threads (requests,
+/// spans, rows), where it is markedly cheaper than the system allocator (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -6,84 +6,34 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sqlx::Row;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
 
 fn operator_key() -> String {
     format!("tnt_op_{}", "Jb9".repeat(15))
 }
 
-struct Proc {
-    child: Child,
-    base: String,
-    stdout: Arc<Mutex<Vec<String>>>,
-}
+mod support;
 
-fn collect(reader: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&lines);
-    tokio::spawn(async move {
-        let mut r = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = r.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-async fn wait_line(lines: &Arc<Mutex<Vec<String>>>, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(l) = lines.lock().unwrap().iter().find(|l| l.contains(what)) {
-            return l.clone();
-        }
-        assert!(Instant::now() < deadline, "'{what}' never appeared");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::{Served as Proc, wait_for as wait_line};
 
 async fn start(db_url: &str, roles: &[&str]) -> Proc {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TENANTRY_DATABASE_URL", db_url)
-        .env("TENANTRY_BOOTSTRAP_OPERATOR_KEY", operator_key())
-        .env(
-            "TENANTRY_LOG_LEVEL",
-            "warn,tenantry_server::jobs::workers=info,tenantry::job_runs=debug",
-        )
-        .env("TENANTRY_WORKER_CONCURRENCY", "32")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for r in roles {
-        cmd.args(["--role", r]);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    let line = wait_line(&stderr, "listening on http://").await;
-    let base = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_owned();
-    Proc {
-        child,
-        base,
-        stdout,
-    }
+    let args: Vec<&str> = roles.iter().flat_map(|r| ["--role", r]).collect();
+    support::serve(
+        db_url,
+        &[
+            ("TENANTRY_BOOTSTRAP_OPERATOR_KEY", &operator_key()),
+            (
+                "TENANTRY_LOG_LEVEL",
+                "warn,tenantry_server::jobs::workers=info,tenantry::job_runs=debug",
+            ),
+            ("TENANTRY_WORKER_CONCURRENCY", "32"),
+        ],
+        &args,
+    )
+    .await
 }
 
 fn log_values(p: &Proc) -> Vec<Value> {

@@ -4,60 +4,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+mod support;
+
+use support::{Served, collect, tenantry, wait_for};
 
 fn operator_key() -> String {
     format!("tnt_op_{}", "Kx7".repeat(15))
-}
-
-fn tenantry(db_url: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TENANTRY_DATABASE_URL", db_url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// A running `tenantry serve`, with its output collected line by line.
-struct Served {
-    child: Child,
-    base: String,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-fn collect(reader: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&lines);
-    tokio::spawn(async move {
-        let mut r = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = r.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-async fn wait_for(lines: &Arc<Mutex<Vec<String>>>, what: &str) -> String {
-    for _ in 0..600 {
-        if let Some(l) = lines.lock().unwrap().iter().find(|l| l.contains(what)) {
-            return l.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("'{what}' never appeared in: {:?}", lines.lock().unwrap());
 }
 
 async fn serve(db_url: &str, key: Option<&str>) -> Served {
@@ -65,28 +21,11 @@ async fn serve(db_url: &str, key: Option<&str>) -> Served {
 }
 
 async fn serve_with(db_url: &str, key: Option<&str>, env: &[(&str, &str)]) -> Served {
-    let mut cmd = tenantry(db_url);
-    cmd.envs(env.iter().copied());
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut env = env.to_vec();
     if let Some(k) = key {
-        cmd.env("TENANTRY_BOOTSTRAP_OPERATOR_KEY", k);
+        env.push(("TENANTRY_BOOTSTRAP_OPERATOR_KEY", k));
     }
-    let mut child = cmd.spawn().expect("spawn tenantry serve");
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    let line = wait_for(&stderr, "listening on http://").await;
-    let base = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_owned();
-    Served {
-        child,
-        base,
-        stdout,
-        stderr,
-    }
+    support::serve(db_url, &env, &[]).await
 }
 
 async fn run(db_url: &str, args: &[&str]) -> (i32, Value, String) {

@@ -12,46 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
 const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otlp_receiver.py");
+
+mod support;
+
+use support::{BIN, collect as lines_of, post_json, stop, until};
 
 fn operator_key() -> String {
     format!("tnt_op_{}", "Tr4".repeat(15))
-}
-
-fn lines_of(reader: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&lines);
-    tokio::spawn(async move {
-        let mut r = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = r.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-/// Waits (bounded) until `found` returns something from the lines collected so far.
-async fn until<T>(
-    what: &str,
-    lines: &Arc<Mutex<Vec<String>>>,
-    found: impl Fn(&[String]) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(t) = found(&lines.lock().unwrap()) {
-            return t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never arrived; got: {:#?}",
-            lines.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The receiver, with the ports it listens on; `None` (skipped) when Python lacks its packages
@@ -100,38 +70,17 @@ async fn receiver(test: &str) -> Option<Receiver> {
     })
 }
 
-/// `tenantry serve` on a fresh SQLite database with `env`; its base URL.
-async fn serve(dir: &std::path::Path, env: &[(&str, String)]) -> (Child, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "TENANTRY_DATABASE_URL",
-            format!("sqlite://{}", dir.join("tenantry.db").display()),
-        )
-        .env("TENANTRY_BOOTSTRAP_OPERATOR_KEY", operator_key())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("spawn tenantry serve");
-    let _stdout = lines_of(child.stdout.take().unwrap());
-    let stderr = lines_of(child.stderr.take().unwrap());
-    let line = until("the listening line", &stderr, |l| {
-        l.iter()
-            .find(|l| l.contains("listening on http://"))
-            .cloned()
-    })
-    .await;
-    let base = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_owned();
-    (child, base)
+fn sqlite_in(dir: &std::path::Path) -> String {
+    format!("sqlite://{}", dir.join("tenantry.db").display())
+}
+
+/// `tenantry serve` on the database at `url` with `env`; its base URL.
+async fn serve(url: &str, env: &[(&str, String)]) -> (Child, String) {
+    let key = operator_key();
+    let mut all: Vec<(&str, &str)> = vec![("TENANTRY_BOOTSTRAP_OPERATOR_KEY", &key)];
+    all.extend(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let served = support::serve(url, &all, &[]).await;
+    (served.child, served.base)
 }
 
 fn spans(lines: &[String]) -> Vec<Value> {
@@ -146,15 +95,15 @@ fn find(spans: &[Value], pred: impl Fn(&Value) -> bool) -> Option<&Value> {
     spans.iter().find(|s| pred(s))
 }
 
-async fn spans_reach_the_receiver(protocol: &str) {
-    let test = format!("spans_reach_the_receiver({protocol})");
+/// `db_system` is what the store spans must name for the database at `db_url`.
+async fn spans_reach_the_receiver(protocol: &str, db_url: &str, db_system: &str) {
+    let test = format!("spans_reach_the_receiver({protocol}, {db_system})");
     let Some(rx) = receiver(&test).await else {
         return;
     };
     let port = if protocol == "grpc" { rx.grpc } else { rx.http };
-    let dir = tempfile::tempdir().unwrap();
     let (child, base) = serve(
-        dir.path(),
+        db_url,
         &[
             (
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -175,27 +124,23 @@ async fn spans_reach_the_receiver(protocol: &str) {
     let op = operator_key();
 
     // a tenant, and a key of its own
-    let tenant: Value = client
-        .post(format!("{base}/v1/tenants"))
-        .bearer_auth(&op)
-        .json(&json!({ "name": "Traced" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tenant = post_json(
+        &client,
+        &format!("{base}/v1/tenants"),
+        &op,
+        &[],
+        &json!({ "name": "Traced" }),
+    )
+    .await;
     let tenant_id = tenant["id"].as_str().unwrap().to_owned();
-    let key: Value = client
-        .post(format!("{base}/v1/tenants/{tenant_id}/api-keys"))
-        .bearer_auth(&op)
-        .json(&json!({ "name": "traced", "scopes": ["tenants:read", "jobs:manage"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key = post_json(
+        &client,
+        &format!("{base}/v1/tenants/{tenant_id}/api-keys"),
+        &op,
+        &[],
+        &json!({ "name": "traced", "scopes": ["tenants:read", "jobs:manage"] }),
+    )
+    .await;
     let key = key["key"].as_str().unwrap().to_owned();
 
     // a read, continuing the client's trace
@@ -213,17 +158,14 @@ async fn spans_reach_the_receiver(protocol: &str) {
 
     // a job, enqueued under another client trace
     let job_trace = "0af7651916cd43dd8448eb211c80319c";
-    let enqueued: Value = client
-        .post(format!("{base}/v1/jobs"))
-        .bearer_auth(&key)
-        .header("traceparent", format!("00-{job_trace}-b7ad6b7169203331-01"))
-        .json(&json!({ "kind": "noop" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let enqueued = post_json(
+        &client,
+        &format!("{base}/v1/jobs"),
+        &key,
+        &[("traceparent", format!("00-{job_trace}-b7ad6b7169203331-01"))],
+        &json!({ "kind": "noop" }),
+    )
+    .await;
     let job_id = enqueued["id"].as_str().unwrap().to_owned();
 
     // the request span: the route template, the tenant, the client's trace and span as parent
@@ -271,7 +213,7 @@ async fn spans_reach_the_receiver(protocol: &str) {
     .await;
     assert_eq!(get["kind"], "SPAN_KIND_CLIENT");
     assert_eq!(get["trace_id"], read_trace);
-    assert_eq!(get["attributes"]["db.system"], "sqlite");
+    assert_eq!(get["attributes"]["db.system"], db_system);
 
     // the job runs in the trace of the request that enqueued it, as its child
     let run = until("the job span", &rx.spans, |l| {
@@ -308,30 +250,26 @@ async fn spans_reach_the_receiver(protocol: &str) {
     stop(child).await;
 }
 
-/// SIGTERM, and the process exits cleanly (flushing its spans).
-async fn stop(mut child: Child) {
-    let pid = child.id().unwrap().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("tenantry stops on SIGTERM")
-        .unwrap();
-    assert!(exit.success(), "{exit}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_otlp_receiver_over_grpc() {
-    spans_reach_the_receiver("grpc").await;
+    let dir = tempfile::tempdir().unwrap();
+    spans_reach_the_receiver("grpc", &sqlite_in(dir.path()), "sqlite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_otlp_receiver_over_http_protobuf() {
-    spans_reach_the_receiver("http/protobuf").await;
+    let dir = tempfile::tempdir().unwrap();
+    spans_reach_the_receiver("http/protobuf", &sqlite_in(dir.path()), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_of_a_postgresql_instance_name_their_database() {
+    let Some(db) = tenantry_store::testing::PgTestDatabase::create().await else {
+        return tenantry_store::testing::skip_notice(
+            "spans_of_a_postgresql_instance_name_their_database",
+        );
+    };
+    spans_reach_the_receiver("grpc", &db.url, "postgresql").await;
 }
 
 /// A receiver that does not answer degrades readiness (still 200) and loses spans only.
@@ -345,7 +283,7 @@ async fn an_unreachable_receiver_degrades_readiness() {
         .port();
     let dir = tempfile::tempdir().unwrap();
     let (child, base) = serve(
-        dir.path(),
+        &sqlite_in(dir.path()),
         &[
             (
                 "OTEL_EXPORTER_OTLP_ENDPOINT",

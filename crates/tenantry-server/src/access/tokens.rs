@@ -5,9 +5,9 @@
 //! Signatures and registered claims are checked by `jsonwebtoken`; what the claims grant is decided
 //! by [`tenantry_domain::token::TokenClaims::principal`].
 
+use opentelemetry::context::FutureExt as _;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
@@ -211,16 +211,18 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> anyhow::Result<HashMap<String, DecodingKey>> {
-        let span = crate::telemetry::traces::client_span("GET", &self.url);
-        let set: JwkSet = async {
+        let call = crate::telemetry::traces::client_span("GET", &self.url);
+        let set: anyhow::Result<JwkSet> = async {
             let mut headers = reqwest::header::HeaderMap::new();
             crate::telemetry::traces::inject_current(&mut headers);
             let resp = self.client.get(&self.url).headers(headers).send().await?;
             crate::telemetry::traces::record_status(resp.status().as_u16());
             anyhow::Ok(resp.error_for_status()?.json().await?)
         }
-        .instrument(span)
-        .await?;
+        .with_context(call.cx.clone())
+        .await;
+        crate::telemetry::traces::end(&call.cx, set.is_ok());
+        let set = set?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             let Some(kid) = jwk.common.key_id.clone() else {

@@ -131,7 +131,7 @@ impl Ctx {
         if let Ok(mut slot) = self.tenant.lock() {
             *slot = Some(id);
         }
-        crate::telemetry::traces::note_tenant(&tracing::Span::current(), id);
+        crate::telemetry::traces::note_tenant(id);
     }
 
     pub(crate) fn audit(

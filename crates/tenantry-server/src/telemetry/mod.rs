@@ -24,8 +24,7 @@ type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
 /// that buffered spans are sent). The server logs to stdout; other commands log to stderr so that
 /// their stdout stays clean JSON.
 ///
-/// Each layer has its own filter: logs follow `log_level`; traces take every span of tenantry's
-/// own crates down to `DEBUG` (the store's operations), whatever the log level, and no events.
+/// Logs follow `log_level`; traces do not depend on it (their spans are OpenTelemetry's own).
 pub fn init(
     config: &Config,
     to_stdout: bool,
@@ -56,14 +55,10 @@ pub fn init(
     } else {
         None
     };
-    let mut layers = vec![logs];
     if let Some(t) = &traces {
-        let spans = tracing_subscriber::filter::filter_fn(|m| {
-            m.is_span() && *m.level() <= tracing::Level::DEBUG && m.target().starts_with("tenantry")
-        });
-        layers.push(t.layer().with_filter(spans).boxed());
+        t.install();
     }
-    let _ = tracing_subscriber::registry().with(layers).try_init();
+    let _ = tracing_subscriber::registry().with(logs).try_init();
     Ok(traces)
 }
 

@@ -3,20 +3,26 @@
 //! logs, problems, audit records and jobs carry the caller's trace id whether or not spans are
 //! exported (ADR 0015).
 //!
+//! Spans are made with the OpenTelemetry API directly, not bridged from `tracing` (whose spans
+//! carry the logs' fields): a bridge cost three times as much per span. The current span travels
+//! as OpenTelemetry's `Context`, attached to the future that does the work
+//! (`FutureExt::with_context`); the store's operations start their spans as children of
+//! `Context::current()`.
+//!
 //! What is traced: every request (a server span following the HTTP conventions, continuing the
-//! caller's `traceparent`), every store operation (a client span with `db.system` and
-//! `db.operation.name`), every job run (a child of the span that enqueued it, whose context is
-//! stored with the job), every schedule firing, and outbound HTTP calls (with `traceparent`
-//! injected).
+//! caller's `traceparent`), every store operation inside a traced unit of work (a client span with
+//! `db.system` and `db.operation.name`), every job run (a child of the span that enqueued it, whose
+//! context is stored with the job), every schedule firing, and outbound HTTP calls (with
+//! `traceparent` injected).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
+    Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags,
+    TraceId, TraceState, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::Resource;
@@ -26,16 +32,15 @@ use opentelemetry_sdk::resource::{
     EnvResourceDetector, ResourceDetector, TelemetryResourceDetector,
 };
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+    BatchConfigBuilder, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
 };
 use serde_json::json;
 use tenantry_domain::{TenantId, TraceContext};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::config::{OtelConfig, Protocol, Root, SamplerChoice};
 
-/// Set once the exporting layer is installed: spans then take their ids from OpenTelemetry.
-static ON: AtomicBool = AtomicBool::new(false);
+/// Set once traces are exported: spans are then made, and take their ids from OpenTelemetry.
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 /// The exporter's last results, for `/readyz`.
 static EXPORT: OnceLock<Arc<ExportState>> = OnceLock::new();
 
@@ -71,34 +76,50 @@ pub fn traceparent(trace: &TraceContext) -> String {
 
 /// Adds `traceparent` for the current span to an outbound request's headers.
 pub fn inject_current(headers: &mut axum::http::HeaderMap) {
-    if ON.load(Ordering::Relaxed) {
-        let cx = tracing::Span::current().context();
+    let cx = Context::current();
+    if cx.has_active_span() {
         TraceContextPropagator::new()
             .inject_context(&cx, &mut opentelemetry_http::HeaderInjector(headers));
     }
 }
 
-/// The span of an outbound HTTP call (HTTP client conventions; the URL without credentials).
-/// Run the call inside it, and inject its context with [`inject_current`].
-pub fn client_span(method: &'static str, url: &str) -> tracing::Span {
-    tracing::info_span!(
-        "http_client",
-        otel.name = method,
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = method,
-        url.full = %crate::config::redact_url(url),
-        http.response.status_code = tracing::field::Empty,
+/// The span of an outbound HTTP call (HTTP client conventions; the URL without credentials), a
+/// child of the current span. Run the call with its context attached, inject it with
+/// [`inject_current`], then [`record_status`] and [`end`].
+pub fn client_span(method: &'static str, url: &str) -> Started {
+    start(
+        || method.into(),
+        SpanKind::Client,
+        || {
+            vec![
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("url.full", crate::config::redact_url(url)),
+            ]
+        },
+        &Context::current(),
     )
 }
 
-/// Records the answer's status on the current client span (5xx and 4xx mark it failed).
+/// Records the answer's status on the current span (4xx and 5xx mark a client call failed).
 pub fn record_status(status: u16) {
-    let span = tracing::Span::current();
-    span.record("http.response.status_code", i64::from(status));
+    let cx = Context::current();
+    let span = cx.span();
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
     if status >= 400 {
-        span.record("otel.status_code", "ERROR");
+        span.set_status(Status::error(""));
     }
+}
+
+/// Ends the span of `cx`, marked failed unless `ok`.
+pub fn end(cx: &Context, ok: bool) {
+    let span = cx.span();
+    if !ok {
+        span.set_status(Status::error(""));
+    }
+    span.end();
 }
 
 fn random_nonzero<const N: usize>() -> [u8; N] {
@@ -109,23 +130,42 @@ fn random_nonzero<const N: usize>() -> [u8; N] {
     b
 }
 
-/// Makes `span` a child of `parent` (a remote or stored context; empty for a new trace) and
-/// returns the ids it carries: the OpenTelemetry span's when traces are exported, otherwise the
-/// parent's trace with a fresh span id (or a fresh trace, not sampled: nothing records it).
-pub fn start(span: &tracing::Span, parent: &Context) -> TraceContext {
-    if ON.load(Ordering::Relaxed) && span.set_parent(parent.clone()).is_ok() {
-        let cx = span.context();
-        let own = cx.span().span_context().clone();
-        if own.is_valid() {
-            return TraceContext {
+/// A started span: its context (attach it to the work: `FutureExt::with_context`) and the ids
+/// the logs carry.
+pub struct Started {
+    pub cx: Context,
+    pub trace: TraceContext,
+}
+
+/// Starts a span of `kind` as a child of `parent` (a remote or stored context; empty for a new
+/// trace). Its name and attributes are built only when traces are exported. Without export, the
+/// ids continue the parent's trace with a fresh span id (or start a trace, not sampled: nothing
+/// records it) and the context is empty.
+pub fn start(
+    name: impl FnOnce() -> std::borrow::Cow<'static, str>,
+    kind: SpanKind,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
+    parent: &Context,
+) -> Started {
+    if let Some(tracer) = TRACER.get() {
+        let span = tracer.build_with_context(
+            SpanBuilder::from_name(name())
+                .with_kind(kind)
+                .with_attributes(attributes()),
+            parent,
+        );
+        let own = span.span_context().clone();
+        return Started {
+            cx: parent.with_span(span),
+            trace: TraceContext {
                 trace_id: own.trace_id().to_bytes(),
                 span_id: own.span_id().to_bytes(),
                 sampled: own.is_sampled(),
-            };
-        }
+            },
+        };
     }
     let remote = parent.span().span_context().clone();
-    if remote.is_valid() {
+    let trace = if remote.is_valid() {
         TraceContext {
             trace_id: remote.trace_id().to_bytes(),
             span_id: random_nonzero(),
@@ -137,13 +177,17 @@ pub fn start(span: &tracing::Span, parent: &Context) -> TraceContext {
             span_id: random_nonzero(),
             sampled: false,
         }
+    };
+    Started {
+        cx: Context::new(),
+        trace,
     }
 }
 
-/// Names the tenant on `span`: `tenant_id` for logs, `tenant.id` for traces.
-pub fn note_tenant(span: &tracing::Span, tenant: TenantId) {
-    span.record("tenant_id", tracing::field::display(tenant));
-    span.record("tenant.id", tracing::field::display(tenant));
+/// Names the tenant on the current log span (`tenant_id`). The trace's spans get `tenant.id`
+/// where they end (a request) or start (a job run, a firing).
+pub fn note_tenant(tenant: TenantId) {
+    tracing::Span::current().record("tenant_id", tracing::field::display(tenant));
 }
 
 /// The installed trace pipeline; [`Traces::shutdown`] exports what is still buffered.
@@ -197,18 +241,11 @@ impl Traces {
         Ok(Self { provider })
     }
 
-    /// The tracing layer that turns spans into OpenTelemetry spans; from now on, spans take
-    /// their ids from OpenTelemetry.
-    pub(super) fn layer(
-        &self,
-    ) -> impl tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync {
-        ON.store(true, Ordering::Relaxed);
-        tracing_opentelemetry::layer()
-            .with_tracer(self.provider.tracer("tenantry"))
-            .with_tracked_inactivity(false)
-            .with_threads(false)
-            .with_location(false)
-            .with_target(false)
+    /// From now on spans are made and exported: by this process's code through its tracer,
+    /// and by the store's through OpenTelemetry's global provider.
+    pub(super) fn install(&self) {
+        let _ = TRACER.set(self.provider.tracer("tenantry"));
+        opentelemetry::global::set_tracer_provider(self.provider.clone());
     }
 
     /// Exports the spans still buffered and stops the exporter (at shutdown).
@@ -411,15 +448,20 @@ mod tests {
     }
 
     #[test]
-    fn without_the_layer_ids_continue_the_parent() {
+    fn without_export_ids_continue_the_parent() {
         let parent = extract(&headers(
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ));
-        let t = start(&tracing::Span::none(), &parent);
+        let unnamed = || -> std::borrow::Cow<'static, str> {
+            unreachable!("no span is built while export is off")
+        };
+        let s = start(unnamed, SpanKind::Server, Vec::new, &parent);
+        let t = s.trace;
         assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(t.span_id_hex(), "00f067aa0ba902b7");
         assert!(t.sampled);
-        let root = start(&tracing::Span::none(), &Context::new());
+        assert!(!s.cx.has_active_span());
+        let root = start(unnamed, SpanKind::Server, Vec::new, &Context::new()).trace;
         assert_ne!(root.trace_id, [0; 16]);
         assert!(
             !root.sampled,

@@ -8,11 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use opentelemetry::KeyValue;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::SpanKind;
 use tenantry_domain::job::FailureKind;
 use tenantry_store::Store;
 use tenantry_store::jobs::{Fence, JobRecord, Lease, Outcome};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
+
+use crate::telemetry::traces;
 use uuid::Uuid;
 
 use crate::jobs::workers::registry::{JobContext, JobError, Registry};
@@ -258,38 +263,47 @@ impl Worker {
             cancel: Arc::clone(&cancel),
         };
         // the run continues the trace that enqueued the job (a request's, a schedule firing's)
-        let span = tracing::info_span!(
-            "job",
-            otel.name = %format_args!("job {}", job.kind),
-            otel.kind = "consumer",
-            otel.status_code = tracing::field::Empty,
-            job.kind = %job.kind,
-            job.id = %job.id,
-            job.attempt = i64::from(job.attempt),
-            job.queue = %job.queue,
-            tenant_id = tracing::field::Empty,
-            tenant.id = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-        );
         let parent = job
             .trace_parent
             .as_deref()
-            .map(crate::telemetry::traces::extract_traceparent)
+            .map(traces::extract_traceparent)
             .unwrap_or_default();
-        let trace = crate::telemetry::traces::start(&span, &parent);
-        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
-        span.record("span_id", tracing::field::display(trace.span_id_hex()));
-        if let Some(t) = job.tenant_id {
-            crate::telemetry::traces::note_tenant(&span, t);
-        }
+        let traced = traces::start(
+            || format!("job {}", job.kind).into(),
+            SpanKind::Consumer,
+            || {
+                let mut attrs = vec![
+                    KeyValue::new("job.kind", job.kind.clone()),
+                    KeyValue::new("job.id", job.id.to_string()),
+                    KeyValue::new("job.attempt", i64::from(job.attempt)),
+                    KeyValue::new("job.queue", job.queue.clone()),
+                ];
+                if let Some(t) = job.tenant_id {
+                    attrs.push(KeyValue::new("tenant.id", t.to_string()));
+                }
+                attrs
+            },
+            &parent,
+        );
+        let span = tracing::info_span!(
+            "job",
+            job.kind = %job.kind,
+            job.id = %job.id,
+            job.attempt = job.attempt,
+            tenant_id = job.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+            trace_id = %traced.trace.trace_id_hex(),
+            span_id = %traced.trace.span_id_hex(),
+        );
+        let otel_cx = traced.cx;
         let tx = done_tx.clone();
         let task = tokio::spawn(
             async move {
                 let started = Instant::now();
                 let started_at = chrono::Utc::now();
                 // a panicking handler fails its attempt instead of taking the worker down
-                let run = async move { handler.run(&mut ctx).await }.in_current_span();
+                let run = async move { handler.run(&mut ctx).await }
+                    .in_current_span()
+                    .with_current_context();
                 let result = match tokio::spawn(run).await {
                     Ok(r) => r,
                     Err(e) if e.is_panic() => {
@@ -298,9 +312,7 @@ impl Worker {
                     }
                     Err(_) => Err(JobError::Cancelled),
                 };
-                if result.is_err() {
-                    tracing::Span::current().record("otel.status_code", "ERROR");
-                }
+                traces::end(&opentelemetry::Context::current(), result.is_ok());
                 let _ = tx.send(Done {
                     fence,
                     started_at,
@@ -309,6 +321,7 @@ impl Worker {
                     elapsed: started.elapsed(),
                 });
             }
+            .with_context(otel_cx)
             .instrument(span),
         );
         let tenant = job.tenant_id.map(|t| self.settings.tenant_labels.label(t));

@@ -8,12 +8,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use tenantry_domain::job::{ScheduleSpec, catch_up_fire_time, fire_key};
 use tenantry_store::Store;
 use tenantry_store::jobs::NewJob;
 use tenantry_store::schedules::ScheduleRecord;
 use tokio::sync::watch;
 use tracing::Instrument;
+
+use crate::telemetry::traces;
 
 use crate::jobs::workers::registry::Registry;
 use crate::platform::now;
@@ -209,23 +214,31 @@ async fn fire_due(store: &Arc<dyn Store>, registry: &Registry) {
             }
         };
         // each firing is the root of a trace that its job's run continues
+        let firing = traces::start(
+            || "schedule fire".into(),
+            SpanKind::Producer,
+            || {
+                let mut attrs = vec![
+                    KeyValue::new("schedule.name", s.name.clone()),
+                    KeyValue::new("job.kind", s.kind.clone()),
+                ];
+                if let Some(t) = s.tenant_id {
+                    attrs.push(KeyValue::new("tenant.id", t.to_string()));
+                }
+                attrs
+            },
+            &opentelemetry::Context::new(),
+        );
+        let trace = firing.trace;
         let span = tracing::info_span!(
             "schedule_fire",
-            otel.name = "schedule fire",
-            otel.kind = "producer",
             schedule.name = %s.name,
             job.kind = %s.kind,
-            tenant_id = tracing::field::Empty,
-            tenant.id = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
+            tenant_id = s.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+            trace_id = %trace.trace_id_hex(),
         );
-        let trace = crate::telemetry::traces::start(&span, &opentelemetry::Context::new());
-        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
-        if let Some(t) = s.tenant_id {
-            crate::telemetry::traces::note_tenant(&span, t);
-        }
         let mut job = NewJob::new(&s.kind, s.payload.clone(), at);
-        job.trace_parent = Some(crate::telemetry::traces::traceparent(&trace));
+        job.trace_parent = Some(traces::traceparent(&trace));
         if let Some(kind) = registry.get(&s.kind) {
             job.lease = kind.lease;
             job.retry = kind.retry;
@@ -234,12 +247,16 @@ async fn fire_due(store: &Arc<dyn Store>, registry: &Registry) {
         job.tenant_id = s.tenant_id;
         job.unique_key = Some(fire_key(&s.name, fired));
         job.unique_window = Duration::from_secs(24 * 3600);
-        match store
+        let fired_now = store
             .schedules()
             .fire(&s.name, fired, next, &job)
+            .with_context(firing.cx.clone())
             .instrument(span.clone())
-            .await
-        {
+            .await;
+        if firing.cx.has_active_span() {
+            traces::end(&firing.cx, fired_now.is_ok());
+        }
+        match fired_now {
             Ok(true) => {
                 metrics::counter!("schedule_fired_total").increment(1);
                 span.in_scope(|| {

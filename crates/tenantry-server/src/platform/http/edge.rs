@@ -10,6 +10,9 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use opentelemetry::KeyValue;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use tracing::Instrument;
 
 use crate::platform::http::extract::RequestContext;
@@ -63,25 +66,31 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
         .take(20)
         .collect();
     let path = req.uri().path().to_owned();
-    // a server span following the HTTP semantic conventions (name: method and route template)
+    // the trace's server span, following the HTTP semantic conventions (named by method and
+    // route template), continuing the caller's trace
+    let server = traces::start(
+        || format!("{method} {route}").into(),
+        SpanKind::Server,
+        || {
+            vec![
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("http.route", route.clone()),
+                KeyValue::new("url.path", path.clone()),
+            ]
+        },
+        &parent,
+    );
+    let trace = server.trace;
+    // the logs' span, with the same ids
     let span = tracing::info_span!(
         "http_request",
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
         http.request.method = method,
         http.route = %route,
-        url.path = %path,
-        http.response.status_code = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
+        trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
         request_id = %request_id,
         tenant_id = tracing::field::Empty,
-        tenant.id = tracing::field::Empty,
     );
-    let trace = traces::start(&span, &parent);
-    span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
-    span.record("span_id", tracing::field::display(trace.span_id_hex()));
     let ctx = RequestContext {
         trace,
         request_id: request_id.clone(),
@@ -92,14 +101,27 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<crate::telemetry::TenantLabels>()
         .cloned();
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = next
+        .run(req)
+        .with_context(server.cx.clone())
+        .instrument(span.clone())
+        .await;
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
         resp = finish_problem(resp, &ctx, &path, &method_named).await;
     }
-    span.record("http.response.status_code", i64::from(status.as_u16()));
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+    if server.cx.has_active_span() {
+        server.cx.span().set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        ));
+        if let Some(tenant) = ctx.tenant() {
+            server
+                .cx
+                .span()
+                .set_attribute(KeyValue::new("tenant.id", tenant.to_string()));
+        }
+        traces::end(&server.cx, !status.is_server_error());
     }
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&traces::traceparent(&trace)) {
