@@ -3,7 +3,9 @@
 of what tenantry's exporter sends.
 
 It listens on 127.0.0.1 for both transports, prints `{"grpc": PORT, "http": PORT}` as its first
-line, then one JSON line per span received, and stops when its standard input closes.
+line, then one JSON line per span received, and stops when its standard input closes. Its HTTP
+port also serves an empty key set at `/jwks`, printing `{"outbound": "/jwks", "traceparent": …}`
+for each download, so that a test can check outbound calls carry their trace context.
 """
 
 import json
@@ -67,6 +69,21 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 class HttpTraces(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path != "/jwks":
+            self.send_response(404)
+            self.end_headers()
+            return
+        with LOCK:
+            print(json.dumps({"outbound": self.path, "traceparent": self.headers.get("traceparent")}))
+            sys.stdout.flush()
+        out = b'{"keys": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":

@@ -87,7 +87,8 @@ fn spans(lines: &[String]) -> Vec<Value> {
     lines
         .iter()
         .skip(1)
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v.get("outbound").is_none())
         .collect()
 }
 
@@ -117,6 +118,13 @@ async fn spans_reach_the_receiver(protocol: &str, db_url: &str, db_system: &str)
             ),
             ("OTEL_TRACES_SAMPLER", "parentbased_always_on".to_owned()),
             ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
+            // an outbound call: the key set is downloaded at start-up
+            (
+                "TENANTRY_AUTH_JWT_JWKS_URL",
+                format!("http://127.0.0.1:{}/jwks", rx.http),
+            ),
+            ("TENANTRY_AUTH_JWT_ISSUER", "https://idp.test".to_owned()),
+            ("TENANTRY_AUTH_JWT_AUDIENCE", "tenantry".to_owned()),
         ],
     )
     .await;
@@ -234,6 +242,54 @@ async fn spans_reach_the_receiver(protocol: &str, db_url: &str, db_system: &str)
     assert_eq!(run["parent_span_id"], enqueue["span_id"]);
     assert_eq!(run["attributes"]["tenant.id"], tenant_id.as_str());
     assert_eq!(run["attributes"]["job.kind"], "noop");
+
+    // a read in the tenant's scope: its store span names the tenant too
+    let scoped_trace = "5b8efff798038103d269b633813fc60c";
+    let resp = client
+        .get(format!("{base}/v1/jobs/{job_id}"))
+        .bearer_auth(&key)
+        .header(
+            "traceparent",
+            format!("00-{scoped_trace}-eee19b7ec3c1b174-01"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let scoped = until("the scoped store span", &rx.spans, |l| {
+        find(&spans(l), |s| {
+            s["trace_id"] == scoped_trace
+                && s["attributes"]["db.operation.name"] == "job_console.get_job"
+        })
+        .cloned()
+    })
+    .await;
+    assert_eq!(scoped["attributes"]["tenant.id"], tenant_id.as_str());
+
+    // the outbound call carried its client span's context
+    let sent = until("the JWKS download", &rx.spans, |l| {
+        l.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["outbound"] == "/jwks")
+    })
+    .await;
+    let traceparent = sent["traceparent"].as_str().expect("traceparent injected");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    let call = until("the JWKS client span", &rx.spans, |l| {
+        find(&spans(l), |s| s["span_id"] == parts[2]).cloned()
+    })
+    .await;
+    assert_eq!(call["kind"], "SPAN_KIND_CLIENT");
+    assert_eq!(call["name"], "GET");
+    assert_eq!(call["trace_id"], parts[1]);
+    assert_eq!(call["attributes"]["http.response.status_code"], 200);
+    assert!(
+        call["attributes"]["url.full"]
+            .as_str()
+            .unwrap()
+            .ends_with("/jwks")
+    );
 
     // readiness reports the exporter
     let ready: Value = client

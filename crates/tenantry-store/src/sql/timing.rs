@@ -1,7 +1,8 @@
 //! Every store operation is timed and traced: the histogram `store_operation_duration_seconds`
 //! labelled by operation (`capability.method`: a fixed, small set), and, inside a traced unit of
 //! work, an OpenTelemetry client span with the database conventions (`db.system`,
-//! `db.operation.name`) as a child of the current span (`Context::current()`). Outside one (the
+//! `db.operation.name`, and `tenant.id` when a tenant's scope is given) as a child of the current
+//! span (`Context::current()`). Outside one (the
 //! background loops' own polling: claims, lease renewals, housekeeping) there is no span: they
 //! would be a stream of one-span traces.
 
@@ -45,6 +46,14 @@ impl Timed {
             started: Instant::now(),
             span,
         }
+    }
+
+    /// Names the tenant whose scope the operation runs in (`tenant.id` on its span).
+    pub(crate) fn tenant(mut self, tenant: impl Into<Option<tenantry_domain::TenantId>>) -> Self {
+        if let (Some(span), Some(tenant)) = (&mut self.span, tenant.into()) {
+            span.set_attribute(KeyValue::new("tenant.id", tenant.to_string()));
+        }
+        self
     }
 }
 

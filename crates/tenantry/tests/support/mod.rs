@@ -72,12 +72,34 @@ pub struct Served {
     pub stderr: Lines,
 }
 
-/// Starts `cmd` (a `tenantry serve` command) and waits for its listening line.
+/// Starts `cmd` (a `tenantry serve` command) and waits for its listening line (failing at once,
+/// with what it said, if it exits instead).
 pub async fn serve_command(mut cmd: Command) -> Served {
     let mut child = cmd.spawn().expect("spawn tenantry serve");
     let stdout = collect(child.stdout.take().unwrap());
     let stderr = collect(child.stderr.take().unwrap());
-    let line = wait_for(&stderr, "listening on http://").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let found = stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("listening on http://"))
+            .cloned();
+        if let Some(line) = found {
+            break line;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // let the last lines arrive
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            panic!(
+                "tenantry serve exited ({status}) before listening: {:#?}",
+                stderr.lock().unwrap()
+            );
+        }
+        assert!(Instant::now() < deadline, "tenantry serve never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let base = line
         .split("listening on ")
         .nth(1)

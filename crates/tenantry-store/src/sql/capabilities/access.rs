@@ -83,7 +83,8 @@ macro_rules! access_store {
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.insert_tenant_key");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.insert_tenant_key")
+                        .tenant(scope.tenant_id());
                 $crate::error::ensure_same_tenant(scope, k.tenant_id)?;
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
                 Self::write_changes(&mut tx, changes).await?;
@@ -97,7 +98,8 @@ macro_rules! access_store {
                 page: tenantry_domain::PageRequest,
             ) -> $crate::StoreResult<tenantry_domain::Page<$crate::ApiKeyRecord>> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.list_tenant_keys");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.list_tenant_keys")
+                        .tenant(scope.tenant_id());
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let rows = sqlx::query(sql::LIST_TENANT_KEYS)
                     .bind(scope.tenant_id().as_uuid())
@@ -122,7 +124,8 @@ macro_rules! access_store {
                 id: tenantry_domain::ApiKeyId,
             ) -> $crate::StoreResult<Option<$crate::ApiKeyRecord>> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.get_tenant_key");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.get_tenant_key")
+                        .tenant(scope.tenant_id());
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let row = sqlx::query(sql::GET_TENANT_KEY)
                     .bind(scope.tenant_id().as_uuid())
@@ -143,7 +146,8 @@ macro_rules! access_store {
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.revoke_tenant_key");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.revoke_tenant_key")
+                        .tenant(scope.tenant_id());
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
                 let done = sqlx::query(sql::REVOKE_TENANT_KEY)
                     .bind(scope.tenant_id().as_uuid())
@@ -168,7 +172,8 @@ macro_rules! access_store {
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.rotate_tenant_key");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.rotate_tenant_key")
+                        .tenant(scope.tenant_id());
                 $crate::error::ensure_same_tenant(scope, successor.tenant_id)?;
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
                 let done = sqlx::query(sql::ROTATE_TENANT_KEY)
@@ -195,7 +200,8 @@ macro_rules! access_store {
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.insert_device");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.insert_device")
+                        .tenant(scope.tenant_id());
                 $crate::error::ensure_same_tenant(scope, Some(d.tenant_id))?;
                 $crate::error::ensure_same_tenant(scope, key.tenant_id)?;
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
@@ -214,7 +220,8 @@ macro_rules! access_store {
                 page: tenantry_domain::PageRequest,
             ) -> $crate::StoreResult<tenantry_domain::Page<$crate::DeviceRecord>> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.list_devices");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.list_devices")
+                        .tenant(scope.tenant_id());
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let rows = sqlx::query(sql::LIST_DEVICES)
                     .bind(scope.tenant_id().as_uuid())
@@ -240,7 +247,8 @@ macro_rules! access_store {
                 scope: &tenantry_domain::TenantScope,
                 device_id: &str,
             ) -> $crate::StoreResult<Option<$crate::DeviceRecord>> {
-                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.get_device");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.get_device")
+                    .tenant(scope.tenant_id());
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let row = sqlx::query(sql::GET_DEVICE)
                     .bind(scope.tenant_id().as_uuid())
@@ -261,7 +269,8 @@ macro_rules! access_store {
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.delete_device");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "access.delete_device")
+                        .tenant(scope.tenant_id());
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
                 sqlx::query(sql::REVOKE_DEVICE_KEYS)
                     .bind(scope.tenant_id().as_uuid())

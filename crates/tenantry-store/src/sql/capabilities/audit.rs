@@ -37,7 +37,8 @@ macro_rules! audit_store {
                 f: &$crate::AuditFilter,
                 page: tenantry_domain::PageRequest,
             ) -> $crate::StoreResult<tenantry_domain::Page<tenantry_domain::AuditRecord>> {
-                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "audit.list_tenant");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "audit.list_tenant")
+                    .tenant(scope.tenant_id());
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let rows = sqlx::query(sql::LIST)
                     .bind($crate::sql::before(&page))

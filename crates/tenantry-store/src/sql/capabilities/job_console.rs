@@ -12,7 +12,8 @@ macro_rules! job_console {
                 id: uuid::Uuid,
             ) -> $crate::StoreResult<Option<$crate::jobs::JobRecord>> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.get_job");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.get_job")
+                        .tenant(scope.tenant_id());
                 let mut tx = self.scoped_tx(scope, Intent::Read).await?;
                 let row = sqlx::query(sql::GET)
                     .bind(id)
@@ -31,7 +32,8 @@ macro_rules! job_console {
                 page: tenantry_domain::PageRequest,
             ) -> $crate::StoreResult<tenantry_domain::Page<$crate::jobs::JobRecord>> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.list_jobs");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.list_jobs")
+                        .tenant(scope.tenant_id());
                 if let (Some(a), Some(b)) = (scope.tenant_id(), filter.tenant_id)
                     && a != b
                 {
@@ -70,7 +72,8 @@ macro_rules! job_console {
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<Option<tenantry_domain::job::JobState>> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.cancel_job");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.cancel_job")
+                        .tenant(scope.tenant_id());
                 use tenantry_domain::job::JobState;
                 let mut tx = self.scoped_tx(scope, Intent::Write).await?;
                 let row = sqlx::query(sql::LOCK_JOB)
@@ -124,7 +127,8 @@ macro_rules! job_console {
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<Option<tenantry_domain::job::JobState>> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.retry_job");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.retry_job")
+                        .tenant(scope.tenant_id());
                 use tenantry_domain::job::JobState;
                 let mut tx = self.scoped_tx(scope, Intent::Write).await?;
                 let state: Option<String> = sqlx::query_scalar(sql::LOCK_STATE)
@@ -163,7 +167,8 @@ macro_rules! job_console {
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<u64> {
                 let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.replay_jobs");
+                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "job_console.replay_jobs")
+                        .tenant(scope.tenant_id());
                 let tenant = tenant_clause(scope).or(filter.tenant_id.map(uuid::Uuid::from));
                 let mut tx = self.scoped_tx(scope, Intent::Write).await?;
                 let ids: Vec<uuid::Uuid> = sqlx::query_scalar(sql::REPLAY_SELECT)

@@ -11,7 +11,8 @@ macro_rules! schedule_store {
                 sc: &$crate::schedules::ScheduleRecord,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
-                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.put");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.put")
+                    .tenant(scope.tenant_id());
                 if let $crate::jobs::JobScope::Tenant(s) = scope {
                     $crate::error::ensure_same_tenant(s, sc.tenant_id)?;
                 }
@@ -40,7 +41,8 @@ macro_rules! schedule_store {
                 scope: $crate::jobs::JobScope<'_>,
                 name: &str,
             ) -> $crate::StoreResult<Option<$crate::schedules::ScheduleRecord>> {
-                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.get");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.get")
+                    .tenant(scope.tenant_id());
                 let mut tx = self.scoped_tx(scope, Intent::Read).await?;
                 let row = sqlx::query(sql::GET)
                     .bind(name)
@@ -56,7 +58,8 @@ macro_rules! schedule_store {
                 &self,
                 scope: $crate::jobs::JobScope<'_>,
             ) -> $crate::StoreResult<Vec<$crate::schedules::ScheduleRecord>> {
-                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.list");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.list")
+                    .tenant(scope.tenant_id());
                 let mut tx = self.scoped_tx(scope, Intent::Read).await?;
                 let rows = sqlx::query(sql::LIST)
                     .bind(tenant_clause(scope))
@@ -73,7 +76,8 @@ macro_rules! schedule_store {
                 name: &str,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<bool> {
-                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.delete");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "schedules.delete")
+                    .tenant(scope.tenant_id());
                 let mut tx = self.scoped_tx(scope, Intent::Write).await?;
                 let n = sqlx::query(sql::DELETE)
                     .bind(name)

@@ -9,7 +9,8 @@ macro_rules! usage_store {
                 scope: &tenantry_domain::TenantScope,
                 active_since: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<$crate::usage::TenantFootprint> {
-                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "usage.footprint");
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "usage.footprint")
+                    .tenant(scope.tenant_id());
                 let mut tx = self.tenant_tx(scope, Intent::Read).await?;
                 let active_devices: i64 = sqlx::query_scalar(sql::ACTIVE_DEVICES)
                     .bind(scope.tenant_id().as_uuid())
