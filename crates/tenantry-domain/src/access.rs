@@ -60,8 +60,8 @@ catalog!(
         KeysManage => "keys:manage": "create, rotate and revoke API keys",
         DevicesRead => "devices:read": "list devices",
         DevicesManage => "devices:manage": "register and remove devices",
-        EventsRead => "events:read": "read ingested events",
-        EventsWrite => "events:write": "ingest events",
+        TelemetryRead => "telemetry:read": "read device telemetry",
+        TelemetryWrite => "telemetry:write": "send device telemetry",
         JobsRead => "jobs:read": "read background jobs",
         JobsManage => "jobs:manage": "enqueue, retry, cancel and replay jobs",
         AuditRead => "audit:read": "read the audit log",
@@ -107,8 +107,8 @@ impl Role {
                 KeysManage,
                 DevicesRead,
                 DevicesManage,
-                EventsRead,
-                EventsWrite,
+                TelemetryRead,
+                TelemetryWrite,
                 JobsRead,
                 JobsManage,
                 AuditRead,
@@ -118,8 +118,8 @@ impl Role {
                 TenantsRead,
                 EditionsRead,
                 DevicesRead,
-                EventsRead,
-                EventsWrite,
+                TelemetryRead,
+                TelemetryWrite,
                 JobsRead,
             ]),
             Role::SupportAgent => ScopeSet::of(&[
@@ -127,7 +127,7 @@ impl Role {
                 EditionsRead,
                 KeysRead,
                 DevicesRead,
-                EventsRead,
+                TelemetryRead,
                 JobsRead,
                 AuditRead,
                 UsageRead,
@@ -283,8 +283,8 @@ mod tests {
         let g = ScopeSet::granted(&[Scope::DevicesManage, Scope::JobsManage], &[]);
         assert!(g.contains(Scope::DevicesRead) && g.contains(Scope::JobsRead));
         assert!(!g.contains(Scope::KeysRead));
-        // events:write (ingest) grants no read of the tenant's events
-        assert!(!ScopeSet::granted(&[Scope::EventsWrite], &[]).contains(Scope::EventsRead));
+        // telemetry:write (ingest) grants no read of the tenant's telemetry
+        assert!(!ScopeSet::granted(&[Scope::TelemetryWrite], &[]).contains(Scope::TelemetryRead));
         // every manage scope of the catalog implies its read scope
         for s in Scope::ALL {
             if let Some(read) = s.implies() {
@@ -322,7 +322,7 @@ mod tests {
         let g = ScopeSet::granted(&[Scope::BillingManage], &[Role::Member]);
         assert!(
             g.contains(Scope::BillingManage)
-                && g.contains(Scope::EventsWrite)
+                && g.contains(Scope::TelemetryWrite)
                 && !g.contains(Scope::KeysManage)
         );
     }

@@ -109,7 +109,7 @@ impl App {
             created_at: device.created_at,
             expires_at: None,
             revoked_at: None,
-            scopes: vec![Scope::EventsWrite],
+            scopes: vec![Scope::TelemetryWrite],
             roles: Vec::new(),
             rate_limit_per_minute: None,
             device_id: Some(device.device_id.clone()),

@@ -40,7 +40,7 @@ pub(crate) fn tenant_key(scope: &TenantScope, lookup: &str, device: Option<&str>
         created_at: now(),
         expires_at: None,
         revoked_at: None,
-        scopes: vec![tenantry_domain::Scope::EventsWrite],
+        scopes: vec![tenantry_domain::Scope::TelemetryWrite],
         roles: vec![tenantry_domain::Role::Member],
         rate_limit_per_minute: Some(30),
         device_id: device.map(str::to_owned),

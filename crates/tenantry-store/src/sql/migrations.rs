@@ -22,13 +22,13 @@ macro_rules! migrations {
 
 pub(crate) fn sqlite() -> Migrator {
     Migrator::with_migrations(
-        migrations!("sqlite": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path", 5 => "0005_one_time_encoding", 6 => "0006_schedule_interval_limit", 7 => "0007_platform_secrets", 8 => "0008_job_trace_context"),
+        migrations!("sqlite": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path", 5 => "0005_one_time_encoding", 6 => "0006_schedule_interval_limit", 7 => "0007_platform_secrets", 8 => "0008_job_trace_context", 9 => "0009_telemetry_scopes"),
     )
 }
 
 pub(crate) fn postgres() -> Migrator {
     Migrator::with_migrations(
-        migrations!("postgres": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path", 5 => "0005_one_time_encoding", 6 => "0006_schedule_interval_limit", 7 => "0007_platform_secrets", 8 => "0008_job_trace_context"),
+        migrations!("postgres": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path", 5 => "0005_one_time_encoding", 6 => "0006_schedule_interval_limit", 7 => "0007_platform_secrets", 8 => "0008_job_trace_context", 9 => "0009_telemetry_scopes"),
     )
 }
 
@@ -100,5 +100,85 @@ mod tests {
     #[test]
     fn both_backends_have_the_same_versions() {
         assert_eq!(files("sqlite"), files("postgres"));
+    }
+}
+
+/// Migration 0009 renames the device-telemetry scopes of stored keys, on both backends.
+#[cfg(test)]
+mod telemetry_scopes {
+    use sqlx::Connection as _;
+    use sqlx::migrate::Migrator;
+
+    const BEFORE: &str = r#"["tenants:read","events:write","audit:read","events:read"]"#;
+    const AFTER: [&str; 4] = [
+        "tenants:read",
+        "telemetry:write",
+        "audit:read",
+        "telemetry:read",
+    ];
+
+    fn up_to(m: Migrator, version: i64) -> Migrator {
+        Migrator::with_migrations(m.iter().filter(|m| m.version <= version).cloned().collect())
+    }
+
+    #[tokio::test]
+    async fn sqlite_keys_get_the_telemetry_scopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        up_to(super::sqlite(), 8).run(&mut conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO api_keys (id, kind, lookup, secret_hash, name, created_at, scopes)
+             VALUES (?1, 'tenant_secret', 'tnt_sk_migrate009', x'00', 'k', 0, ?2)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(BEFORE)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        super::sqlite().run(&mut conn).await.unwrap();
+        let scopes: String =
+            sqlx::query_scalar("SELECT scopes FROM api_keys WHERE lookup = 'tnt_sk_migrate009'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let scopes: Vec<String> = serde_json::from_str(&scopes).unwrap();
+        assert_eq!(scopes, AFTER);
+    }
+
+    #[tokio::test]
+    async fn postgres_keys_get_the_telemetry_scopes() {
+        let Some(db) = crate::testing::PgTestDatabase::create().await else {
+            return crate::testing::skip_notice("postgres_keys_get_the_telemetry_scopes");
+        };
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        up_to(super::postgres(), 8).run(&mut conn).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("SELECT set_config('tenantry.scope', 'system', true)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO api_keys (id, kind, lookup, secret_hash, name, created_at, scopes)
+             VALUES ($1, 'tenant_secret', 'tnt_sk_migrate009', decode('00', 'hex'), 'k', now(), $2::jsonb)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(BEFORE)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        super::postgres().run(&mut conn).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("SELECT set_config('tenantry.scope', 'system', true)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let scopes: serde_json::Value =
+            sqlx::query_scalar("SELECT scopes FROM api_keys WHERE lookup = 'tnt_sk_migrate009'")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(scopes, serde_json::json!(AFTER));
     }
 }

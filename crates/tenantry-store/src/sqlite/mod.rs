@@ -324,7 +324,7 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(store.migrate().await.unwrap(), vec![5, 6, 7, 8]);
+        assert_eq!(store.migrate().await.unwrap(), vec![5, 6, 7, 8, 9]);
         store.check_ready().await.unwrap();
         // 0006 gave the stored built-in edition its schedule-interval limit
         let free = store
