@@ -14,6 +14,7 @@ pub mod id;
 pub mod job;
 pub mod page;
 pub mod resolution;
+pub mod telemetry;
 pub mod tenant;
 pub mod token;
 pub mod trace;

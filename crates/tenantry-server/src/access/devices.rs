@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_domain::api_key::{KeyKind, PresentedKey};
+use tenantry_domain::telemetry::valid_device_id;
 use tenantry_domain::{
     ApiKeyId, EventEnvelope, Page, PageRequest, Scope, TenantScope, ValidationErrors,
 };
@@ -27,12 +28,6 @@ pub struct NewDevice {
 pub struct RegisteredDevice {
     pub device: DeviceRecord,
     pub key: IssuedKey,
-}
-
-fn valid_device_id(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
 fn device_event(
