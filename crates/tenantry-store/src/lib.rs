@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod leases;
 pub mod schedules;
 pub mod secrets;
+pub mod telemetry;
 pub mod tenants;
 pub mod usage;
 
@@ -48,6 +49,7 @@ pub use postgres::PgStore;
 pub use schedules::ScheduleStore;
 pub use secrets::SecretStore;
 pub use sqlite::SqliteStore;
+pub use telemetry::TelemetryStore;
 pub use tenants::{TenantFilter, TenantStore};
 pub use usage::{TenantFootprint, UsageStore};
 
@@ -89,6 +91,7 @@ pub trait Store: Send + Sync + 'static {
     fn leases(&self) -> &dyn LeaseStore;
     fn secrets(&self) -> &dyn SecretStore;
     fn usage(&self) -> &dyn UsageStore;
+    fn telemetry(&self) -> &dyn TelemetryStore;
 }
 
 /// Implements the root [`Store`]'s capability accessors for an adapter that implements every
@@ -126,6 +129,9 @@ macro_rules! capability_accessors {
             self
         }
         fn usage(&self) -> &dyn $crate::UsageStore {
+            self
+        }
+        fn telemetry(&self) -> &dyn $crate::TelemetryStore {
             self
         }
     };

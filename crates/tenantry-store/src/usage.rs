@@ -13,8 +13,8 @@ use crate::StoreResult;
 pub struct TenantFootprint {
     /// Devices with a device key (not revoked) used since the instant asked about.
     pub active_devices: i64,
-    /// Bytes of the tenant's stored rows: keys, devices, audit records, outbox events, jobs and
-    /// schedules. PostgreSQL counts each row's stored size (`pg_column_size`); SQLite the length
+    /// Bytes of the tenant's stored rows: keys, devices, audit records, outbox events, jobs,
+    /// schedules and device telemetry. PostgreSQL counts each row's stored size (`pg_column_size`); SQLite the length
     /// of each stored value. An estimate of what the tenant costs to keep, not of disk pages.
     pub storage_bytes: i64,
 }

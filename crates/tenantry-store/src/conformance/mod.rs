@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod schedules;
 pub mod secrets;
 pub mod store;
+pub mod telemetry;
 pub mod tenants;
 pub mod usage;
 
@@ -111,6 +112,8 @@ macro_rules! conformance_suite {
                 leases_have_one_holder, due_skips_schedules_of_inactive_tenants;
             secrets: the_first_secret_stored_wins;
             usage: footprints_count_one_tenant;
+            telemetry: events_are_stored_once_per_event_id, telemetry_is_fenced_by_scope,
+                telemetry_reads_in_recorded_order;
         );
     };
     (@suite $make:expr; $($module:ident: $($case:ident),+);+ $(;)?) => {

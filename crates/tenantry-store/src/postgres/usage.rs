@@ -18,6 +18,7 @@ mod sql {
          + (SELECT COALESCE(SUM(pg_column_size(t.*)), 0) FROM outbox t WHERE tenant_id = $1)
          + (SELECT COALESCE(SUM(pg_column_size(t.*)), 0) FROM jobs t WHERE tenant_id = $1)
          + (SELECT COALESCE(SUM(pg_column_size(t.*)), 0) FROM schedules t WHERE tenant_id = $1)
+         + (SELECT COALESCE(SUM(pg_column_size(t.*)), 0) FROM telemetry_events t WHERE tenant_id = $1)
          )::BIGINT";
 }
 

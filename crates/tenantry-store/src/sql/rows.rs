@@ -209,6 +209,36 @@ macro_rules! decode_device {
     }};
 }
 
+/// A telemetry row (`seq`, `event_id`, `device_id`, `type`, `value`, `values`, `payload`,
+/// `recorded_at`, `received_at`).
+macro_rules! decode_telemetry {
+    ($row:expr, $map:expr) => {{
+        use sqlx::Row;
+        let row = $row;
+        let map = $map;
+        let values: sqlx::types::Json<std::collections::BTreeMap<String, f64>> =
+            row.try_get("values").map_err(map)?;
+        let payload: Option<sqlx::types::Json<serde_json::Value>> =
+            row.try_get("payload").map_err(map)?;
+        Ok::<_, $crate::StoreError>($crate::telemetry::StoredEvent {
+            seq: row.try_get("seq").map_err(map)?,
+            event: tenantry_domain::telemetry::TelemetryEvent {
+                event_id: row.try_get("event_id").map_err(map)?,
+                device_id: row.try_get("device_id").map_err(map)?,
+                event_type: row.try_get("type").map_err(map)?,
+                value: row.try_get("value").map_err(map)?,
+                values: values.0,
+                payload: payload.and_then(|p| match p.0 {
+                    serde_json::Value::Object(m) => Some(m),
+                    _ => None,
+                }),
+                recorded_at: $crate::sql::rows::Times::time(row, "recorded_at").map_err(map)?,
+            },
+            received_at: $crate::sql::rows::Times::time(row, "received_at").map_err(map)?,
+        })
+    }};
+}
+
 macro_rules! decode_audit {
     ($row:expr, $map:expr) => {{
         use sqlx::Row;
@@ -368,5 +398,6 @@ macro_rules! decode_schedule {
 
 pub(crate) use {
     api_key_columns, decode_api_key, decode_audit, decode_device, decode_edition, decode_event,
-    decode_idempotency, decode_job, decode_schedule, decode_tenant, tenant_columns,
+    decode_idempotency, decode_job, decode_schedule, decode_telemetry, decode_tenant,
+    tenant_columns,
 };

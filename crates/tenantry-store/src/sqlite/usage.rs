@@ -116,6 +116,20 @@ const COUNTED: &[(&str, &[&str])] = &[
             "updated_at",
         ],
     ),
+    (
+        "telemetry_events",
+        &[
+            "tenant_id",
+            "event_id",
+            "device_id",
+            "type",
+            "value",
+            "values",
+            "payload",
+            "recorded_at",
+            "received_at",
+        ],
+    ),
 ];
 
 mod sql {
@@ -131,7 +145,7 @@ mod sql {
             .map(|(table, columns)| {
                 let lengths: Vec<String> = columns
                     .iter()
-                    .map(|c| format!("COALESCE(LENGTH(CAST({c} AS BLOB)), 0)"))
+                    .map(|c| format!("COALESCE(LENGTH(CAST(\"{c}\" AS BLOB)), 0)"))
                     .collect();
                 format!(
                     "(SELECT COALESCE(SUM({}), 0) FROM {table} WHERE tenant_id = ?1)",

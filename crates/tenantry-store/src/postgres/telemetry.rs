@@ -1,0 +1,146 @@
+//! Device telemetry on PostgreSQL (ADR 0017): events in monthly partitions of `recorded_at`; the
+//! `(tenant, event_id)` uniqueness in `telemetry_event_ids`, taken in the same statement that
+//! stores the events (`unnest` of column arrays: one round trip per batch).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
+use sqlx::types::Json;
+use tenantry_domain::TenantScope;
+use tenantry_domain::telemetry::TelemetryEvent;
+
+use super::{Intent, PgStore, err};
+use crate::StoreResult;
+use crate::telemetry::{Inserted, Order, Position, StoredEvent, TelemetryFilter, TelemetryStore};
+
+const INSERT: &str = "WITH input AS (
+        SELECT DISTINCT ON (event_id) *
+        FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::jsonb[], $7::jsonb[], $8::timestamptz[])
+             AS t(event_id, device_id, type, value, vals, payload, recorded_at)
+    ), fresh AS (
+        INSERT INTO telemetry_event_ids (tenant_id, event_id, recorded_at)
+        SELECT $1, event_id, recorded_at FROM input
+        ON CONFLICT (tenant_id, event_id) DO NOTHING
+        RETURNING event_id
+    )
+    INSERT INTO telemetry_events (tenant_id, event_id, device_id, type, value, \"values\", payload, recorded_at, received_at)
+    SELECT $1, i.event_id, i.device_id, i.type, i.value, i.vals, i.payload, i.recorded_at, $9
+    FROM input i JOIN fresh USING (event_id)";
+
+const COLUMNS: &str =
+    "seq, event_id, device_id, type, value, \"values\", payload, recorded_at, received_at";
+
+#[async_trait]
+impl TelemetryStore for PgStore {
+    async fn insert(
+        &self,
+        scope: &TenantScope,
+        events: &[TelemetryEvent],
+        received_at: DateTime<Utc>,
+    ) -> StoreResult<Inserted> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.insert")
+            .tenant(scope.tenant_id());
+        let mut tx = self.tenant_tx(scope, Intent::Write).await?;
+        let done = sqlx::query(INSERT)
+            .bind(scope.tenant_id().as_uuid())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.event_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.device_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.event_type.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.value).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| Json(&e.values)).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.payload.as_ref().map(Json))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+            .bind(received_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await?;
+        let stored = usize::try_from(done.rows_affected()).unwrap_or(0);
+        Ok(Inserted {
+            stored,
+            duplicates: events.len() - stored,
+        })
+    }
+
+    async fn list(
+        &self,
+        scope: &TenantScope,
+        filter: &TelemetryFilter,
+        limit: u32,
+        after: Option<Position>,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.list")
+            .tenant(scope.tenant_id());
+        let (cmp, dir) = match filter.order {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM telemetry_events
+             WHERE tenant_id = $1 AND device_id = $2
+               AND ($3::timestamptz IS NULL OR recorded_at >= $3)
+               AND ($4::timestamptz IS NULL OR recorded_at < $4)
+               AND ($5::text IS NULL OR type = $5)
+               AND ($6::timestamptz IS NULL OR (recorded_at, seq) {cmp} ($6, $7))
+             ORDER BY recorded_at {dir}, seq {dir} LIMIT $8"
+        );
+        let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(scope.tenant_id().as_uuid())
+            .bind(&filter.device_id)
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(&filter.event_type)
+            .bind(after.map(|p| p.recorded_at))
+            .bind(after.map(|p| p.seq))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| crate::sql::rows::decode_telemetry!(row, err))
+            .collect()
+    }
+
+    async fn prepare(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<()> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.prepare");
+        let first = |t: DateTime<Utc>| NaiveDate::from_ymd_opt(t.year(), t.month(), 1);
+        let (Some(mut month), Some(last)) = (first(from), first(to)) else {
+            return Ok(());
+        };
+        let mut tx = self.platform_tx(Intent::Write).await?;
+        while month <= last {
+            sqlx::query("SELECT tenantry_telemetry_partition($1)")
+                .bind(month)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let Some(next) = month.checked_add_months(Months::new(1)) else {
+                break;
+            };
+            month = next;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
