@@ -78,7 +78,7 @@ pub struct Config {
     pub auth: crate::access::config::AuthConfig,
     pub limits: crate::access::config::LimitsConfig,
     pub jobs: crate::jobs::config::JobsConfig,
-    pub otel: crate::telemetry::config::OtelConfig,
+    pub otel: crate::observability::config::OtelConfig,
 }
 
 impl Default for Config {
@@ -143,7 +143,7 @@ pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
 /// The environment variable of a key (`jobs.worker_concurrency` → `TENANTRY_WORKER_CONCURRENCY`;
 /// `[otel]` keys have OpenTelemetry's standard names).
 pub fn env_var(key: &str) -> String {
-    if let Some((env, _)) = crate::telemetry::config::ENV
+    if let Some((env, _)) = crate::observability::config::ENV
         .iter()
         .find(|(_, k)| *k == key)
     {
@@ -214,7 +214,7 @@ impl Config {
         });
         // OpenTelemetry's own variables configure `[otel]`
         let otel = Env::raw().filter_map(|name| {
-            crate::telemetry::config::ENV
+            crate::observability::config::ENV
                 .iter()
                 .find(|(env, _)| name == *env)
                 .map(|(_, key)| (*key).into())

@@ -10,8 +10,8 @@ pub mod audit;
 pub mod config;
 pub mod editions;
 pub mod jobs;
+pub mod observability;
 pub mod platform;
-pub mod telemetry;
 pub mod tenants;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -43,7 +43,7 @@ pub struct Capability {
     /// Its hourly clean-up (idempotent, safe on any number of replicas).
     pub housekeeping: fn(&platform::App, &config::Config) -> Option<Task>,
     /// The metrics it records, with their help text (`/metrics` describes every one).
-    pub metrics: &'static [telemetry::Metric],
+    pub metrics: &'static [observability::Metric],
 }
 
 impl Capability {
@@ -244,11 +244,11 @@ pub async fn app_state(
     let cursors = platform::http::cursor::Cursors::new(std::sync::Arc::clone(app.store()));
     Ok(platform::http::AppState {
         cursors,
-        tenant_labels: telemetry::TenantLabels::new(config.tenant_metric_ids()?),
+        tenant_labels: observability::TenantLabels::new(config.tenant_metric_ids()?),
         tokens: std::sync::Arc::new(tokens),
         jobs,
         app,
-        metrics: telemetry::metrics_handle(),
+        metrics: observability::metrics_handle(),
         tenant_base_host: Some(config.tenants.base_host.trim())
             .filter(|h| !h.is_empty())
             .map(std::sync::Arc::from),

@@ -321,7 +321,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let config = Config::load(cli.config.as_deref(), &overrides).map_err(Failure::config)?;
     let to_stdout = matches!(cli.command, Command::Serve { .. });
     // traces are exported by the server (its requests, jobs and schedules), not by one-off commands
-    let traces = tenantry_server::telemetry::init(&config, to_stdout, to_stdout)
+    let traces = tenantry_server::observability::init(&config, to_stdout, to_stdout)
         .map_err(|e| Failure::config(format!("cannot start the trace exporter: {e:#}")))?;
 
     match cli.command {

@@ -43,4 +43,4 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
     ..crate::Capability::NONE
 };
 
-use crate::telemetry::Metric;
+use crate::observability::Metric;

@@ -211,17 +211,17 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> anyhow::Result<HashMap<String, DecodingKey>> {
-        let call = crate::telemetry::traces::client_span("GET", &self.url);
+        let call = crate::observability::traces::client_span("GET", &self.url);
         let set: anyhow::Result<JwkSet> = async {
             let mut headers = reqwest::header::HeaderMap::new();
-            crate::telemetry::traces::inject_current(&mut headers);
+            crate::observability::traces::inject_current(&mut headers);
             let resp = self.client.get(&self.url).headers(headers).send().await?;
-            crate::telemetry::traces::record_status(resp.status().as_u16());
+            crate::observability::traces::record_status(resp.status().as_u16());
             anyhow::Ok(resp.error_for_status()?.json().await?)
         }
         .with_context(call.cx.clone())
         .await;
-        crate::telemetry::traces::end(&call.cx, set.is_ok());
+        crate::observability::traces::end(&call.cx, set.is_ok());
         let set = set?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {

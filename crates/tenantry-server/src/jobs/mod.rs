@@ -21,7 +21,7 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
     metrics: METRICS,
 };
 
-use crate::telemetry::Metric;
+use crate::observability::Metric;
 
 const METRICS: &[Metric] = &[
     Metric::counter("jobs_completed_total", "Jobs completed, by kind"),
@@ -96,7 +96,7 @@ fn background(rt: &Runtime<'_>) -> Vec<Task> {
             concurrency: c.jobs.worker_concurrency as usize,
             shutdown_grace: rt.grace,
             tenant_cap: (c.jobs.tenant_max_running > 0).then_some(c.jobs.tenant_max_running),
-            tenant_labels: crate::telemetry::TenantLabels::new(
+            tenant_labels: crate::observability::TenantLabels::new(
                 c.tenant_metric_ids().unwrap_or_default(),
             ),
             ..workers::WorkerSettings::default()

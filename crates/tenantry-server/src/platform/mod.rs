@@ -44,7 +44,7 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
     ..crate::Capability::NONE
 };
 
-use crate::telemetry::Metric;
+use crate::observability::Metric;
 
 use std::sync::{Arc, Mutex};
 
@@ -123,7 +123,7 @@ impl Ctx {
     pub fn trace_parent(&self) -> Option<String> {
         self.trace
             .as_ref()
-            .map(crate::telemetry::traces::traceparent)
+            .map(crate::observability::traces::traceparent)
     }
 
     /// Records the tenant this request is about (for problems, logs and spans).
@@ -131,7 +131,7 @@ impl Ctx {
         if let Ok(mut slot) = self.tenant.lock() {
             *slot = Some(id);
         }
-        crate::telemetry::traces::note_tenant(id);
+        crate::observability::traces::note_tenant(id);
     }
 
     pub(crate) fn audit(

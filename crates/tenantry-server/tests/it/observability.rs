@@ -114,7 +114,7 @@ pub fn the_metrics_catalog_matches_the_source_and_the_docs() {
             }
         }
     }
-    let catalog: std::collections::BTreeSet<String> = tenantry_server::telemetry::catalog()
+    let catalog: std::collections::BTreeSet<String> = tenantry_server::observability::catalog()
         .map(|m| m.name.to_owned())
         .collect();
     assert_eq!(
@@ -207,7 +207,7 @@ pub fn slo_rules_and_dashboard_are_valid() {
         &std::fs::read_to_string(root.join("deploy/grafana/tenantry.json")).unwrap(),
     )
     .unwrap();
-    let known: Vec<String> = tenantry_server::telemetry::catalog()
+    let known: Vec<String> = tenantry_server::observability::catalog()
         .map(|m| m.name.to_owned())
         .collect();
     let mut queries = Vec::new();

@@ -17,7 +17,7 @@ use tenantry_store::jobs::{Fence, JobRecord, Lease, Outcome};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use crate::telemetry::traces;
+use crate::observability::traces;
 use uuid::Uuid;
 
 use crate::jobs::workers::registry::{JobContext, JobError, Registry};
@@ -38,7 +38,7 @@ pub struct WorkerSettings {
     /// Most jobs one tenant may have running at once across every worker (`None`: no cap).
     pub tenant_cap: Option<u32>,
     /// The tenants whose running jobs are counted under their own label (`tenant_metrics`).
-    pub tenant_labels: crate::telemetry::TenantLabels,
+    pub tenant_labels: crate::observability::TenantLabels,
 }
 
 impl Default for WorkerSettings {
@@ -50,7 +50,7 @@ impl Default for WorkerSettings {
             poll: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(10),
             tenant_cap: None,
-            tenant_labels: crate::telemetry::TenantLabels::default(),
+            tenant_labels: crate::observability::TenantLabels::default(),
         }
     }
 }

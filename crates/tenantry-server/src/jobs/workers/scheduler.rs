@@ -18,7 +18,7 @@ use tenantry_store::schedules::ScheduleRecord;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::telemetry::traces;
+use crate::observability::traces;
 
 use crate::jobs::workers::registry::Registry;
 use crate::platform::now;

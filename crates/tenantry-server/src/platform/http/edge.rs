@@ -15,9 +15,9 @@ use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use tracing::Instrument;
 
+use crate::observability::traces;
 use crate::platform::http::extract::RequestContext;
 use crate::platform::http::problem::{self, Kind, Problem};
-use crate::telemetry::traces;
 
 const REQUEST_ID: &str = "x-request-id";
 const TRACEPARENT: &str = "traceparent";
@@ -99,7 +99,7 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(ctx.clone());
     let tenant_labels = req
         .extensions()
-        .get::<crate::telemetry::TenantLabels>()
+        .get::<crate::observability::TenantLabels>()
         .cloned();
     let mut resp = next
         .run(req)

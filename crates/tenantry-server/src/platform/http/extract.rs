@@ -103,7 +103,7 @@ impl FromRequestParts<AppState> for Caller {
             state.tokens.verify(&token).await?
         };
         if let Some(t) = principal.tenant {
-            crate::telemetry::traces::note_tenant(t);
+            crate::observability::traces::note_tenant(t);
         }
         let ctx = Ctx::with_tenant_slot(principal.actor(), Some(rc.trace), rc.tenant.clone());
         parts

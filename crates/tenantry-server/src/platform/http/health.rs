@@ -71,7 +71,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
                 Err(e) => json!({ "status": "unknown", "detail": e.to_string() }),
             };
             // the trace exporter, when traces are exported: a failing receiver loses spans only
-            let otlp = crate::telemetry::traces::readiness();
+            let otlp = crate::observability::traces::readiness();
             let degraded =
                 limits["status"] != "ok" || otlp.as_ref().is_some_and(|o| o["status"] != "ok");
             let mut checks = json!({

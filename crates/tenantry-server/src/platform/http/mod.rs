@@ -39,7 +39,7 @@ pub struct AppState {
     /// The job kinds this process knows (enqueue validates against it).
     pub jobs: std::sync::Arc<crate::jobs::workers::Registry>,
     /// The tenants whose metrics carry their id (`tenant_metrics`).
-    pub tenant_labels: crate::telemetry::TenantLabels,
+    pub tenant_labels: crate::observability::TenantLabels,
 }
 
 async fn not_found(method: Method, uri: Uri) -> Problem {
