@@ -79,6 +79,7 @@ pub struct Config {
     pub limits: crate::access::config::LimitsConfig,
     pub jobs: crate::jobs::config::JobsConfig,
     pub otel: crate::observability::config::OtelConfig,
+    pub telemetry: crate::telemetry::config::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -103,6 +104,7 @@ impl Default for Config {
             limits: Default::default(),
             jobs: Default::default(),
             otel: Default::default(),
+            telemetry: Default::default(),
         }
     }
 }
@@ -134,6 +136,7 @@ pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
         crate::access::config::AUTH_ENV,
         crate::access::config::LIMITS_ENV,
         crate::jobs::config::ENV,
+        crate::telemetry::config::ENV,
     ]
     .into_iter()
     .flatten()
@@ -336,6 +339,7 @@ impl Config {
         self.auth.validate()?;
         self.limits.validate()?;
         self.jobs.validate()?;
+        self.telemetry.validate()?;
         self.otel.validate()
     }
 

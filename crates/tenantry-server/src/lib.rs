@@ -12,6 +12,7 @@ pub mod editions;
 pub mod jobs;
 pub mod observability;
 pub mod platform;
+pub mod telemetry;
 pub mod tenants;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -24,6 +25,7 @@ pub const CAPABILITIES: &[Capability] = &[
     audit::CAPABILITY,
     access::CAPABILITY,
     jobs::CAPABILITY,
+    telemetry::CAPABILITY,
 ];
 
 /// A background task of a capability (a loop that ends when the process stops).
@@ -130,6 +132,7 @@ pub fn app_settings(config: &Config) -> AppSettings {
         key_rotation_grace: chrono::Duration::hours(i64::from(
             config.auth.key_rotation_grace_hours,
         )),
+        telemetry: config.telemetry.clone(),
     }
 }
 

@@ -209,7 +209,14 @@ fn adapters_reach_tenant_rows_only_through_the_routing_point() {
 }
 
 /// The server's capabilities (each a folder of `crates/tenantry-server/src`).
-const CAPABILITIES: &[&str] = &["tenants", "editions", "audit", "access", "jobs"];
+const CAPABILITIES: &[&str] = &[
+    "tenants",
+    "editions",
+    "audit",
+    "access",
+    "jobs",
+    "telemetry",
+];
 
 fn capability_of(rel: &str) -> Option<&'static str> {
     let rest = rel.strip_prefix("crates/tenantry-server/src/")?;

@@ -61,6 +61,7 @@ pub struct AppSettings {
     pub delete_grace: Duration,
     pub idempotency_ttl: Duration,
     pub key_rotation_grace: Duration,
+    pub telemetry: crate::telemetry::config::TelemetryConfig,
 }
 
 impl Default for AppSettings {
@@ -69,6 +70,7 @@ impl Default for AppSettings {
             delete_grace: Duration::days(30),
             idempotency_ttl: Duration::hours(24),
             key_rotation_grace: Duration::hours(24),
+            telemetry: Default::default(),
         }
     }
 }

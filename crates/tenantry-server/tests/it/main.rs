@@ -16,6 +16,7 @@ mod jobs;
 mod limits;
 mod observability;
 mod support;
+mod telemetry;
 mod tenants;
 mod tokens;
 mod transport;
@@ -186,6 +187,9 @@ on_every_backend!(
     access::key_and_device_changes_are_audited,
     access::revocation_and_rotation_across_two_instances,
     cross_tenant::no_route_lets_tenant_b_touch_tenant_a,
+    telemetry::events_are_ingested_once_and_read_back_in_order,
+    telemetry::device_keys_write_only_their_own_device,
+    telemetry::bad_batches_are_refused_whole,
     hardening::nul_bytes_are_refused_everywhere,
     hardening::duplicate_security_headers_are_refused,
     hardening::slugs_are_dns_labels,

@@ -79,7 +79,11 @@ pub fn register(api: Api) -> Api {
         Access::Tenant(Scope::JobsManage),
         replay,
     )
-    .doc(Doc::new("Replay dead (and optionally cancelled) jobs").optional_body::<ReplayBody>())
+    .doc(
+        Doc::new("Replay dead (and optionally cancelled) jobs")
+            .optional_body::<ReplayBody>()
+            .idempotent_by_itself(),
+    )
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -419,26 +419,70 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
-            BytesRejection::FailedToBufferBody(ref inner)
-                if inner.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Problem::new(
-                    Kind::PayloadTooLarge,
-                    "the request body is larger than the server accepts",
-                )
-            }
-            other if body_timed_out(&other) => Problem::new(
-                Kind::RequestTimeout,
-                "the request body stopped arriving (nothing for `http.body_timeout_ms`)",
-            ),
-            other => Problem::new(
-                Kind::BadRequest,
-                format!("cannot read the request body: {other}"),
-            ),
-        })?;
-        parse_json(&bytes)
+        parse_json(&read_body(req, state).await?)
     }
+}
+
+/// The whole body, with the same answers as every JSON route for one too large (`413`) or too
+/// slow (`408`).
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Problem> {
+    Bytes::from_request(req, state).await.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(ref inner)
+            if inner.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            Problem::new(
+                Kind::PayloadTooLarge,
+                "the request body is larger than the server accepts",
+            )
+        }
+        other if body_timed_out(&other) => Problem::new(
+            Kind::RequestTimeout,
+            "the request body stopped arriving (nothing for `http.body_timeout_ms`)",
+        ),
+        other => Problem::new(
+            Kind::BadRequest,
+            format!("cannot read the request body: {other}"),
+        ),
+    })
+}
+
+/// A body of JSON (`application/json`) or of JSON lines (`application/x-ndjson`, one document per
+/// line, each parsed by its reader so that one bad line does not refuse the others).
+pub enum JsonOrLines {
+    Json(ApiJson<serde_json::Value>),
+    Lines(String),
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonOrLines {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ndjson = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ct| ct.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-ndjson"));
+        if !ndjson {
+            if !is_json_content_type(&req) {
+                return Err(Problem::new(
+                    Kind::UnsupportedMediaType,
+                    "send the body as JSON (application/json) or as JSON lines (application/x-ndjson)",
+                ));
+            }
+            return Ok(Self::Json(parse_json(&read_body(req, state).await?)?));
+        }
+        let bytes = read_body(req, state).await?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| Problem::new(Kind::MalformedJson, "the body is not UTF-8 text"))?;
+        Ok(Self::Lines(text))
+    }
+}
+
+/// The first string of `doc` (a value or a key) that holds U+0000, by its path: the platform's
+/// one text policy, for documents parsed outside [`parse_json`] (JSON lines).
+pub fn nul_field(doc: &serde_json::Value) -> Option<String> {
+    nul_in(doc, String::new())
 }
 
 /// Whether reading a body failed because it stopped arriving (the server loop's body timeout).

@@ -266,7 +266,9 @@ fn operation(
         let schema = match (q.name, q.kind) {
             _ if !q.values.is_empty() => json!({ "type": "string", "enum": q.values }),
             ("limit", _) => json!({ "type": "integer", "minimum": 1, "maximum": 200 }),
-            ("since" | "until", _) => json!({ "type": "string", "format": "date-time" }),
+            ("since" | "until" | "from" | "to", _) => {
+                json!({ "type": "string", "format": "date-time" })
+            }
             (_, kind) => json!({ "type": kind, "minLength": 1 }),
         };
         params.push(json!({ "name": q.name, "in": "query", "required": false,
@@ -278,8 +280,7 @@ fn operation(
             "the tenant (id or slug); optional when the credential or the path names it",
         ));
     }
-    let writes =
-        matches!(spec.method, Method::POST | Method::DELETE) && spec.path != "/v1/jobs:replay";
+    let writes = matches!(spec.method, Method::POST | Method::DELETE) && !doc.no_idempotency_key;
     if writes && spec.access != Access::Public {
         params.push(header_param(
             "Idempotency-Key",

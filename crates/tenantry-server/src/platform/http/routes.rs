@@ -136,6 +136,9 @@ pub struct Doc {
     /// The success answer's media type, when it is not `application/json`.
     pub content_type: Option<&'static str>,
     pub query: Vec<QueryParam>,
+    /// A write that refuses `Idempotency-Key` because it is idempotent by itself (its answer says
+    /// what it did, and a retry is safe as it is).
+    pub no_idempotency_key: bool,
 }
 
 impl Doc {
@@ -148,6 +151,12 @@ impl Doc {
 
     pub fn body<T: utoipa::ToSchema>(mut self) -> Self {
         self.body = Some(schema::<T>);
+        self
+    }
+
+    /// The write refuses `Idempotency-Key`: it is idempotent by itself.
+    pub fn idempotent_by_itself(mut self) -> Self {
+        self.no_idempotency_key = true;
         self
     }
 

@@ -1,0 +1,68 @@
+//! `[telemetry]`: the limits of device telemetry ingestion.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, invalid};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Most events in one request.
+    pub max_events: u32,
+    /// How far ahead of the server's clock an event's `recorded_at` may be, in seconds.
+    pub max_future_skew_seconds: u32,
+    /// Largest `payload` of one event, in bytes of JSON.
+    pub max_payload_bytes: u32,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 1000,
+            max_future_skew_seconds: 300,
+            max_payload_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Environment variables of this section: (`TENANTRY_` + name, key path).
+pub const ENV: &[(&str, &str)] = &[
+    ("telemetry_max_events", "telemetry.max_events"),
+    (
+        "telemetry_max_future_skew_seconds",
+        "telemetry.max_future_skew_seconds",
+    ),
+    ("telemetry_max_payload_bytes", "telemetry.max_payload_bytes"),
+];
+
+impl TelemetryConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=100_000).contains(&self.max_events) {
+            return Err(invalid(
+                "telemetry.max_events",
+                "must be between 1 and 100000",
+            ));
+        }
+        if self.max_future_skew_seconds > 86_400 {
+            return Err(invalid(
+                "telemetry.max_future_skew_seconds",
+                "must be at most 86400 (a day)",
+            ));
+        }
+        if !(64..=1024 * 1024).contains(&self.max_payload_bytes) {
+            return Err(invalid(
+                "telemetry.max_payload_bytes",
+                "must be between 64 and 1048576",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn rules(&self) -> tenantry_domain::telemetry::TelemetryRules {
+        tenantry_domain::telemetry::TelemetryRules {
+            max_future_skew: chrono::Duration::seconds(i64::from(self.max_future_skew_seconds)),
+            max_payload_bytes: self.max_payload_bytes as usize,
+            ..Default::default()
+        }
+    }
+}

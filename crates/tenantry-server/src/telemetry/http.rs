@@ -1,0 +1,272 @@
+//! `/v1/telemetry` (ingest) and `/v1/devices/{device_id}/telemetry` (a device's events).
+
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenantry_domain::Scope;
+use tenantry_domain::telemetry::{Rejection, RejectionKind, ndjson_events};
+use tenantry_store::telemetry::{Order, StoredEvent, TelemetryFilter};
+
+use crate::platform::http::AppState;
+use crate::platform::http::extract::{ApiQuery, JsonOrLines, TenantCtx, need, nul_field};
+use crate::platform::http::problem::{Kind, Problem};
+use crate::platform::http::routes::{Access, Api, Doc, PAGING, QueryParam};
+
+pub fn register(api: Api) -> Api {
+    api.add(
+        Method::POST,
+        "/v1/telemetry",
+        Access::Tenant(Scope::TelemetryWrite),
+        ingest,
+    )
+    .doc(
+        Doc::new(
+            "Send device events: {\"events\": [...]} as JSON, or one event per line as \
+             application/x-ndjson. Each event is checked on its own; 202 once the accepted ones \
+             are committed",
+        )
+        .body::<IngestIn>()
+        .ok::<IngestView>(202)
+        .idempotent_by_itself(),
+    )
+    .add_queried(
+        Method::GET,
+        "/v1/devices/{device_id}/telemetry",
+        Access::Tenant(Scope::TelemetryRead),
+        device_events,
+    )
+    .doc(
+        Doc::new("A device's events, in recorded_at order")
+            .page::<EventView>()
+            .query(&PAGING)
+            .query(&[
+                QueryParam::string("from", "recorded_at ≥ this RFC 3339 time"),
+                QueryParam::string("to", "recorded_at < this RFC 3339 time"),
+                QueryParam::string("type", "only events of this type"),
+                QueryParam::one_of("order", "asc (default) or desc", &["asc", "desc"]),
+            ]),
+    )
+}
+
+/// A batch of events (see the event's rules in docs/telemetry.md).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct IngestIn {
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<serde_json::Value>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct RejectedView {
+    index: usize,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    detail: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct IngestView {
+    /// Events stored by this request.
+    accepted: usize,
+    /// Events stored before (a retry) or repeated in the batch.
+    duplicates: usize,
+    rejected: Vec<RejectedView>,
+}
+
+fn kind_name(k: RejectionKind) -> &'static str {
+    match k {
+        RejectionKind::InvalidEvent => "invalid_event",
+        RejectionKind::RecordedInTheFuture => "recorded_in_the_future",
+        RejectionKind::OlderThanRetention => "older_than_retention",
+        RejectionKind::WrongDevice => "wrong_device",
+        RejectionKind::UnknownDevice => "unknown_device",
+    }
+}
+
+fn view(r: &Rejection) -> RejectedView {
+    RejectedView {
+        index: r.index,
+        kind: kind_name(r.kind),
+        detail: r.detail.clone(),
+    }
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    t: TenantCtx<need::TelemetryWrite>,
+    headers: axum::http::HeaderMap,
+    body: JsonOrLines,
+) -> Result<Response, Problem> {
+    // each event's id makes a retry safe (its events come back as duplicates)
+    if headers.contains_key(crate::platform::http::idempotency::HEADER) {
+        return Err(Problem::new(
+            Kind::InvalidHeader,
+            "POST /v1/telemetry does not take an Idempotency-Key: each event's event_id makes a retry safe (events already stored are counted as duplicates)",
+        ));
+    }
+    let events: Vec<Result<serde_json::Value, String>> = match body {
+        JsonOrLines::Json(doc) => {
+            let batch: IngestIn = serde_json::from_value(doc.document).map_err(|e| {
+                Problem::new(
+                    Kind::ValidationFailed,
+                    format!("expected {{\"events\": [...]}}: {e}"),
+                )
+            })?;
+            batch.events.into_iter().map(Ok).collect()
+        }
+        JsonOrLines::Lines(text) => ndjson_events(&text)
+            .into_iter()
+            .map(|line| match line {
+                Ok(v) => match nul_field(&v) {
+                    Some(field) => Err(format!("{field}: must not contain U+0000")),
+                    None => Ok(v),
+                },
+                Err(e) => Err(e),
+            })
+            .collect(),
+    };
+    let config = state.app.settings().telemetry.clone();
+    let out = state
+        .app
+        .ingest_telemetry(
+            &t.access.tenant,
+            t.scope(),
+            t.principal.device_id.as_deref(),
+            events,
+            &config.rules(),
+            config.max_events,
+        )
+        .await?;
+    let view = IngestView {
+        accepted: out.accepted,
+        duplicates: out.duplicates,
+        rejected: out.rejected.iter().map(view).collect(),
+    };
+    if out.accepted == 0 && out.duplicates == 0 {
+        // every event was rejected
+        let mut p = Problem::new(
+            Kind::ValidationFailed,
+            format!(
+                "every event was rejected; the first: #{} {}",
+                view.rejected[0].index, view.rejected[0].detail
+            ),
+        );
+        p.errors = out
+            .rejected
+            .iter()
+            .map(|r| tenantry_domain::FieldError {
+                field: format!("events[{}]", r.index),
+                message: format!("{}: {}", kind_name(r.kind), r.detail),
+            })
+            .collect();
+        return Err(p);
+    }
+    Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    order: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct EventView {
+    event_id: String,
+    device_id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<f64>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    values: std::collections::BTreeMap<String, f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    payload: Option<serde_json::Map<String, serde_json::Value>>,
+    recorded_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+}
+
+impl From<StoredEvent> for EventView {
+    fn from(s: StoredEvent) -> Self {
+        Self {
+            event_id: s.event.event_id,
+            device_id: s.event.device_id,
+            event_type: s.event.event_type,
+            value: s.event.value,
+            values: s.event.values,
+            payload: s.event.payload,
+            recorded_at: s.event.recorded_at,
+            received_at: s.received_at,
+        }
+    }
+}
+
+fn time(name: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, Problem> {
+    v.map(|s| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                Problem::new(
+                    Kind::InvalidQuery,
+                    format!("{name}: not an RFC 3339 time ({e})"),
+                )
+            })
+    })
+    .transpose()
+}
+
+async fn device_events(
+    State(state): State<AppState>,
+    t: TenantCtx<need::TelemetryRead>,
+    Path(device_id): Path<String>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Response, Problem> {
+    let order = match q.order.as_deref() {
+        None | Some("asc") => Order::Asc,
+        Some("desc") => Order::Desc,
+        Some(other) => {
+            return Err(Problem::new(
+                Kind::InvalidQuery,
+                format!("order: '{other}' is not asc or desc"),
+            ));
+        }
+    };
+    let filter = TelemetryFilter {
+        device_id,
+        from: time("from", q.from.as_deref())?,
+        to: time("to", q.to.as_deref())?,
+        event_type: q.event_type,
+        order,
+    };
+    // a cursor is good for the same device, filter and order only
+    let list = format!(
+        "telemetry:{}:{}:{:?}:{:?}:{:?}:{:?}",
+        t.access.tenant.id,
+        filter.device_id,
+        filter.from,
+        filter.to,
+        filter.event_type,
+        filter.order
+    );
+    let page = state
+        .cursors
+        .page_request(&list, q.limit, q.cursor.as_deref())
+        .await?;
+    let events = state.app.device_telemetry(t.scope(), &filter, page).await?;
+    Ok(axum::Json(
+        state
+            .cursors
+            .seal(&list, events.map(EventView::from))
+            .await?,
+    )
+    .into_response())
+}

@@ -1,0 +1,33 @@
+//! Device telemetry (issue 12): devices send events, stored once per `(tenant, event_id)` and
+//! acknowledged only once committed; a device's events read back in `recorded_at` order. The
+//! storage is ADR 0017's.
+
+pub mod config;
+pub mod http;
+pub mod service;
+
+use crate::observability::Metric;
+
+pub const CAPABILITY: crate::Capability = crate::Capability {
+    name: "telemetry",
+    routes: http::register,
+    housekeeping: |app, _| {
+        // monthly partitions (PostgreSQL) a year back and three months ahead
+        let app = app.clone();
+        Some(Box::pin(async move {
+            let at = crate::platform::now();
+            let (from, to) = (
+                at - chrono::Duration::days(366),
+                at + chrono::Duration::days(92),
+            );
+            if let Err(e) = app.store().telemetry().prepare(from, to).await {
+                tracing::warn!(error = %e, "could not prepare telemetry partitions");
+            }
+        }))
+    },
+    metrics: &[Metric::counter(
+        "telemetry_events_total",
+        "Device events sent, by result (accepted, duplicate, rejected)",
+    )],
+    ..crate::Capability::NONE
+};

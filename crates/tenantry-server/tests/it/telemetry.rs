@@ -1,0 +1,219 @@
+//! Device telemetry over HTTP: ingest (JSON and NDJSON, each event on its own, duplicates,
+//! device keys, time rules) and reading a device's events back.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tenantry_server::testing::TestServer;
+
+use crate::access::tenant_key;
+use crate::support::*;
+
+fn at(minutes_ago: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::minutes(minutes_ago))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn event(id: &str, device: &str, minutes_ago: i64, value: f64) -> Value {
+    json!({ "event_id": id, "device_id": device, "type": "temperature",
+            "value": value, "recorded_at": at(minutes_ago) })
+}
+
+async fn send(srv: &TestServer, key: &str, body: &Value) -> (StatusCode, Value) {
+    let r = srv
+        .with_key(key, Method::POST, "/v1/telemetry")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, body_of(r).await)
+}
+
+async fn body_of(r: reqwest::Response) -> Value {
+    r.json().await.unwrap_or(Value::Null)
+}
+
+pub async fn events_are_ingested_once_and_read_back_in_order(srv: &TestServer) {
+    let t = tenant_named(srv, "Metered").await;
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let (_, admin) = tenant_key(srv, &tid, &["tenant_admin"]).await;
+    // sent out of order; one event is bad, one is two minutes of skew too far ahead
+    let batch = json!({ "events": [
+        event("e3", "m1", 1, 23.0),
+        event("e1", "m1", 3, 21.0),
+        { "event_id": "bad", "device_id": "m1", "type": "temperature", "recorded_at": at(1) },
+        event("e2", "m1", 2, 22.0),
+        event("future", "m1", -7, 0.0),
+    ]});
+    let (status, out) = send(srv, &admin, &batch).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["accepted"], 3);
+    assert_eq!(out["duplicates"], 0);
+    let rejected = out["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{out}");
+    assert_eq!(rejected[0]["index"], 2);
+    assert_eq!(rejected[0]["type"], "invalid_event");
+    assert_eq!(rejected[1]["index"], 4);
+    assert_eq!(rejected[1]["type"], "recorded_in_the_future");
+    // the same batch again: nothing new
+    let (status, again) = send(srv, &admin, &batch).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(again["accepted"], 0);
+    assert_eq!(again["duplicates"], 3);
+    // NDJSON: a bad line is rejected alone, a known event is a duplicate
+    let ndjson = format!(
+        "{}\n{{oops\n{}\n",
+        event("e4", "m1", 0, 24.0),
+        event("e1", "m1", 3, 21.0)
+    );
+    let r = srv
+        .with_key(&admin, Method::POST, "/v1/telemetry")
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let out = body_of(r).await;
+    assert_eq!(
+        (out["accepted"].clone(), out["duplicates"].clone()),
+        (json!(1), json!(1)),
+        "{out}"
+    );
+    assert_eq!(out["rejected"][0]["index"], 1);
+    // read back in recorded_at order, both ways, and by pages
+    let read = |q: &str| {
+        srv.with_key(&admin, Method::GET, &format!("/v1/devices/m1/telemetry{q}"))
+            .send()
+    };
+    let ids = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = body_of(read("").await.unwrap()).await;
+    assert_eq!(ids(&all), ["e1", "e2", "e3", "e4"]);
+    assert!(all["items"][0]["received_at"].is_string());
+    let desc = body_of(read("?order=desc").await.unwrap()).await;
+    assert_eq!(ids(&desc), ["e4", "e3", "e2", "e1"]);
+    let first = body_of(read("?limit=3").await.unwrap()).await;
+    assert_eq!(ids(&first), ["e1", "e2", "e3"]);
+    let cursor = first["page_info"]["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rest = body_of(read(&format!("?limit=3&cursor={cursor}")).await.unwrap()).await;
+    assert_eq!(ids(&rest), ["e4"]);
+    // a cursor belongs to its own filter
+    let r = read(&format!("?limit=3&order=desc&cursor={cursor}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = read("?from=yesterday").await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let empty = body_of(read("?type=humidity").await.unwrap()).await;
+    assert_eq!(ids(&empty), Vec::<String>::new());
+}
+
+pub async fn device_keys_write_only_their_own_device(srv: &TestServer) {
+    let t = tenant_named(srv, "Devices").await;
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let (_, admin) = tenant_key(srv, &tid, &["tenant_admin"]).await;
+    let r = srv
+        .with_key(&admin, Method::POST, "/v1/devices")
+        .json(&json!({ "device_id": "meter-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let device_key = body_of(r).await["key"].as_str().unwrap().to_owned();
+    let batch =
+        json!({ "events": [event("d1", "meter-1", 1, 1.0), event("d2", "meter-2", 1, 2.0)] });
+    let (status, out) = send(srv, &device_key, &batch).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["accepted"], 1);
+    assert_eq!(out["rejected"][0]["type"], "wrong_device");
+    assert_eq!(out["rejected"][0]["index"], 1);
+    // only another device's events: everything rejected is a 422 naming each
+    let (status, out) = send(
+        srv,
+        &device_key,
+        &json!({ "events": [event("d3", "meter-2", 1, 3.0)] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+    assert_eq!(out["errors"][0]["field"], "events[0]");
+    // a device key writes, it does not read
+    let r = srv
+        .with_key(&device_key, Method::GET, "/v1/devices/meter-1/telemetry")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+pub async fn bad_batches_are_refused_whole(srv: &TestServer) {
+    let t = tenant_named(srv, "Strict").await;
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let (_, admin) = tenant_key(srv, &tid, &["tenant_admin"]).await;
+    for (body, status) in [
+        (json!({ "events": [] }), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({ "evnts": [] }), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!([event("x", "m", 1, 1.0)]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "events": (0..1001).map(|i| event(&format!("n{i}"), "m", 1, 1.0)).collect::<Vec<_>>() }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "events": [event("old", "m", 60 * 24 * 400, 1.0)] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (got, out) = send(srv, &admin, &body).await;
+        assert_eq!(got, status, "{out}");
+    }
+    // the events' ids make retries safe: an Idempotency-Key is refused, not ignored
+    let r = srv
+        .with_key(&admin, Method::POST, "/v1/telemetry")
+        .header("idempotency-key", "k1")
+        .json(&json!({ "events": [event("i1", "m", 1, 1.0)] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = srv
+        .with_key(&admin, Method::POST, "/v1/telemetry")
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // NUL in a line of JSON lines follows the platform's text policy, for that line
+    let r = srv
+        .with_key(&admin, Method::POST, "/v1/telemetry")
+        .header("content-type", "application/x-ndjson")
+        .body(format!(
+            "{}\n{}",
+            event("ok", "m", 1, 1.0),
+            json!({"event_id": "nul\u{0}", "device_id": "m"})
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let out = body_of(r).await;
+    assert!(
+        out["rejected"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("U+0000"),
+        "{out}"
+    );
+}
