@@ -77,6 +77,29 @@ impl Position {
     }
 }
 
+/// Which events to summarise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsFilter {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub device_id: Option<String>,
+    pub event_type: Option<String>,
+    /// The buckets' width, in seconds; buckets start at multiples of it since the Unix epoch.
+    pub bucket_seconds: i64,
+}
+
+/// One bucket's summary: every event is counted; min, max, avg and last are of the events that
+/// carry a `value` (last: the latest recorded, ties by insertion).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BucketStats {
+    pub start: DateTime<Utc>,
+    pub count: i64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub avg: Option<f64>,
+    pub last: Option<f64>,
+}
+
 #[async_trait]
 pub trait TelemetryStore: Send + Sync {
     /// Stores the events whose `event_id` the tenant does not have yet, in one transaction; the
@@ -97,6 +120,14 @@ pub trait TelemetryStore: Send + Sync {
         limit: u32,
         after: Option<Position>,
     ) -> StoreResult<Vec<StoredEvent>>;
+
+    /// Per-bucket summaries of `recorded_at` in `[from, to)`, oldest first; empty buckets are
+    /// left out. A late event counts in the bucket of when it was recorded.
+    async fn stats(
+        &self,
+        scope: &TenantScope,
+        filter: &StatsFilter,
+    ) -> StoreResult<Vec<BucketStats>>;
 
     /// Makes sure events recorded from `from` to `to` have somewhere to go (PostgreSQL's monthly
     /// partitions; nothing to do on SQLite). Platform upkeep, idempotent.

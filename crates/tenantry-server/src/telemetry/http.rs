@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_domain::Scope;
 use tenantry_domain::telemetry::{Rejection, RejectionKind, ndjson_events};
-use tenantry_store::telemetry::{Order, StoredEvent, TelemetryFilter};
+use tenantry_store::telemetry::{Order, StatsFilter, StoredEvent, TelemetryFilter};
 
 use crate::platform::http::AppState;
 use crate::platform::http::extract::{ApiQuery, JsonOrLines, TenantCtx, need, nul_field};
@@ -30,6 +30,32 @@ pub fn register(api: Api) -> Api {
         .body::<IngestIn>()
         .ok::<IngestView>(202)
         .idempotent_by_itself(),
+    )
+    .add_queried(
+        Method::GET,
+        "/v1/telemetry/stats",
+        Access::Tenant(Scope::TelemetryRead),
+        stats,
+    )
+    .doc(
+        Doc::new(
+            "Per-bucket count, min, max, avg and last value of the events recorded in [from, to)",
+        )
+        .ok::<Vec<BucketView>>(200)
+        .query(&[
+            QueryParam::string(
+                "from",
+                "the range's start, RFC 3339 (default: a day before `to`)",
+            ),
+            QueryParam::string("to", "the range's end (excluded), RFC 3339 (default: now)"),
+            QueryParam::one_of(
+                "bucket",
+                "the buckets' width (default 1h)",
+                &["1m", "5m", "1h", "1d"],
+            ),
+            QueryParam::string("device_id", "one device's events only"),
+            QueryParam::string("type", "one type's events only"),
+        ]),
     )
     .add_queried(
         Method::GET,
@@ -164,6 +190,73 @@ async fn ingest(
         return Err(p);
     }
     Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    bucket: Option<String>,
+    device_id: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct BucketView {
+    start: DateTime<Utc>,
+    count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avg: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last: Option<f64>,
+}
+
+async fn stats(
+    State(state): State<AppState>,
+    t: TenantCtx<need::TelemetryRead>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> Result<Response, Problem> {
+    let bucket_seconds = match q.bucket.as_deref().unwrap_or("1h") {
+        "1m" => 60,
+        "5m" => 300,
+        "1h" => 3600,
+        "1d" => 86_400,
+        other => {
+            return Err(Problem::new(
+                Kind::InvalidQuery,
+                format!("bucket: '{other}' is not 1m, 5m, 1h or 1d"),
+            ));
+        }
+    };
+    // the last 24 hours unless said otherwise
+    let to = time("to", q.to.as_deref())?.unwrap_or_else(crate::platform::now);
+    let from = time("from", q.from.as_deref())?.unwrap_or(to - chrono::Duration::days(1));
+    let filter = StatsFilter {
+        from,
+        to,
+        device_id: q.device_id,
+        event_type: q.event_type,
+        bucket_seconds,
+    };
+    let buckets = state.app.telemetry_stats(t.scope(), &filter).await?;
+    let view: Vec<BucketView> = buckets
+        .into_iter()
+        .map(|b| BucketView {
+            start: b.start,
+            count: b.count,
+            min: b.min,
+            max: b.max,
+            avg: b.avg,
+            last: b.last,
+        })
+        .collect();
+    Ok(axum::Json(view).into_response())
 }
 
 #[derive(Deserialize)]

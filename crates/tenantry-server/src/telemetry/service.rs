@@ -7,7 +7,10 @@ use tenantry_domain::telemetry::{
     CheckedBatch, Rejection, RejectionKind, TelemetryRules, check_batch,
 };
 use tenantry_domain::{Page, PageRequest, Tenant, TenantScope, ValidationErrors};
-use tenantry_store::telemetry::{Position, StoredEvent, TelemetryFilter};
+use tenantry_store::telemetry::{BucketStats, Position, StatsFilter, StoredEvent, TelemetryFilter};
+
+/// The most buckets one stats query returns.
+pub const MAX_BUCKETS: i64 = 10_000;
 
 use crate::platform::{App, AppResult, now};
 
@@ -92,6 +95,29 @@ impl App {
             }
         }
         Ok(out)
+    }
+
+    /// Per-bucket summaries; at most [`MAX_BUCKETS`] buckets in the range.
+    pub async fn telemetry_stats(
+        &self,
+        scope: &TenantScope,
+        filter: &StatsFilter,
+    ) -> AppResult<Vec<BucketStats>> {
+        let span = (filter.to - filter.from).num_seconds();
+        if span <= 0 {
+            // an empty range has no buckets
+            return Ok(Vec::new());
+        }
+        if span / filter.bucket_seconds.max(1) > MAX_BUCKETS {
+            return Err(ValidationErrors::single(
+                "bucket",
+                format!(
+                    "the range holds more than {MAX_BUCKETS} buckets of this width: choose a wider bucket or a shorter range"
+                ),
+            )
+            .into());
+        }
+        Ok(self.store.telemetry().stats(scope, filter).await?)
     }
 
     /// A page of one device's events.

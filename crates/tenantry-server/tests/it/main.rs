@@ -190,6 +190,7 @@ on_every_backend!(
     telemetry::events_are_ingested_once_and_read_back_in_order,
     telemetry::device_keys_write_only_their_own_device,
     telemetry::bad_batches_are_refused_whole,
+    telemetry::stats_summarise_buckets,
     hardening::nul_bytes_are_refused_everywhere,
     hardening::duplicate_security_headers_are_refused,
     hardening::slugs_are_dns_labels,

@@ -217,3 +217,69 @@ pub async fn bad_batches_are_refused_whole(srv: &TestServer) {
         "{out}"
     );
 }
+
+pub async fn stats_summarise_buckets(srv: &TestServer) {
+    let t = tenant_named(srv, "Summed").await;
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let (_, admin) = tenant_key(srv, &tid, &["tenant_admin"]).await;
+    let (status, _) = send(
+        srv,
+        &admin,
+        &json!({ "events": [
+            event("s1", "m1", 10, 1.0),
+            event("s2", "m1", 10, 3.0),
+            event("s3", "m2", 10, 100.0),
+        ]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let get = |q: String| {
+        srv.with_key(&admin, Method::GET, &format!("/v1/telemetry/stats{q}"))
+            .send()
+    };
+    // the last day, hourly, one device: the two events are one or two buckets (an hour may turn
+    // between them), together 2 events with min 1 and max 3
+    let b = body_of(get("?device_id=m1".into()).await.unwrap()).await;
+    let buckets = b.as_array().unwrap();
+    let count: i64 = buckets.iter().map(|x| x["count"].as_i64().unwrap()).sum();
+    assert_eq!(count, 2, "{b}");
+    let max = buckets
+        .iter()
+        .map(|x| x["max"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(max, 3.0);
+    // one daily bucket for everything recorded around then
+    let from = at(60 * 24);
+    let b = body_of(
+        get(format!("?bucket=1d&from={}", urlencode(&from)))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let count: i64 = b
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(count, 3, "{b}");
+    for bad in ["?bucket=2m", "?from=yesterday"] {
+        assert_eq!(
+            get(bad.into()).await.unwrap().status(),
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+    // a minute's buckets over ten years are too many
+    let r = get(format!(
+        "?bucket=1m&from={}",
+        urlencode(&at(60 * 24 * 3650))
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}

@@ -194,3 +194,62 @@ pub async fn telemetry_reads_in_recorded_order(store: &dyn Store) {
         .await
         .unwrap();
 }
+
+/// Buckets summarise what was recorded in them, late events included: count, min, max, avg and
+/// the last recorded value; filters by device and type; empty buckets left out.
+pub async fn telemetry_stats_follow_recorded_time(store: &dyn Store) {
+    let (a, b) = two_tenants(store).await;
+    let t = store.telemetry();
+    // a whole hour, well inside every partition the migration made
+    let hour = DateTime::from_timestamp((now().timestamp() / 3600 - 2) * 3600, 0).unwrap();
+    let m =
+        |minutes: i64, seconds: i64| hour + Duration::minutes(minutes) + Duration::seconds(seconds);
+    let mut no_value = event("nv", "m1", "temp", m(0, 30), 0.0);
+    no_value.value = None;
+    let events = [
+        event("a", "m1", "temp", m(0, 10), 10.0),
+        event("b", "m1", "temp", m(0, 50), 30.0),
+        no_value,
+        event("c", "m1", "temp", m(2, 0), 5.0),
+        event("h", "m1", "humidity", m(0, 20), 99.0),
+        event("o", "m2", "temp", m(0, 40), 1000.0),
+    ];
+    t.insert(&a, &events, now()).await.unwrap();
+    // a late event for the first minute, recorded before "b": it is not the last
+    t.insert(&a, &[event("late", "m1", "temp", m(0, 45), 20.0)], now())
+        .await
+        .unwrap();
+    let filter = crate::telemetry::StatsFilter {
+        from: hour,
+        to: hour + Duration::hours(1),
+        device_id: Some("m1".into()),
+        event_type: Some("temp".into()),
+        bucket_seconds: 60,
+    };
+    let s = t.stats(&a, &filter).await.unwrap();
+    assert_eq!(s.len(), 2, "minutes 0 and 2; minute 1 is empty: {s:?}");
+    assert_eq!(s[0].start, hour);
+    assert_eq!(s[0].count, 4, "three values and one without");
+    assert_eq!((s[0].min, s[0].max), (Some(10.0), Some(30.0)));
+    assert_eq!(s[0].avg, Some(20.0));
+    assert_eq!(
+        s[0].last,
+        Some(30.0),
+        "b was recorded last, though late arrived later"
+    );
+    assert_eq!(s[1].start, m(2, 0));
+    assert_eq!((s[1].count, s[1].last), (1, Some(5.0)));
+    // every device and type, one bucket for the hour
+    let all = crate::telemetry::StatsFilter {
+        device_id: None,
+        event_type: None,
+        bucket_seconds: 3600,
+        ..filter.clone()
+    };
+    let s = t.stats(&a, &all).await.unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].count, 7);
+    assert_eq!(s[0].max, Some(1000.0));
+    // another tenant sees none of it
+    assert!(t.stats(&b, &all).await.unwrap().is_empty());
+}

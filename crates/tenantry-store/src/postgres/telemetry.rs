@@ -10,7 +10,10 @@ use tenantry_domain::telemetry::TelemetryEvent;
 
 use super::{Intent, PgStore, err};
 use crate::StoreResult;
-use crate::telemetry::{Inserted, Order, Position, StoredEvent, TelemetryFilter, TelemetryStore};
+use crate::telemetry::{
+    BucketStats, Inserted, Order, Position, StatsFilter, StoredEvent, TelemetryFilter,
+    TelemetryStore,
+};
 
 const INSERT: &str = "WITH input AS (
         SELECT DISTINCT ON (event_id) *
@@ -119,6 +122,49 @@ impl TelemetryStore for PgStore {
         tx.commit().await?;
         rows.iter()
             .map(|row| crate::sql::rows::decode_telemetry!(row, err))
+            .collect()
+    }
+
+    async fn stats(
+        &self,
+        scope: &TenantScope,
+        filter: &StatsFilter,
+    ) -> StoreResult<Vec<BucketStats>> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.stats")
+            .tenant(scope.tenant_id());
+        let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+        let rows = sqlx::query(
+            "SELECT to_timestamp(floor(extract(epoch FROM recorded_at) / $6) * $6) AS bucket,
+                    count(*) AS n, min(value) AS lo, max(value) AS hi, avg(value) AS mean,
+                    (array_agg(value ORDER BY recorded_at DESC, seq DESC)
+                        FILTER (WHERE value IS NOT NULL))[1] AS last
+             FROM telemetry_events
+             WHERE tenant_id = $1 AND recorded_at >= $2 AND recorded_at < $3
+               AND ($4::text IS NULL OR device_id = $4) AND ($5::text IS NULL OR type = $5)
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(&filter.device_id)
+        .bind(&filter.event_type)
+        .bind(filter.bucket_seconds.max(1) as f64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                use sqlx::Row;
+                Ok(BucketStats {
+                    start: row.try_get("bucket").map_err(err)?,
+                    count: row.try_get("n").map_err(err)?,
+                    min: row.try_get("lo").map_err(err)?,
+                    max: row.try_get("hi").map_err(err)?,
+                    avg: row.try_get("mean").map_err(err)?,
+                    last: row.try_get("last").map_err(err)?,
+                })
+            })
             .collect()
     }
 

@@ -10,7 +10,10 @@ use tenantry_domain::telemetry::TelemetryEvent;
 
 use super::{Intent, SqliteStore, db_time, err};
 use crate::StoreResult;
-use crate::telemetry::{Inserted, Order, Position, StoredEvent, TelemetryFilter, TelemetryStore};
+use crate::telemetry::{
+    BucketStats, Inserted, Order, Position, StatsFilter, StoredEvent, TelemetryFilter,
+    TelemetryStore,
+};
 
 /// Rows per statement: 9 values each, well under SQLite's 32 766 parameters.
 const CHUNK: usize = 500;
@@ -92,6 +95,54 @@ impl TelemetryStore for SqliteStore {
         tx.commit().await?;
         rows.iter()
             .map(|row| crate::sql::rows::decode_telemetry!(row, err))
+            .collect()
+    }
+
+    async fn stats(
+        &self,
+        scope: &TenantScope,
+        filter: &StatsFilter,
+    ) -> StoreResult<Vec<BucketStats>> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.stats")
+            .tenant(scope.tenant_id());
+        const WHERE: &str = "tenant_id = ?1 AND recorded_at >= ?2 AND recorded_at < ?3
+               AND (?4 IS NULL OR device_id = ?4) AND (?5 IS NULL OR type = ?5)";
+        let sql = format!(
+            "SELECT (o.recorded_at / ?6) * ?6 AS bucket, COUNT(*) AS n, MIN(o.value) AS lo,
+                    MAX(o.value) AS hi, AVG(o.value) AS mean,
+                    (SELECT i.value FROM telemetry_events i
+                     WHERE {WHERE} AND i.value IS NOT NULL
+                       AND i.recorded_at / ?6 = o.recorded_at / ?6
+                     ORDER BY i.recorded_at DESC, i.rowid DESC LIMIT 1) AS last
+             FROM telemetry_events o WHERE {WHERE}
+             GROUP BY bucket ORDER BY bucket"
+        );
+        let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(scope.tenant_id().as_uuid())
+            .bind(db_time(filter.from))
+            .bind(db_time(filter.to))
+            .bind(&filter.device_id)
+            .bind(&filter.event_type)
+            .bind(filter.bucket_seconds.max(1) * 1_000_000)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                use sqlx::Row;
+                let start: i64 = row.try_get("bucket").map_err(err)?;
+                Ok(BucketStats {
+                    start: DateTime::from_timestamp_micros(start)
+                        .ok_or_else(|| crate::StoreError::corrupt("bucket time"))?,
+                    count: row.try_get("n").map_err(err)?,
+                    min: row.try_get("lo").map_err(err)?,
+                    max: row.try_get("hi").map_err(err)?,
+                    avg: row.try_get("mean").map_err(err)?,
+                    last: row.try_get("last").map_err(err)?,
+                })
+            })
             .collect()
     }
 
