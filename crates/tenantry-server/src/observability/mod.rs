@@ -99,6 +99,16 @@ impl Metric {
         }
     }
 
+    /// A histogram of counts (events per request…), with [`COUNT_BUCKETS`].
+    pub const fn count_histogram(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind: MetricKind::Histogram,
+            unit: Some(metrics::Unit::Count),
+            help,
+        }
+    }
+
     pub const fn seconds(name: &'static str, help: &'static str) -> Self {
         Self {
             name,
@@ -177,12 +187,17 @@ const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.35, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Buckets of the count histograms (events per request or commit).
+const COUNT_BUCKETS: &[f64] = &[
+    1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 10000.0,
+];
+
 /// The process's metrics recorder, installed on first use.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
+            let mut builder = PrometheusBuilder::new()
                 .set_buckets(DURATION_BUCKETS)
                 .expect("static buckets are valid")
                 .set_buckets_for_metric(
@@ -191,8 +206,16 @@ pub fn metrics_handle() -> PrometheusHandle {
                     ),
                     STORE_BUCKETS,
                 )
-                .expect("static buckets are valid")
-                .build_recorder();
+                .expect("static buckets are valid");
+            for m in catalog().filter(|m| m.unit == Some(metrics::Unit::Count)) {
+                builder = builder
+                    .set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(m.name.into()),
+                        COUNT_BUCKETS,
+                    )
+                    .expect("static buckets are valid");
+            }
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");

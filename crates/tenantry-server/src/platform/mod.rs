@@ -83,6 +83,9 @@ pub struct App {
     /// When each key was last recorded as used (to write `last_used_at` at most once a minute).
     pub(crate) key_use:
         Arc<Mutex<std::collections::HashMap<tenantry_domain::ApiKeyId, std::time::Instant>>>,
+    /// Device events being ingested now, bounded by `[telemetry] max_in_flight_events`: past
+    /// it, ingestion answers 503 instead of holding more work.
+    pub(crate) telemetry_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// Who is acting, under which trace, and (once known) for which tenant. The tenant slot is shared
@@ -294,11 +297,18 @@ impl From<StoreError> for AppError {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, settings: AppSettings) -> Self {
+        let budget = settings.telemetry.max_in_flight_events as usize;
         Self {
             store,
             settings,
             key_use: Arc::default(),
+            telemetry_budget: Arc::new(tokio::sync::Semaphore::new(budget)),
         }
+    }
+
+    /// The in-flight budget of device events (tests hold it to simulate load).
+    pub fn telemetry_budget(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.telemetry_budget
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -13,6 +13,9 @@ pub struct TelemetryConfig {
     pub max_future_skew_seconds: u32,
     /// Largest `payload` of one event, in bytes of JSON.
     pub max_payload_bytes: u32,
+    /// Events one process ingests at once, all requests together; past it, requests are
+    /// answered `503` with `Retry-After` (nothing of theirs stored) instead of queueing.
+    pub max_in_flight_events: u32,
 }
 
 impl Default for TelemetryConfig {
@@ -21,6 +24,7 @@ impl Default for TelemetryConfig {
             max_events: 1000,
             max_future_skew_seconds: 300,
             max_payload_bytes: 16 * 1024,
+            max_in_flight_events: 50_000,
         }
     }
 }
@@ -33,6 +37,10 @@ pub const ENV: &[(&str, &str)] = &[
         "telemetry.max_future_skew_seconds",
     ),
     ("telemetry_max_payload_bytes", "telemetry.max_payload_bytes"),
+    (
+        "telemetry_max_in_flight_events",
+        "telemetry.max_in_flight_events",
+    ),
 ];
 
 impl TelemetryConfig {
@@ -53,6 +61,12 @@ impl TelemetryConfig {
             return Err(invalid(
                 "telemetry.max_payload_bytes",
                 "must be between 64 and 1048576",
+            ));
+        }
+        if self.max_in_flight_events < self.max_events || self.max_in_flight_events > 10_000_000 {
+            return Err(invalid(
+                "telemetry.max_in_flight_events",
+                "must be at least telemetry.max_events (one full request) and at most 10000000",
             ));
         }
         Ok(())

@@ -154,6 +154,34 @@ async fn ingest(
             .collect(),
     };
     let config = state.app.settings().telemetry.clone();
+    let started = std::time::Instant::now();
+    metrics::histogram!("telemetry_request_events").record(events.len() as f64);
+    // a bounded amount of work in flight: past it, the client retries later (nothing stored)
+    let wanted = u32::try_from(events.len()).unwrap_or(u32::MAX);
+    let _permit = if wanted <= config.max_events {
+        match state
+            .app
+            .telemetry_budget()
+            .clone()
+            .try_acquire_many_owned(wanted)
+        {
+            Ok(p) => Some(p),
+            Err(_) => {
+                metrics::counter!("telemetry_overloaded_total").increment(1);
+                let mut p = Problem::new(
+                    Kind::ServiceUnavailable,
+                    "too many events are being ingested right now; retry after a second (nothing of this request was stored)",
+                );
+                p.headers.push((
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                ));
+                return Err(p);
+            }
+        }
+    } else {
+        None // refused below as too many for one request
+    };
     let out = state
         .app
         .ingest_telemetry(
@@ -165,6 +193,19 @@ async fn ingest(
             config.max_events,
         )
         .await?;
+    metrics::histogram!("telemetry_ingest_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    let tenant = state.tenant_labels.label(t.access.tenant.id);
+    for (result, n) in [
+        ("accepted", out.accepted),
+        ("duplicate", out.duplicates),
+        ("rejected", out.rejected.len()),
+    ] {
+        if n > 0 {
+            metrics::counter!("telemetry_events_total", "tenant" => tenant.clone(), "result" => result)
+                .increment(n as u64);
+        }
+    }
     let view = IngestView {
         accepted: out.accepted,
         duplicates: out.duplicates,

@@ -25,9 +25,24 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
             }
         }))
     },
-    metrics: &[Metric::counter(
-        "telemetry_events_total",
-        "Device events sent, by result (accepted, duplicate, rejected)",
-    )],
+    metrics: &[
+        Metric::counter(
+            "telemetry_events_total",
+            "Device events sent, by tenant (the tenants of tenant_metrics by id, the others as `other`) and result (accepted, duplicate, rejected)",
+        ),
+        Metric::count_histogram(
+            "telemetry_request_events",
+            "Events in one POST /v1/telemetry request",
+        ),
+        Metric::count_histogram("telemetry_commit_events", "Events written in one commit"),
+        Metric::seconds(
+            "telemetry_ingest_duration_seconds",
+            "From a POST /v1/telemetry request's start to its events being durable (committed)",
+        ),
+        Metric::counter(
+            "telemetry_overloaded_total",
+            "Ingest requests answered 503 because the in-flight budget was spent",
+        ),
+    ],
     ..crate::Capability::NONE
 };

@@ -80,21 +80,14 @@ impl App {
         } else {
             self.store.telemetry().insert(scope, &events, at).await?
         };
-        let out = Ingested {
+        if !events.is_empty() {
+            metrics::histogram!("telemetry_commit_events").record(events.len() as f64);
+        }
+        Ok(Ingested {
             accepted: stored.stored,
             duplicates: duplicates + stored.duplicates,
             rejected,
-        };
-        for (result, n) in [
-            ("accepted", out.accepted),
-            ("duplicate", out.duplicates),
-            ("rejected", out.rejected.len()),
-        ] {
-            if n > 0 {
-                metrics::counter!("telemetry_events_total", "result" => result).increment(n as u64);
-            }
-        }
-        Ok(out)
+        })
     }
 
     /// Per-bucket summaries; at most [`MAX_BUCKETS`] buckets in the range.

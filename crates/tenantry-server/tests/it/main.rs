@@ -191,6 +191,7 @@ on_every_backend!(
     telemetry::device_keys_write_only_their_own_device,
     telemetry::bad_batches_are_refused_whole,
     telemetry::stats_summarise_buckets,
+    telemetry::ingestion_past_its_budget_is_503_and_stores_nothing,
     hardening::nul_bytes_are_refused_everywhere,
     hardening::duplicate_security_headers_are_refused,
     hardening::slugs_are_dns_labels,

@@ -283,3 +283,27 @@ pub async fn stats_summarise_buckets(srv: &TestServer) {
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+pub async fn ingestion_past_its_budget_is_503_and_stores_nothing(srv: &TestServer) {
+    let t = tenant_named(srv, "Busy").await;
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let (_, admin) = tenant_key(srv, &tid, &["tenant_admin"]).await;
+    // other requests hold the whole budget
+    let budget = srv.app.telemetry_budget().clone();
+    let held = budget.available_permits() as u32;
+    let busy = budget.try_acquire_many_owned(held).unwrap();
+    let batch = json!({ "events": [event("b1", "m1", 1, 1.0)] });
+    let r = srv
+        .with_key(&admin, Method::POST, "/v1/telemetry")
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "1");
+    drop(busy);
+    // nothing was stored: the retry stores it
+    let (status, out) = send(srv, &admin, &batch).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(out["accepted"], 1, "{out}");
+}
