@@ -25,11 +25,32 @@ pub struct Inserted {
     pub duplicates: usize,
 }
 
+impl Inserted {
+    /// Of `sent` events, `stored` rows were written: the others were duplicates.
+    pub(crate) fn of(sent: usize, stored: u64) -> Self {
+        let stored = usize::try_from(stored).unwrap_or(sent).min(sent);
+        Self {
+            stored,
+            duplicates: sent - stored,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Order {
     #[default]
     Asc,
     Desc,
+}
+
+impl Order {
+    /// The comparison that continues after a position, and the direction of `ORDER BY`.
+    pub(crate) fn sql(self) -> (&'static str, &'static str) {
+        match self {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        }
+    }
 }
 
 /// Which events of one device to read.

@@ -11,8 +11,7 @@ use tenantry_domain::telemetry::TelemetryEvent;
 use super::{Intent, PgStore, err};
 use crate::StoreResult;
 use crate::telemetry::{
-    BucketStats, Inserted, Order, Position, StatsFilter, StoredEvent, TelemetryFilter,
-    TelemetryStore,
+    BucketStats, Inserted, Position, StatsFilter, StoredEvent, TelemetryFilter, TelemetryStore,
 };
 
 const INSERT: &str = "WITH input AS (
@@ -77,11 +76,7 @@ impl TelemetryStore for PgStore {
             .await
             .map_err(err)?;
         tx.commit().await?;
-        let stored = usize::try_from(done.rows_affected()).unwrap_or(0);
-        Ok(Inserted {
-            stored,
-            duplicates: events.len() - stored,
-        })
+        Ok(Inserted::of(events.len(), done.rows_affected()))
     }
 
     async fn list(
@@ -93,10 +88,7 @@ impl TelemetryStore for PgStore {
     ) -> StoreResult<Vec<StoredEvent>> {
         let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.list")
             .tenant(scope.tenant_id());
-        let (cmp, dir) = match filter.order {
-            Order::Asc => (">", "ASC"),
-            Order::Desc => ("<", "DESC"),
-        };
+        let (cmp, dir) = filter.order.sql();
         let sql = format!(
             "SELECT {COLUMNS} FROM telemetry_events
              WHERE tenant_id = $1 AND device_id = $2
@@ -154,17 +146,7 @@ impl TelemetryStore for PgStore {
         .map_err(err)?;
         tx.commit().await?;
         rows.iter()
-            .map(|row| {
-                use sqlx::Row;
-                Ok(BucketStats {
-                    start: row.try_get("bucket").map_err(err)?,
-                    count: row.try_get("n").map_err(err)?,
-                    min: row.try_get("lo").map_err(err)?,
-                    max: row.try_get("hi").map_err(err)?,
-                    avg: row.try_get("mean").map_err(err)?,
-                    last: row.try_get("last").map_err(err)?,
-                })
-            })
+            .map(|row| crate::sql::rows::decode_bucket!(row, err))
             .collect()
     }
 

@@ -239,6 +239,23 @@ macro_rules! decode_telemetry {
     }};
 }
 
+/// A stats row (`bucket` as a time, `n`, `lo`, `hi`, `mean`, `last`).
+macro_rules! decode_bucket {
+    ($row:expr, $map:expr) => {{
+        use sqlx::Row;
+        let row = $row;
+        let map = $map;
+        Ok::<_, $crate::StoreError>($crate::telemetry::BucketStats {
+            start: $crate::sql::rows::Times::time(row, "bucket").map_err(map)?,
+            count: row.try_get("n").map_err(map)?,
+            min: row.try_get("lo").map_err(map)?,
+            max: row.try_get("hi").map_err(map)?,
+            avg: row.try_get("mean").map_err(map)?,
+            last: row.try_get("last").map_err(map)?,
+        })
+    }};
+}
+
 macro_rules! decode_audit {
     ($row:expr, $map:expr) => {{
         use sqlx::Row;
@@ -397,7 +414,7 @@ macro_rules! decode_schedule {
 }
 
 pub(crate) use {
-    api_key_columns, decode_api_key, decode_audit, decode_device, decode_edition, decode_event,
-    decode_idempotency, decode_job, decode_schedule, decode_telemetry, decode_tenant,
+    api_key_columns, decode_api_key, decode_audit, decode_bucket, decode_device, decode_edition,
+    decode_event, decode_idempotency, decode_job, decode_schedule, decode_telemetry, decode_tenant,
     tenant_columns,
 };

@@ -11,8 +11,7 @@ use tenantry_domain::telemetry::TelemetryEvent;
 use super::{Intent, SqliteStore, db_time, err};
 use crate::StoreResult;
 use crate::telemetry::{
-    BucketStats, Inserted, Order, Position, StatsFilter, StoredEvent, TelemetryFilter,
-    TelemetryStore,
+    BucketStats, Inserted, Position, StatsFilter, StoredEvent, TelemetryFilter, TelemetryStore,
 };
 
 /// Rows per statement: 9 values each, well under SQLite's 32 766 parameters.
@@ -32,7 +31,7 @@ impl TelemetryStore for SqliteStore {
         let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.insert")
             .tenant(scope.tenant_id());
         let mut tx = self.tenant_tx(scope, Intent::Write).await?;
-        let mut stored = 0;
+        let mut stored = 0_u64;
         for chunk in events.chunks(CHUNK) {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO telemetry_events (tenant_id, event_id, device_id, type, value, \"values\", payload, recorded_at, received_at) ",
@@ -50,13 +49,10 @@ impl TelemetryStore for SqliteStore {
             });
             qb.push(" ON CONFLICT (tenant_id, event_id) DO NOTHING");
             let done = qb.build().execute(&mut *tx).await.map_err(err)?;
-            stored += usize::try_from(done.rows_affected()).unwrap_or(0);
+            stored += done.rows_affected();
         }
         tx.commit().await?;
-        Ok(Inserted {
-            stored,
-            duplicates: events.len() - stored,
-        })
+        Ok(Inserted::of(events.len(), stored))
     }
 
     async fn list(
@@ -68,10 +64,7 @@ impl TelemetryStore for SqliteStore {
     ) -> StoreResult<Vec<StoredEvent>> {
         let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.list")
             .tenant(scope.tenant_id());
-        let (cmp, dir) = match filter.order {
-            Order::Asc => (">", "ASC"),
-            Order::Desc => ("<", "DESC"),
-        };
+        let (cmp, dir) = filter.order.sql();
         let sql = format!(
             "SELECT {COLUMNS} FROM telemetry_events
              WHERE tenant_id = ?1 AND device_id = ?2
@@ -130,19 +123,7 @@ impl TelemetryStore for SqliteStore {
             .map_err(err)?;
         tx.commit().await?;
         rows.iter()
-            .map(|row| {
-                use sqlx::Row;
-                let start: i64 = row.try_get("bucket").map_err(err)?;
-                Ok(BucketStats {
-                    start: DateTime::from_timestamp_micros(start)
-                        .ok_or_else(|| crate::StoreError::corrupt("bucket time"))?,
-                    count: row.try_get("n").map_err(err)?,
-                    min: row.try_get("lo").map_err(err)?,
-                    max: row.try_get("hi").map_err(err)?,
-                    avg: row.try_get("mean").map_err(err)?,
-                    last: row.try_get("last").map_err(err)?,
-                })
-            })
+            .map(|row| crate::sql::rows::decode_bucket!(row, err))
             .collect()
     }
 
