@@ -430,11 +430,7 @@ async fn no_secret_reaches_the_logs_at_any_level() {
     let redis_password = "redis-password-never-logged";
     let redis = format!("redis://:{redis_password}@127.0.0.1:6379");
     let otlp_header = "otlp-header-secret-never-logged-0123";
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = support::closed_port();
     let otlp = format!("http://127.0.0.1:{closed}");
     let otlp_headers = format!("x-api-key={otlp_header}");
     let mut s = serve_with(

@@ -331,12 +331,7 @@ async fn spans_of_a_postgresql_instance_name_their_database() {
 /// A receiver that does not answer degrades readiness (still 200) and loses spans only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_receiver_degrades_readiness() {
-    // a port nothing listens on
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::closed_port();
     let dir = tempfile::tempdir().unwrap();
     let (child, base) = serve(
         &sqlite_in(dir.path()),

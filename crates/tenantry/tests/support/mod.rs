@@ -155,3 +155,12 @@ pub async fn post_json(
     assert!(resp.status().is_success(), "POST {url}: {}", resp.status());
     resp.json().await.unwrap()
 }
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
