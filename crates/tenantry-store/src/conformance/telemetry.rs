@@ -22,6 +22,24 @@ fn event(id: &str, device: &str, kind: &str, at: DateTime<Utc>, value: f64) -> T
     }
 }
 
+/// Events `e{i}` of device `m1`, one a second from `at`.
+fn series(
+    ids: std::ops::Range<i64>,
+    at: DateTime<Utc>,
+    value: impl Fn(i64) -> f64,
+) -> Vec<TelemetryEvent> {
+    ids.map(|i| {
+        event(
+            &format!("e{i}"),
+            "m1",
+            "temp",
+            at + Duration::seconds(i),
+            value(i),
+        )
+    })
+    .collect()
+}
+
 fn device(id: &str) -> TelemetryFilter {
     TelemetryFilter {
         device_id: id.into(),
@@ -36,17 +54,7 @@ pub async fn events_are_stored_once_per_event_id(store: &dyn Store) {
     let (a, _) = two_tenants(store).await;
     let t = store.telemetry();
     let at = now() - Duration::minutes(10);
-    let first: Vec<_> = (0..3)
-        .map(|i| {
-            event(
-                &format!("e{i}"),
-                "m1",
-                "temp",
-                at + Duration::seconds(i),
-                20.0 + i as f64,
-            )
-        })
-        .collect();
+    let first = series(0..3, at, |i| 20.0 + i as f64);
     let received = now();
     assert_eq!(
         t.insert(&a, &first, received).await.unwrap(),
@@ -73,17 +81,7 @@ pub async fn events_are_stored_once_per_event_id(store: &dyn Store) {
         }
     );
     // concurrent writers of the same new events: each is stored by exactly one
-    let racing: Vec<_> = (10..60)
-        .map(|i| {
-            event(
-                &format!("e{i}"),
-                "m1",
-                "temp",
-                at + Duration::seconds(i),
-                1.0,
-            )
-        })
-        .collect();
+    let racing = series(10..60, at, |_| 1.0);
     let results = crate::testing::join_all((0..4).map(|_| t.insert(&a, &racing, received))).await;
     let stored: usize = results.iter().map(|r| r.as_ref().unwrap().stored).sum();
     assert_eq!(
