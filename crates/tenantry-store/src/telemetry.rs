@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tenantry_domain::telemetry::TelemetryEvent;
 use tenantry_domain::{Cursor, TenantScope};
 
-use crate::StoreResult;
+use crate::{Changes, DeviceRecord, StoreResult};
 
 /// A stored event.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,16 +121,101 @@ pub struct BucketStats {
     pub last: Option<f64>,
 }
 
+/// Builds what must commit with a device registered by its first event (audit record, event).
+pub type Registration = dyn Fn(&DeviceRecord) -> Changes + Send + Sync;
+
+/// What happens to the events of a device the tenant has not registered.
+#[derive(Clone, Copy)]
+pub enum UnknownDevices<'a> {
+    /// The device is registered in the transaction that stores its first events, with the
+    /// changes this builds for it.
+    Register(&'a Registration),
+    /// Its events are not stored; the outcome names the device.
+    Reject,
+}
+
+impl std::fmt::Debug for UnknownDevices<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UnknownDevices::Register(_) => "Register",
+            UnknownDevices::Reject => "Reject",
+        })
+    }
+}
+
+/// One request's events, to be stored with others in one transaction (group commit).
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    pub scope: &'a TenantScope,
+    pub events: &'a [TelemetryEvent],
+    pub received_at: DateTime<Utc>,
+    pub unknown_devices: UnknownDevices<'a>,
+}
+
+/// What storing one batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub inserted: Inserted,
+    /// The `event_id`s this batch stored (not its duplicates).
+    pub stored_ids: Vec<String>,
+    /// Devices this batch registered (`UnknownDevices::Register`).
+    pub registered: Vec<String>,
+    /// Devices unknown to the tenant whose events were not stored (`UnknownDevices::Reject`).
+    pub unknown: Vec<String>,
+}
+
+/// The devices of `events`, each once, in first-seen order.
+pub(crate) fn devices_of(events: &[TelemetryEvent]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    events
+        .iter()
+        .filter(|e| seen.insert(e.device_id.as_str()))
+        .map(|e| e.device_id.clone())
+        .collect()
+}
+
+/// A device registered by its first event: no name, no metadata.
+pub(crate) fn first_seen_device(
+    scope: &TenantScope,
+    device_id: &str,
+    at: DateTime<Utc>,
+) -> DeviceRecord {
+    DeviceRecord {
+        id: uuid::Uuid::now_v7(),
+        tenant_id: scope.tenant_id(),
+        device_id: device_id.to_owned(),
+        name: None,
+        metadata: serde_json::json!({}),
+        created_at: at,
+    }
+}
+
 #[async_trait]
 pub trait TelemetryStore: Send + Sync {
-    /// Stores the events whose `event_id` the tenant does not have yet, in one transaction; the
-    /// uniqueness is the database's, in that same transaction.
+    /// Stores each batch's events whose `event_id` its tenant does not have yet, all batches in
+    /// one transaction (each under its own tenant's fence); the uniqueness is the database's, in
+    /// that same transaction. Batches' outcomes in their order. Any failure fails them all:
+    /// nothing of any batch is stored.
+    async fn insert_group(&self, batches: &[Batch<'_>]) -> StoreResult<Vec<Outcome>>;
+
+    /// One batch of a tenant's events, its devices registered as needed (no changes recorded
+    /// with them): a group of one.
     async fn insert(
         &self,
         scope: &TenantScope,
         events: &[TelemetryEvent],
         received_at: DateTime<Utc>,
-    ) -> StoreResult<Inserted>;
+    ) -> StoreResult<Inserted> {
+        let none = |_: &DeviceRecord| Changes::default();
+        let batch = Batch {
+            scope,
+            events,
+            received_at,
+            unknown_devices: UnknownDevices::Register(&none),
+        };
+        let mut out = self.insert_group(&[batch]).await?;
+        Ok(out.pop().map(|o| o.inserted).unwrap_or_default())
+    }
 
     /// Up to `limit + 1` events of one device after `after`, in `recorded_at` order (ties in
     /// insertion order); the extra one tells that there is a next page.

@@ -30,7 +30,7 @@ pub struct RegisteredDevice {
     pub key: IssuedKey,
 }
 
-fn device_event(
+pub(crate) fn device_event(
     ctx: &Ctx,
     scope: &TenantScope,
     event_type: &str,

@@ -83,9 +83,9 @@ pub struct App {
     /// When each key was last recorded as used (to write `last_used_at` at most once a minute).
     pub(crate) key_use:
         Arc<Mutex<std::collections::HashMap<tenantry_domain::ApiKeyId, std::time::Instant>>>,
-    /// Device events being ingested now, bounded by `[telemetry] max_in_flight_events`: past
-    /// it, ingestion answers 503 instead of holding more work.
-    pub(crate) telemetry_budget: Arc<tokio::sync::Semaphore>,
+    /// Device telemetry's in-process state (its one field here): the in-flight budget
+    /// (`[telemetry] max_in_flight_events`), the group committer, the live feed.
+    pub(crate) telemetry: Arc<crate::telemetry::runtime::TelemetryRuntime>,
 }
 
 /// Who is acting, under which trace, and (once known) for which tenant. The tenant slot is shared
@@ -275,6 +275,10 @@ pub enum AppError {
     Jobs(#[from] crate::jobs::service::JobsError),
     #[error("no schedule '{0}'")]
     ScheduleNotFound(String),
+    /// A write's outcome is not known (its worker stopped before answering): retrying is safe
+    /// only where the write is idempotent, which the operation says.
+    #[error("{0}")]
+    OutcomeUnknown(&'static str),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -297,18 +301,21 @@ impl From<StoreError> for AppError {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, settings: AppSettings) -> Self {
-        let budget = settings.telemetry.max_in_flight_events as usize;
+        let telemetry = Arc::new(crate::telemetry::runtime::TelemetryRuntime::new(
+            &settings.telemetry,
+        ));
         Self {
             store,
             settings,
             key_use: Arc::default(),
-            telemetry_budget: Arc::new(tokio::sync::Semaphore::new(budget)),
+            telemetry,
         }
     }
 
-    /// The in-flight budget of device events (tests hold it to simulate load).
-    pub fn telemetry_budget(&self) -> &Arc<tokio::sync::Semaphore> {
-        &self.telemetry_budget
+    /// Device telemetry's in-process state: the in-flight budget, the group committer, the
+    /// live feed.
+    pub fn telemetry(&self) -> &Arc<crate::telemetry::runtime::TelemetryRuntime> {
+        &self.telemetry
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -16,6 +16,21 @@ pub struct TelemetryConfig {
     /// Events one process ingests at once, all requests together; past it, requests are
     /// answered `503` with `Retry-After` (nothing of theirs stored) instead of queueing.
     pub max_in_flight_events: u32,
+    /// Concurrent group commits (each one transaction holding the requests that waited).
+    pub commit_workers: u32,
+    /// Most events in one group commit.
+    pub max_commit_events: u32,
+    /// Events of a device the tenant has not registered: `register` it (audited, as
+    /// `device.register`) or `reject` them.
+    pub unknown_devices: UnknownDevicePolicy,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownDevicePolicy {
+    #[default]
+    Register,
+    Reject,
 }
 
 impl Default for TelemetryConfig {
@@ -25,6 +40,9 @@ impl Default for TelemetryConfig {
             max_future_skew_seconds: 300,
             max_payload_bytes: 16 * 1024,
             max_in_flight_events: 50_000,
+            commit_workers: 2,
+            max_commit_events: 10_000,
+            unknown_devices: UnknownDevicePolicy::Register,
         }
     }
 }
@@ -41,6 +59,9 @@ pub const ENV: &[(&str, &str)] = &[
         "telemetry_max_in_flight_events",
         "telemetry.max_in_flight_events",
     ),
+    ("telemetry_commit_workers", "telemetry.commit_workers"),
+    ("telemetry_max_commit_events", "telemetry.max_commit_events"),
+    ("telemetry_unknown_devices", "telemetry.unknown_devices"),
 ];
 
 impl TelemetryConfig {
@@ -67,6 +88,18 @@ impl TelemetryConfig {
             return Err(invalid(
                 "telemetry.max_in_flight_events",
                 "must be at least telemetry.max_events (one full request) and at most 10000000",
+            ));
+        }
+        if !(1..=32).contains(&self.commit_workers) {
+            return Err(invalid(
+                "telemetry.commit_workers",
+                "must be between 1 and 32",
+            ));
+        }
+        if self.max_commit_events < self.max_events || self.max_commit_events > 1_000_000 {
+            return Err(invalid(
+                "telemetry.max_commit_events",
+                "must be at least telemetry.max_events (one full request) and at most 1000000",
             ));
         }
         Ok(())

@@ -59,6 +59,25 @@ pub fn register(api: Api) -> Api {
     )
     .add_queried(
         Method::GET,
+        "/v1/telemetry/stream",
+        Access::Tenant(Scope::TelemetryRead),
+        stream,
+    )
+    .doc(
+        Doc::new(
+            "Server-sent events: each newly stored event of the caller's tenant (on this instance), \
+             as an SSE event `telemetry` whose data is the event; `lagged` when a slow reader \
+             skipped events; a comment every 15 s keeps the connection alive",
+        )
+        .ok::<EventView>(200)
+        .content_type("text/event-stream")
+        .query(&[
+            QueryParam::string("device_id", "one device's events only"),
+            QueryParam::string("type", "one type's events only"),
+        ]),
+    )
+    .add_queried(
+        Method::GET,
         "/v1/devices/{device_id}/telemetry",
         Access::Tenant(Scope::TelemetryRead),
         device_events,
@@ -161,7 +180,8 @@ async fn ingest(
     let _permit = if wanted <= config.max_events {
         match state
             .app
-            .telemetry_budget()
+            .telemetry()
+            .budget()
             .clone()
             .try_acquire_many_owned(wanted)
         {
@@ -185,12 +205,11 @@ async fn ingest(
     let out = state
         .app
         .ingest_telemetry(
+            &t.ctx,
             &t.access.tenant,
             t.scope(),
             t.principal.device_id.as_deref(),
             events,
-            &config.rules(),
-            config.max_events,
         )
         .await?;
     metrics::histogram!("telemetry_ingest_duration_seconds")
@@ -403,4 +422,99 @@ async fn device_events(
             .await?,
     )
     .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    device_id: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+}
+
+/// What a live stream has yet to send, and where it gets more.
+struct Live {
+    feed: tokio::sync::broadcast::Receiver<std::sync::Arc<super::runtime::Accepted>>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    tenant: tenantry_domain::TenantId,
+    filter: StreamQuery,
+    ready: std::collections::VecDeque<axum::response::sse::Event>,
+}
+
+impl Live {
+    /// The next SSE event, or `None` when the process stops.
+    async fn next(&mut self) -> Option<axum::response::sse::Event> {
+        use axum::response::sse::Event;
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Some(e);
+            }
+            let received = tokio::select! {
+                r = self.feed.recv() => r,
+                _ = self.closing.wait_for(|c| *c) => return None,
+            };
+            match received {
+                Ok(batch) if batch.scope.tenant_id() == self.tenant => {
+                    for e in &batch.events {
+                        let wanted = self
+                            .filter
+                            .device_id
+                            .as_ref()
+                            .is_none_or(|d| *d == e.device_id)
+                            && self
+                                .filter
+                                .event_type
+                                .as_ref()
+                                .is_none_or(|t| *t == e.event_type);
+                        if !wanted {
+                            continue;
+                        }
+                        let view = EventView::from(StoredEvent {
+                            seq: 0,
+                            event: e.clone(),
+                            received_at: batch.received_at,
+                        });
+                        if let Ok(sse) = Event::default().event("telemetry").json_data(&view) {
+                            self.ready.push_back(sse);
+                        }
+                    }
+                }
+                Ok(_) => {} // another tenant's
+                Err(RecvError::Lagged(n)) => {
+                    // this reader fell behind the feed: say so rather than silently skip
+                    self.ready.push_back(
+                        Event::default()
+                            .event("lagged")
+                            .data(format!("{{\"skipped_batches\":{n}}}")),
+                    );
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+async fn stream(
+    State(state): State<AppState>,
+    t: TenantCtx<need::TelemetryRead>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+) -> Result<Response, Problem> {
+    let runtime = state.app.telemetry();
+    let live = Live {
+        feed: runtime.subscribe(),
+        closing: runtime.closing(),
+        tenant: t.scope().tenant_id(),
+        filter: q,
+        ready: std::collections::VecDeque::new(),
+    };
+    let events = futures_util::stream::unfold(live, |mut live| async move {
+        let e = live.next().await?;
+        Some((Ok::<_, std::convert::Infallible>(e), live))
+    });
+    Ok(axum::response::sse::Sse::new(events)
+        .keep_alive(
+            axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
+        )
+        .into_response())
 }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod http;
+pub mod runtime;
 pub mod service;
 
 use crate::observability::Metric;
@@ -11,6 +12,14 @@ use crate::observability::Metric;
 pub const CAPABILITY: crate::Capability = crate::Capability {
     name: "telemetry",
     routes: http::register,
+    background: |rt| {
+        // live streams end when the process stops, so that they do not hold up shutdown
+        let (app, mut stop) = (rt.app.clone(), rt.stop.clone());
+        vec![Box::pin(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            app.telemetry().close();
+        })]
+    },
     housekeeping: |app, _| {
         // monthly partitions (PostgreSQL) a year back and three months ahead
         let app = app.clone();

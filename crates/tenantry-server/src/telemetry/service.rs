@@ -3,16 +3,38 @@
 
 use chrono::Duration;
 use serde_json::Value;
-use tenantry_domain::telemetry::{
-    CheckedBatch, Rejection, RejectionKind, TelemetryRules, check_batch,
-};
+use std::collections::HashSet;
+use tenantry_domain::telemetry::{CheckedBatch, Rejection, RejectionKind, check_batch};
 use tenantry_domain::{Page, PageRequest, Tenant, TenantScope, ValidationErrors};
-use tenantry_store::telemetry::{BucketStats, Position, StatsFilter, StoredEvent, TelemetryFilter};
+
+use tenantry_domain::telemetry::TelemetryEvent;
+use tenantry_store::telemetry::{
+    BucketStats, Position, Registration, StatsFilter, StoredEvent, TelemetryFilter,
+};
+use tenantry_store::{Changes, DeviceRecord};
 
 /// The most buckets one stats query returns.
 pub const MAX_BUCKETS: i64 = 10_000;
 
-use crate::platform::{App, AppResult, now};
+use crate::platform::{App, AppResult, Ctx, now};
+
+use super::config::UnknownDevicePolicy;
+use super::runtime::Accepted;
+
+/// The audit record and event of a device registered by its first event.
+fn registered_by_event(ctx: &Ctx, scope: &TenantScope, d: &DeviceRecord) -> Changes {
+    let audit = ctx.audit(
+        "device.register",
+        "device",
+        d.device_id.clone(),
+        Some(scope.tenant_id()),
+        serde_json::json!({ "device_id": d.device_id, "registered_by": "first_event" }),
+    );
+    Changes::new(
+        audit,
+        crate::access::devices::device_event(ctx, scope, "device.created.v1", d),
+    )
+}
 
 /// What an ingest did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -26,16 +48,18 @@ pub struct Ingested {
 
 impl App {
     /// Checks and stores a batch for `tenant`. `device` is the device a device key speaks for:
-    /// its events of any other device are rejected.
+    /// its events of any other device are rejected. Returns once the accepted events are
+    /// committed (in a group commit shared with concurrent requests).
     pub async fn ingest_telemetry(
         &self,
+        ctx: &Ctx,
         tenant: &Tenant,
         scope: &TenantScope,
         device: Option<&str>,
         events: Vec<Result<Value, String>>,
-        rules: &TelemetryRules,
-        max_events: u32,
     ) -> AppResult<Ingested> {
+        let config = &self.settings.telemetry;
+        let max_events = config.max_events;
         if events.is_empty() || events.len() > max_events as usize {
             return Err(ValidationErrors::single(
                 "events",
@@ -56,7 +80,7 @@ impl App {
             mut accepted,
             duplicates,
             mut rejected,
-        } = check_batch(events, at, oldest, rules);
+        } = check_batch(events, at, oldest, &config.rules());
         if let Some(own) = device {
             accepted.retain(|(index, e)| {
                 let mine = e.device_id == own;
@@ -72,20 +96,62 @@ impl App {
                 }
                 mine
             });
-            rejected.sort_by_key(|r| r.index);
         }
-        let events: Vec<_> = accepted.into_iter().map(|(_, e)| e).collect();
-        let stored = if events.is_empty() {
-            tenantry_store::telemetry::Inserted::default()
-        } else {
-            self.store.telemetry().insert(scope, &events, at).await?
+        if accepted.is_empty() {
+            rejected.sort_by_key(|r| r.index);
+            return Ok(Ingested {
+                accepted: 0,
+                duplicates,
+                rejected,
+            });
+        }
+        let (indexes, events): (Vec<usize>, Vec<TelemetryEvent>) = accepted.into_iter().unzip();
+        let register: Option<Box<Registration>> = match config.unknown_devices {
+            UnknownDevicePolicy::Reject => None,
+            UnknownDevicePolicy::Register => {
+                let (ctx, scope) = (ctx.clone(), scope.clone());
+                Some(Box::new(move |d: &DeviceRecord| {
+                    registered_by_event(&ctx, &scope, d)
+                }))
+            }
         };
-        if !events.is_empty() {
-            metrics::histogram!("telemetry_commit_events").record(events.len() as f64);
+        let (events, outcome) = self
+            .telemetry
+            .commit(&self.store, scope.clone(), events, at, register)
+            .await;
+        let outcome = outcome?;
+        for device_id in &outcome.registered {
+            tracing::info!(device_id = %device_id, "device registered by its first event");
+        }
+        if !outcome.unknown.is_empty() {
+            for (index, e) in indexes.iter().zip(&events) {
+                if outcome.unknown.contains(&e.device_id) {
+                    rejected.push(Rejection {
+                        index: *index,
+                        kind: RejectionKind::UnknownDevice,
+                        detail: format!(
+                            "device '{}' is not registered in this tenant (register it with POST /v1/devices)",
+                            e.device_id
+                        ),
+                    });
+                }
+            }
+        }
+        rejected.sort_by_key(|r| r.index);
+        if self.telemetry.has_subscribers() {
+            let stored: HashSet<&str> = outcome.stored_ids.iter().map(String::as_str).collect();
+            self.telemetry.publish(Accepted {
+                scope: scope.clone(),
+                events: events
+                    .into_iter()
+                    .filter(|e| stored.contains(e.event_id.as_str()))
+                    .collect(),
+                received_at: at,
+            });
         }
         Ok(Ingested {
-            accepted: stored.stored,
-            duplicates: duplicates + stored.duplicates,
+            accepted: outcome.inserted.stored,
+            duplicates: duplicates + outcome.inserted.duplicates,
             rejected,
         })
     }

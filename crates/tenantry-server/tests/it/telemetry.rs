@@ -289,7 +289,7 @@ pub async fn ingestion_past_its_budget_is_503_and_stores_nothing(srv: &TestServe
     let tid = t["id"].as_str().unwrap().to_owned();
     let (_, admin) = tenant_key(srv, &tid, &["tenant_admin"]).await;
     // other requests hold the whole budget
-    let budget = srv.app.telemetry_budget().clone();
+    let budget = srv.app.telemetry().budget().clone();
     let held = budget.available_permits() as u32;
     let busy = budget.try_acquire_many_owned(held).unwrap();
     let batch = json!({ "events": [event("b1", "m1", 1, 1.0)] });
@@ -306,4 +306,225 @@ pub async fn ingestion_past_its_budget_is_503_and_stores_nothing(srv: &TestServe
     let (status, out) = send(srv, &admin, &batch).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(out["accepted"], 1, "{out}");
+}
+
+/// By default a device's first event registers it (listed, audited as `device.register`, with
+/// a `device.created.v1` event); an instance configured to reject refuses unknown devices'
+/// events by index, and takes them once the device is registered.
+pub async fn unknown_devices_are_registered_or_refused(srv: &TestServer) {
+    let t = tenant_named(srv, "Newcomers").await;
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let (_, admin) = tenant_key(srv, &tid, &["tenant_admin"]).await;
+    let (status, out) = send(
+        srv,
+        &admin,
+        &json!({ "events": [event("n1", "fresh-1", 1, 1.0), event("n2", "fresh-1", 1, 2.0)] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["accepted"], 2);
+    let r = srv
+        .with_key(&admin, Method::GET, "/v1/devices/fresh-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "registered by its first event");
+    let audit = body_of(
+        srv.with_key(&admin, Method::GET, "/v1/audit?action=device.register")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{audit}");
+    assert_eq!(items[0]["resource_id"], "fresh-1");
+
+    let strict = srv
+        .second_instance_with(|c| {
+            c.telemetry.unknown_devices =
+                tenantry_server::telemetry::config::UnknownDevicePolicy::Reject;
+        })
+        .await;
+    let (status, out) = send(
+        &strict,
+        &admin,
+        &json!({ "events": [
+            event("s1", "fresh-1", 1, 1.0),
+            event("s2", "stranger", 1, 2.0),
+        ] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["accepted"], 1);
+    assert_eq!(out["rejected"][0]["index"], 1);
+    assert_eq!(out["rejected"][0]["type"], "unknown_device");
+    let (status, out) = send(
+        &strict,
+        &admin,
+        &json!({ "events": [event("s2", "stranger", 1, 2.0)] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+    let r = srv
+        .with_key(&admin, Method::GET, "/v1/devices/stranger")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "not registered");
+    strict.stop().await;
+}
+
+/// Reads SSE events from a live stream until `want` `telemetry` events arrived (or 10 s).
+async fn read_stream(resp: &mut reqwest::Response, want: usize) -> Vec<Value> {
+    let mut text = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while events.len() < want {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk()).await;
+        let Ok(Ok(Some(chunk))) = chunk else { break };
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            if block.lines().any(|l| l == "event: telemetry") {
+                let data = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect::<String>();
+                events.push(serde_json::from_str(&data).unwrap());
+            }
+        }
+    }
+    events
+}
+
+/// The live stream carries newly stored events of the caller's tenant only — never another
+/// tenant's, never a duplicate — filtered by device and type.
+pub async fn the_live_stream_carries_only_the_callers_events(srv: &TestServer) {
+    let a = tenant_named(srv, "Watcher").await;
+    let b = tenant_named(srv, "Neighbour").await;
+    let (_, a_admin) = tenant_key(srv, a["id"].as_str().unwrap(), &["tenant_admin"]).await;
+    let (_, b_admin) = tenant_key(srv, b["id"].as_str().unwrap(), &["tenant_admin"]).await;
+    let mut all = srv
+        .with_key(&a_admin, Method::GET, "/v1/telemetry/stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.status(), StatusCode::OK);
+    assert!(
+        all.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut one = srv
+        .with_key(
+            &a_admin,
+            Method::GET,
+            "/v1/telemetry/stream?device_id=m2&type=temperature",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), StatusCode::OK);
+    // B's events first, then A's (one a duplicate of an earlier one)
+    let (status, _) = send(
+        srv,
+        &b_admin,
+        &json!({ "events": [event("b-secret", "m1", 1, 66.0)] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = send(
+        srv,
+        &a_admin,
+        &json!({ "events": [event("a1", "m1", 1, 1.0)] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = send(
+        srv,
+        &a_admin,
+        &json!({ "events": [event("a1", "m1", 1, 1.0), event("a2", "m2", 1, 2.0)] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let seen = read_stream(&mut all, 2).await;
+    let ids: Vec<_> = seen
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["a1", "a2"],
+        "A's new events, in order, nothing of B's"
+    );
+    assert!(seen[0]["received_at"].is_string());
+    let seen = read_stream(&mut one, 1).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["event_id"], "a2");
+    // a bad filter is a clear error; a device key cannot read the stream
+    let r = srv
+        .with_key(&a_admin, Method::GET, "/v1/telemetry/stream?devices=m1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Concurrent requests of several tenants share group commits: every event is stored once,
+/// under its own tenant, and each answer counts exactly its own events.
+pub async fn concurrent_requests_share_commits_and_count_exactly(srv: &TestServer) {
+    let mut keys = Vec::new();
+    for name in ["Group A", "Group B", "Group C"] {
+        let t = tenant_named(srv, name).await;
+        keys.push(
+            tenant_key(srv, t["id"].as_str().unwrap(), &["tenant_admin"])
+                .await
+                .1,
+        );
+    }
+    // 3 tenants × 8 requests × 50 events; each request overlaps its predecessor by 10
+    let mut requests = Vec::new();
+    for (k, key) in keys.iter().enumerate() {
+        for r in 0..8 {
+            let events: Vec<Value> = (r * 40..r * 40 + 50)
+                .map(|i| event(&format!("g{i}"), &format!("dev-{}", i % 4), 1, i as f64))
+                .collect();
+            let (srv, key) = (srv, key.clone());
+            requests.push(async move {
+                let (status, out) = send(srv, &key, &json!({ "events": events })).await;
+                assert_eq!(status, StatusCode::ACCEPTED, "{out}");
+                (k, out)
+            });
+        }
+    }
+    let answers = futures_util::future::join_all(requests).await;
+    for (k, key) in keys.iter().enumerate() {
+        let mine: Vec<_> = answers.iter().filter(|(t, _)| *t == k).collect();
+        let accepted: u64 = mine
+            .iter()
+            .map(|(_, o)| o["accepted"].as_u64().unwrap())
+            .sum();
+        let duplicates: u64 = mine
+            .iter()
+            .map(|(_, o)| o["duplicates"].as_u64().unwrap())
+            .sum();
+        assert_eq!(accepted, 7 * 40 + 50, "every distinct event stored once");
+        assert_eq!(accepted + duplicates, 8 * 50, "every event counted once");
+        let stats = body_of(
+            srv.with_key(key, Method::GET, "/v1/telemetry/stats?bucket=1d")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let count: i64 = stats
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_i64().unwrap())
+            .sum();
+        assert_eq!(count, 7 * 40 + 50, "{stats}");
+    }
 }

@@ -7,8 +7,8 @@ use tenantry_domain::telemetry::TelemetryEvent;
 
 use super::access::two_tenants;
 use super::now;
-use crate::Store;
-use crate::telemetry::{Inserted, Order, Position, TelemetryFilter};
+use crate::telemetry::{Batch, Inserted, Order, Position, TelemetryFilter, UnknownDevices};
+use crate::{Changes, Store};
 
 fn event(id: &str, device: &str, kind: &str, at: DateTime<Utc>, value: f64) -> TelemetryEvent {
     TelemetryEvent {
@@ -250,4 +250,148 @@ pub async fn telemetry_stats_follow_recorded_time(store: &dyn Store) {
     assert_eq!(s[0].max, Some(1000.0));
     // another tenant sees none of it
     assert!(t.stats(&b, &all).await.unwrap().is_empty());
+}
+
+/// One group commit holds several tenants' batches: each stored under its own tenant, an
+/// event id repeated by a later batch of the same tenant counted as its duplicate, the same id
+/// in another tenant another event; the outcomes in the batches' order.
+pub async fn group_commits_keep_each_batch_to_its_tenant(store: &dyn Store) {
+    let (a, b) = two_tenants(store).await;
+    let t = store.telemetry();
+    let at = now() - Duration::minutes(5);
+    let first = series(0..3, at, |i| i as f64);
+    let overlap = series(2..5, at, |i| i as f64);
+    let theirs = series(0..2, at, |_| 7.0);
+    let register = |_: &crate::DeviceRecord| crate::Changes::default();
+    let batch = |scope, events| Batch {
+        scope,
+        events,
+        received_at: now(),
+        unknown_devices: UnknownDevices::Register(&register),
+    };
+    let out = t
+        .insert_group(&[batch(&a, &first), batch(&b, &theirs), batch(&a, &overlap)])
+        .await
+        .unwrap();
+    let counts: Vec<_> = out.iter().map(|o| o.inserted).collect();
+    assert_eq!(
+        counts,
+        [
+            Inserted {
+                stored: 3,
+                duplicates: 0
+            },
+            Inserted {
+                stored: 2,
+                duplicates: 0
+            },
+            Inserted {
+                stored: 2,
+                duplicates: 1
+            }
+        ]
+    );
+    assert_eq!(out[2].stored_ids, ["e3", "e4"]);
+    assert_eq!(
+        out[0].registered,
+        ["m1"],
+        "registered once, by the first batch"
+    );
+    assert_eq!(out[1].registered, ["m1"], "B's m1 is B's own device");
+    assert!(out[2].registered.is_empty());
+    assert_eq!(t.list(&a, &device("m1"), 50, None).await.unwrap().len(), 5);
+    let b_events = t.list(&b, &device("m1"), 50, None).await.unwrap();
+    assert!(b_events.iter().all(|e| e.event.value == Some(7.0)));
+    assert_eq!(b_events.len(), 2);
+}
+
+/// A device the tenant has not registered: registered with its first events (once, with the
+/// changes the caller builds, committed with them), or its events refused and the device named.
+pub async fn unknown_devices_are_registered_or_refused(store: &dyn Store) {
+    let (a, _) = two_tenants(store).await;
+    let t = store.telemetry();
+    let at = now() - Duration::minutes(5);
+    let refused = [
+        event("r1", "stranger", "temp", at, 1.0),
+        event("r2", "stranger", "temp", at, 2.0),
+    ];
+    let out = t
+        .insert_group(&[Batch {
+            scope: &a,
+            events: &refused,
+            received_at: now(),
+            unknown_devices: UnknownDevices::Reject,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(out[0].unknown, ["stranger"]);
+    assert_eq!(out[0].inserted, Inserted::default());
+    assert!(
+        store
+            .access()
+            .get_device(&a, "stranger")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let audits = super::audit_count(store, a.tenant_id()).await;
+    let register = |d: &crate::DeviceRecord| {
+        let mut c = Changes::default();
+        c.audit.push(tenantry_domain::AuditRecord {
+            id: tenantry_domain::AuditId::new(),
+            occurred_at: d.created_at,
+            actor: tenantry_domain::Actor::system(),
+            action: "device.register".into(),
+            resource_type: "device".into(),
+            resource_id: d.device_id.clone(),
+            tenant_id: Some(d.tenant_id),
+            trace_id: None,
+            details: serde_json::json!({}),
+        });
+        c
+    };
+    let mut mixed = refused.to_vec();
+    mixed.push(event("k1", "newcomer", "temp", at, 3.0));
+    let out = t
+        .insert_group(&[Batch {
+            scope: &a,
+            events: &mixed,
+            received_at: now(),
+            unknown_devices: UnknownDevices::Register(&register),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        out[0].registered,
+        ["newcomer", "stranger"],
+        "in one order: sorted"
+    );
+    assert_eq!(out[0].inserted.stored, 3);
+    assert!(out[0].unknown.is_empty());
+    assert_eq!(super::audit_count(store, a.tenant_id()).await, audits + 2);
+    // now known: refused no more, registered no more
+    let out = t
+        .insert_group(&[Batch {
+            scope: &a,
+            events: &[event("r3", "stranger", "temp", at, 4.0)],
+            received_at: now(),
+            unknown_devices: UnknownDevices::Reject,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            out[0].inserted.stored,
+            out[0].unknown.len(),
+            out[0].registered.len()
+        ),
+        (1, 0, 0)
+    );
+    let d = store
+        .access()
+        .get_device(&a, "stranger")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.tenant_id, a.tenant_id());
 }

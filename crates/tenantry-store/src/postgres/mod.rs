@@ -164,13 +164,25 @@ impl PgStore {
     /// The tenant-routing point: the only way to a transaction on a tenant's data. Row-level
     /// security shows only the scope's tenant's rows, and refuses writes of any other's.
     async fn tenant_tx(&self, scope: &TenantScope, _intent: Intent) -> StoreResult<Tx> {
-        let mut tx = self.tenant_pool.begin().await.map_err(err)?;
+        let mut tx = Tx(self.tenant_pool.begin().await.map_err(err)?);
+        Self::enter(&mut tx, scope).await?;
+        Ok(tx)
+    }
+
+    /// The same routing point for a transaction shared by several tenants' writes (telemetry's
+    /// group commit): no tenant until [`Self::enter`] names one; each batch enters its own.
+    async fn group_tx(&self) -> StoreResult<Tx> {
+        Ok(Tx(self.tenant_pool.begin().await.map_err(err)?))
+    }
+
+    /// Puts the transaction's following statements under the scope's tenant.
+    async fn enter(tx: &mut Tx, scope: &TenantScope) -> StoreResult<()> {
         sqlx::query("SELECT set_config('tenantry.tenant_id', $1, true)")
             .bind(scope.tenant_id().to_string())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(err)?;
-        Ok(Tx(tx))
+        Ok(())
     }
 
     /// A transaction for a job scope: one tenant's data, or the platform's view of it all.

@@ -8,10 +8,13 @@ use sqlx::types::Json;
 use tenantry_domain::TenantScope;
 use tenantry_domain::telemetry::TelemetryEvent;
 
-use super::{Intent, PgStore, err};
+use std::collections::HashSet;
+
+use super::{Intent, PgStore, Tx, db_time, err};
 use crate::StoreResult;
 use crate::telemetry::{
-    BucketStats, Inserted, Position, StatsFilter, StoredEvent, TelemetryFilter, TelemetryStore,
+    Batch, BucketStats, Inserted, Outcome, Position, StatsFilter, StoredEvent, TelemetryFilter,
+    TelemetryStore, UnknownDevices, devices_of, first_seen_device,
 };
 
 const INSERT: &str = "WITH input AS (
@@ -26,57 +29,101 @@ const INSERT: &str = "WITH input AS (
     )
     INSERT INTO telemetry_events (tenant_id, event_id, device_id, type, value, \"values\", payload, recorded_at, received_at)
     SELECT $1, i.event_id, i.device_id, i.type, i.value, i.vals, i.payload, i.recorded_at, $9
-    FROM input i JOIN fresh USING (event_id)";
+    FROM input i JOIN fresh USING (event_id)
+    RETURNING event_id";
 
 const COLUMNS: &str =
     "seq, event_id, device_id, type, value, \"values\", payload, recorded_at, received_at";
 
+const KNOWN_DEVICES: &str =
+    "SELECT device_id FROM devices WHERE tenant_id = $1 AND device_id = ANY($2)";
+
+const REGISTER_DEVICE: &str =
+    "INSERT INTO devices (id, tenant_id, device_id, name, metadata, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, device_id) DO NOTHING";
+
+/// One batch, in a transaction already under its tenant: its unknown devices registered or
+/// refused, then its events stored in one statement.
+async fn insert_batch(tx: &mut Tx, b: &Batch<'_>) -> StoreResult<Outcome> {
+    let tenant = b.scope.tenant_id();
+    let devices = devices_of(b.events);
+    let known: HashSet<String> = sqlx::query_scalar(KNOWN_DEVICES)
+        .bind(tenant.as_uuid())
+        .bind(&devices)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .collect();
+    let mut outcome = Outcome::default();
+    // sorted: concurrent registrations take their row locks in one order (no deadlock)
+    let mut unknown: Vec<String> = devices.into_iter().filter(|d| !known.contains(d)).collect();
+    unknown.sort_unstable();
+    let kept: Vec<&TelemetryEvent> = match b.unknown_devices {
+        UnknownDevices::Register(changes) => {
+            for device_id in unknown {
+                let d = first_seen_device(b.scope, &device_id, b.received_at);
+                let done = crate::sql::binds::bind_device!(sqlx::query(REGISTER_DEVICE), &d)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(err)?;
+                // another writer registered it first: its changes are that writer's
+                if done.rows_affected() == 1 {
+                    PgStore::write_changes(tx, &changes(&d)).await?;
+                    outcome.registered.push(device_id);
+                }
+            }
+            b.events.iter().collect()
+        }
+        UnknownDevices::Reject => {
+            let kept = b
+                .events
+                .iter()
+                .filter(|e| !unknown.contains(&e.device_id))
+                .collect();
+            outcome.unknown = unknown;
+            kept
+        }
+    };
+    if kept.is_empty() {
+        outcome.inserted = Inserted::of(0, 0);
+        return Ok(outcome);
+    }
+    let column = |f: fn(&TelemetryEvent) -> String| kept.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let stored: Vec<String> = sqlx::query_scalar(INSERT)
+        .bind(tenant.as_uuid())
+        .bind(column(|e| e.event_id.clone()))
+        .bind(column(|e| e.device_id.clone()))
+        .bind(column(|e| e.event_type.clone()))
+        .bind(kept.iter().map(|e| e.value).collect::<Vec<_>>())
+        .bind(kept.iter().map(|e| Json(&e.values)).collect::<Vec<_>>())
+        .bind(
+            kept.iter()
+                .map(|e| e.payload.as_ref().map(Json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(kept.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+        .bind(b.received_at)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(err)?;
+    outcome.inserted = Inserted::of(kept.len(), stored.len() as u64);
+    outcome.stored_ids = stored;
+    Ok(outcome)
+}
+
 #[async_trait]
 impl TelemetryStore for PgStore {
-    async fn insert(
-        &self,
-        scope: &TenantScope,
-        events: &[TelemetryEvent],
-        received_at: DateTime<Utc>,
-    ) -> StoreResult<Inserted> {
-        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.insert")
-            .tenant(scope.tenant_id());
-        let mut tx = self.tenant_tx(scope, Intent::Write).await?;
-        let done = sqlx::query(INSERT)
-            .bind(scope.tenant_id().as_uuid())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.event_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.device_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.event_type.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.value).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| Json(&e.values)).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.payload.as_ref().map(Json))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
-            .bind(received_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+    async fn insert_group(&self, batches: &[Batch<'_>]) -> StoreResult<Vec<Outcome>> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.insert");
+        let mut tx = self.group_tx().await?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for b in batches {
+            Self::enter(&mut tx, b.scope).await?;
+            outcomes.push(insert_batch(&mut tx, b).await?);
+        }
         tx.commit().await?;
-        Ok(Inserted::of(events.len(), done.rows_affected()))
+        Ok(outcomes)
     }
 
     async fn list(

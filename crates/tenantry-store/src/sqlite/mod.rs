@@ -167,6 +167,12 @@ impl SqliteStore {
         self.platform_tx(intent).await
     }
 
+    /// The same routing point for a write shared by several tenants' batches (telemetry's
+    /// group commit): each batch's statements filter by its own scope's tenant.
+    async fn group_tx(&self) -> StoreResult<Tx> {
+        self.platform_tx(Intent::Write).await
+    }
+
     /// A transaction for a job scope: one tenant's data, or the platform's view of it all.
     async fn scoped_tx(&self, scope: JobScope<'_>, intent: Intent) -> StoreResult<Tx> {
         match scope {

@@ -8,10 +8,13 @@ use sqlx::types::Json;
 use tenantry_domain::TenantScope;
 use tenantry_domain::telemetry::TelemetryEvent;
 
-use super::{Intent, SqliteStore, db_time, err};
+use std::collections::HashSet;
+
+use super::{Intent, SqliteStore, Tx, db_time, err};
 use crate::StoreResult;
 use crate::telemetry::{
-    BucketStats, Inserted, Position, StatsFilter, StoredEvent, TelemetryFilter, TelemetryStore,
+    Batch, BucketStats, Inserted, Outcome, Position, StatsFilter, StoredEvent, TelemetryFilter,
+    TelemetryStore, UnknownDevices, devices_of, first_seen_device,
 };
 
 /// Rows per statement: 9 values each, well under SQLite's 32 766 parameters.
@@ -20,39 +23,95 @@ const CHUNK: usize = 500;
 const COLUMNS: &str =
     "rowid AS seq, event_id, device_id, type, value, \"values\", payload, recorded_at, received_at";
 
+const KNOWN_DEVICES: &str = "SELECT device_id FROM devices
+     WHERE tenant_id = ?1 AND device_id IN (SELECT value FROM json_each(?2))";
+
+const REGISTER_DEVICE: &str =
+    "INSERT INTO devices (id, tenant_id, device_id, name, metadata, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, device_id) DO NOTHING";
+
+/// One batch, filtered by its scope's tenant: its unknown devices registered or refused, then
+/// its events stored a chunk per statement.
+async fn insert_batch(tx: &mut Tx, b: &Batch<'_>) -> StoreResult<Outcome> {
+    let tenant = b.scope.tenant_id();
+    let devices = devices_of(b.events);
+    let known: HashSet<String> = sqlx::query_scalar(KNOWN_DEVICES)
+        .bind(tenant.as_uuid())
+        .bind(Json(&devices))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .collect();
+    let mut outcome = Outcome::default();
+    // sorted: concurrent registrations take their row locks in one order (no deadlock)
+    let mut unknown: Vec<String> = devices.into_iter().filter(|d| !known.contains(d)).collect();
+    unknown.sort_unstable();
+    let kept: Vec<&TelemetryEvent> = match b.unknown_devices {
+        UnknownDevices::Register(changes) => {
+            for device_id in unknown {
+                let d = first_seen_device(b.scope, &device_id, b.received_at);
+                let done = crate::sql::binds::bind_device!(sqlx::query(REGISTER_DEVICE), &d)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(err)?;
+                if done.rows_affected() == 1 {
+                    SqliteStore::write_changes(tx, &changes(&d)).await?;
+                    outcome.registered.push(device_id);
+                }
+            }
+            b.events.iter().collect()
+        }
+        UnknownDevices::Reject => {
+            let kept = b
+                .events
+                .iter()
+                .filter(|e| !unknown.contains(&e.device_id))
+                .collect();
+            outcome.unknown = unknown;
+            kept
+        }
+    };
+    let mut stored: Vec<String> = Vec::with_capacity(kept.len());
+    for chunk in kept.chunks(CHUNK) {
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO telemetry_events (tenant_id, event_id, device_id, type, value, \"values\", payload, recorded_at, received_at) ",
+        );
+        qb.push_values(chunk, |mut q, e| {
+            q.push_bind(tenant.as_uuid())
+                .push_bind(&e.event_id)
+                .push_bind(&e.device_id)
+                .push_bind(&e.event_type)
+                .push_bind(e.value)
+                .push_bind(Json(&e.values))
+                .push_bind(e.payload.as_ref().map(Json))
+                .push_bind(db_time(e.recorded_at))
+                .push_bind(db_time(b.received_at));
+        });
+        qb.push(" ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING event_id");
+        let ids = qb
+            .build_query_scalar::<String>()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(err)?;
+        stored.extend(ids);
+    }
+    outcome.inserted = Inserted::of(kept.len(), stored.len() as u64);
+    outcome.stored_ids = stored;
+    Ok(outcome)
+}
+
 #[async_trait]
 impl TelemetryStore for SqliteStore {
-    async fn insert(
-        &self,
-        scope: &TenantScope,
-        events: &[TelemetryEvent],
-        received_at: DateTime<Utc>,
-    ) -> StoreResult<Inserted> {
-        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.insert")
-            .tenant(scope.tenant_id());
-        let mut tx = self.tenant_tx(scope, Intent::Write).await?;
-        let mut stored = 0_u64;
-        for chunk in events.chunks(CHUNK) {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO telemetry_events (tenant_id, event_id, device_id, type, value, \"values\", payload, recorded_at, received_at) ",
-            );
-            qb.push_values(chunk, |mut b, e| {
-                b.push_bind(scope.tenant_id().as_uuid())
-                    .push_bind(&e.event_id)
-                    .push_bind(&e.device_id)
-                    .push_bind(&e.event_type)
-                    .push_bind(e.value)
-                    .push_bind(Json(&e.values))
-                    .push_bind(e.payload.as_ref().map(Json))
-                    .push_bind(db_time(e.recorded_at))
-                    .push_bind(db_time(received_at));
-            });
-            qb.push(" ON CONFLICT (tenant_id, event_id) DO NOTHING");
-            let done = qb.build().execute(&mut *tx).await.map_err(err)?;
-            stored += done.rows_affected();
+    async fn insert_group(&self, batches: &[Batch<'_>]) -> StoreResult<Vec<Outcome>> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.insert");
+        let mut tx = self.group_tx().await?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for b in batches {
+            outcomes.push(insert_batch(&mut tx, b).await?);
         }
         tx.commit().await?;
-        Ok(Inserted::of(events.len(), stored))
+        Ok(outcomes)
     }
 
     async fn list(

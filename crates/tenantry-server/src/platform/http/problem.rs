@@ -213,6 +213,9 @@ impl From<AppError> for Problem {
             }
             AppError::Jobs(_) => Problem::new(Kind::JobStateConflict, detail),
             AppError::ScheduleNotFound(_) => Problem::new(Kind::ScheduleNotFound, detail),
+            AppError::OutcomeUnknown(_) => {
+                Problem::new(Kind::ServiceUnavailable, detail).with_header(header::RETRY_AFTER, "1")
+            }
             AppError::Store(s) => store_problem(&s),
         }
     }
