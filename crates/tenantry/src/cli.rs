@@ -212,6 +212,9 @@ enum BenchCommand {
     /// The cost of exporting traces (always_on, OTLP to a local receiver) against traces off,
     /// on reads and on job throughput, measured in the same run.
     Tracing(tenantry_bench::traces::TracingBenchArgs),
+    /// Durable device-event ingest: the batch × concurrency matrix, half-load latency and a
+    /// 10× burst, against the database's raw bulk path measured in the same run.
+    Telemetry(tenantry_bench::telemetry::TelemetryBenchArgs),
 }
 
 /// A failure with the exit code to leave with: 2 for configuration, 1 for everything else.
@@ -315,6 +318,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             BenchCommand::ClusterLimit(args) => bench::run_cluster(args).await,
             BenchCommand::Jobs(args) => tenantry_bench::jobs::run_jobs(args).await,
             BenchCommand::Tracing(args) => tenantry_bench::traces::run_tracing(args).await,
+            BenchCommand::Telemetry(args) => tenantry_bench::telemetry::run_telemetry(args).await,
         };
         return run.map_err(Failure::from);
     }

@@ -58,7 +58,8 @@ impl LimitPolicy {
         }
     }
 
-    async fn edition_limits(
+    /// A tenant's edition limits, cached for `edition_cache_seconds` (`None`: no such tenant).
+    pub(crate) async fn edition_limits(
         &self,
         app: &App,
         tenant: TenantId,

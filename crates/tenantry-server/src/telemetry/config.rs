@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, invalid};
 
+/// The most one ingest request's body counts against the bytes budget (the 1 MiB per
+/// request; larger bodies are refused by the body limit).
+pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
@@ -16,7 +20,12 @@ pub struct TelemetryConfig {
     /// Events one process ingests at once, all requests together; past it, requests are
     /// answered `503` with `Retry-After` (nothing of theirs stored) instead of queueing.
     pub max_in_flight_events: u32,
-    /// Concurrent group commits (each one transaction holding the requests that waited).
+    /// Bytes of request bodies one process reads and parses at once, all requests together
+    /// (a body's parsed form takes several times its size); past it, `503` with `Retry-After`.
+    /// A body without `Content-Length` counts as 1 MiB.
+    pub max_in_flight_bytes: u64,
+    /// Concurrent group commits on PostgreSQL (each one transaction holding the requests that
+    /// waited); SQLite, with its one writer, always has one.
     pub commit_workers: u32,
     /// Most events in one group commit.
     pub max_commit_events: u32,
@@ -40,6 +49,7 @@ impl Default for TelemetryConfig {
             max_future_skew_seconds: 300,
             max_payload_bytes: 16 * 1024,
             max_in_flight_events: 50_000,
+            max_in_flight_bytes: 16 * MAX_REQUEST_BYTES,
             commit_workers: 2,
             max_commit_events: 10_000,
             unknown_devices: UnknownDevicePolicy::Register,
@@ -58,6 +68,10 @@ pub const ENV: &[(&str, &str)] = &[
     (
         "telemetry_max_in_flight_events",
         "telemetry.max_in_flight_events",
+    ),
+    (
+        "telemetry_max_in_flight_bytes",
+        "telemetry.max_in_flight_bytes",
     ),
     ("telemetry_commit_workers", "telemetry.commit_workers"),
     ("telemetry_max_commit_events", "telemetry.max_commit_events"),
@@ -88,6 +102,12 @@ impl TelemetryConfig {
             return Err(invalid(
                 "telemetry.max_in_flight_events",
                 "must be at least telemetry.max_events (one full request) and at most 10000000",
+            ));
+        }
+        if !(MAX_REQUEST_BYTES..=1 << 34).contains(&self.max_in_flight_bytes) {
+            return Err(invalid(
+                "telemetry.max_in_flight_bytes",
+                "must be at least 1048576 (one whole request) and at most 17179869184",
             ));
         }
         if !(1..=32).contains(&self.commit_workers) {

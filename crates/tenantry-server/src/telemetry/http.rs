@@ -138,19 +138,48 @@ fn view(r: &Rejection) -> RejectedView {
     }
 }
 
+fn overloaded() -> Problem {
+    metrics::counter!("telemetry_overloaded_total").increment(1);
+    let mut p = Problem::new(
+        Kind::ServiceUnavailable,
+        "too many events are being ingested right now; retry after a second (nothing of this request was stored)",
+    );
+    p.headers.push((
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    ));
+    p
+}
+
 async fn ingest(
     State(state): State<AppState>,
     t: TenantCtx<need::TelemetryWrite>,
-    headers: axum::http::HeaderMap,
-    body: JsonOrLines,
+    req: axum::extract::Request,
 ) -> Result<Response, Problem> {
     // each event's id makes a retry safe (its events come back as duplicates)
-    if headers.contains_key(crate::platform::http::idempotency::HEADER) {
+    if req
+        .headers()
+        .contains_key(crate::platform::http::idempotency::HEADER)
+    {
         return Err(Problem::new(
             Kind::InvalidHeader,
             "POST /v1/telemetry does not take an Idempotency-Key: each event's event_id makes a retry safe (events already stored are counted as duplicates)",
         ));
     }
+    // the body is read and parsed only within the bytes budget: memory stays bounded however
+    // many requests arrive at once (a body of unknown length reserves a whole request's worth)
+    let length = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(super::config::MAX_REQUEST_BYTES);
+    let _bytes = state
+        .app
+        .telemetry()
+        .reserve_bytes(length)
+        .ok_or_else(overloaded)?;
+    let body =
+        <JsonOrLines as axum::extract::FromRequest<AppState>>::from_request(req, &state).await?;
     let events: Vec<Result<serde_json::Value, String>> = match body {
         JsonOrLines::Json(doc) => {
             let batch: IngestIn = serde_json::from_value(doc.document).map_err(|e| {
@@ -186,30 +215,25 @@ async fn ingest(
             .try_acquire_many_owned(wanted)
         {
             Ok(p) => Some(p),
-            Err(_) => {
-                metrics::counter!("telemetry_overloaded_total").increment(1);
-                let mut p = Problem::new(
-                    Kind::ServiceUnavailable,
-                    "too many events are being ingested right now; retry after a second (nothing of this request was stored)",
-                );
-                p.headers.push((
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from_static("1"),
-                ));
-                return Err(p);
-            }
+            Err(_) => return Err(overloaded()),
         }
     } else {
         None // refused below as too many for one request
     };
+    // the edition's retention, from the limits cache the rate limiter keeps
+    let retention_days = state
+        .limits
+        .edition_limits(&state.app, t.access.tenant.id)
+        .await?
+        .map_or(30, |l| l.retention_days);
     let out = state
         .app
         .ingest_telemetry(
             &t.ctx,
-            &t.access.tenant,
             t.scope(),
             t.principal.device_id.as_deref(),
             events,
+            retention_days,
         )
         .await?;
     metrics::histogram!("telemetry_ingest_duration_seconds")

@@ -45,6 +45,10 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
         ),
         Metric::count_histogram("telemetry_commit_events", "Events written in one commit"),
         Metric::seconds(
+            "telemetry_commit_wait_seconds",
+            "From a request's events being queued for a group commit to that commit starting",
+        ),
+        Metric::seconds(
             "telemetry_ingest_duration_seconds",
             "From a POST /v1/telemetry request's start to its events being durable (committed)",
         ),

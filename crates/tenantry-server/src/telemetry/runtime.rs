@@ -28,6 +28,7 @@ struct Pending {
     received_at: DateTime<Utc>,
     /// `None`: events of unknown devices are refused.
     register: Option<Box<Registration>>,
+    queued: std::time::Instant,
     reply: oneshot::Sender<(Vec<TelemetryEvent>, StoreResult<Outcome>)>,
 }
 
@@ -55,6 +56,8 @@ pub struct Accepted {
 
 pub struct TelemetryRuntime {
     budget: Arc<Semaphore>,
+    /// Request bodies being read or parsed, in KiB (`[telemetry] max_in_flight_bytes`).
+    bytes: Arc<Semaphore>,
     queue: OnceLock<mpsc::UnboundedSender<Pending>>,
     workers: usize,
     max_commit_events: usize,
@@ -70,6 +73,9 @@ impl TelemetryRuntime {
     pub fn new(config: &TelemetryConfig) -> Self {
         Self {
             budget: Arc::new(Semaphore::new(config.max_in_flight_events as usize)),
+            bytes: Arc::new(Semaphore::new(
+                config.max_in_flight_bytes.div_ceil(1024) as usize
+            )),
             queue: OnceLock::new(),
             workers: config.commit_workers as usize,
             max_commit_events: config.max_commit_events as usize,
@@ -81,6 +87,17 @@ impl TelemetryRuntime {
     /// The in-flight budget of device events (tests hold it to simulate load).
     pub fn budget(&self) -> &Arc<Semaphore> {
         &self.budget
+    }
+
+    /// Reserves room for a request body of `length` bytes (at most a whole request's worth),
+    /// or `None` when the bytes budget is spent.
+    pub(crate) fn reserve_bytes(&self, length: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = length
+            .clamp(1, super::config::MAX_REQUEST_BYTES)
+            .div_ceil(1024);
+        Arc::clone(&self.bytes)
+            .try_acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX))
+            .ok()
     }
 
     /// Newly stored events of every tenant of this process, as they commit.
@@ -125,6 +142,7 @@ impl TelemetryRuntime {
             events,
             received_at,
             register,
+            queued: std::time::Instant::now(),
             reply,
         };
         if let Err(mpsc::error::SendError(pending)) = queue.send(pending) {
@@ -146,7 +164,13 @@ impl TelemetryRuntime {
     fn start(&self, store: &Arc<dyn Store>) -> mpsc::UnboundedSender<Pending> {
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..self.workers.max(1) {
+        // SQLite has one writer: a second committer would only wait for it, and split the
+        // groups it could have joined
+        let workers = match store.backend() {
+            tenantry_store::Backend::Sqlite => 1,
+            _ => self.workers.max(1),
+        };
+        for _ in 0..workers {
             tokio::spawn(work(
                 Arc::clone(store),
                 Arc::clone(&rx),
@@ -188,6 +212,10 @@ async fn work(
 
 async fn commit_group(store: &Arc<dyn Store>, group: Vec<Pending>) {
     let events: usize = group.iter().map(|p| p.events.len()).sum();
+    for p in &group {
+        metrics::histogram!("telemetry_commit_wait_seconds")
+            .record(p.queued.elapsed().as_secs_f64());
+    }
     let batches: Vec<Batch<'_>> = group.iter().map(Pending::batch).collect();
     let result = store.telemetry().insert_group(&batches).await;
     drop(batches);

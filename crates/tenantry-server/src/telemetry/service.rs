@@ -5,7 +5,7 @@ use chrono::Duration;
 use serde_json::Value;
 use std::collections::HashSet;
 use tenantry_domain::telemetry::{CheckedBatch, Rejection, RejectionKind, check_batch};
-use tenantry_domain::{Page, PageRequest, Tenant, TenantScope, ValidationErrors};
+use tenantry_domain::{Page, PageRequest, TenantScope, ValidationErrors};
 
 use tenantry_domain::telemetry::TelemetryEvent;
 use tenantry_store::telemetry::{
@@ -47,16 +47,17 @@ pub struct Ingested {
 }
 
 impl App {
-    /// Checks and stores a batch for `tenant`. `device` is the device a device key speaks for:
+    /// Checks and stores a batch for the scope's tenant, whose edition keeps events `retention_days` (older
+    /// ones are refused). `device` is the device a device key speaks for:
     /// its events of any other device are rejected. Returns once the accepted events are
     /// committed (in a group commit shared with concurrent requests).
     pub async fn ingest_telemetry(
         &self,
         ctx: &Ctx,
-        tenant: &Tenant,
         scope: &TenantScope,
         device: Option<&str>,
         events: Vec<Result<Value, String>>,
+        retention_days: u32,
     ) -> AppResult<Ingested> {
         let config = &self.settings.telemetry;
         let max_events = config.max_events;
@@ -68,13 +69,6 @@ impl App {
             .into());
         }
         let at = now();
-        // the tenant's edition says how long events are kept: older ones are not taken
-        let retention_days = self
-            .store
-            .editions()
-            .get(&tenant.edition)
-            .await?
-            .map_or(30, |e| e.limits.retention_days);
         let oldest = at - Duration::days(i64::from(retention_days));
         let CheckedBatch {
             mut accepted,
