@@ -368,7 +368,7 @@ async fn latency(
         BenchBackend::Sqlite => {
             let worker = tenantry_server::jobs::workers::Worker::new(
                 Arc::clone(&store),
-                Arc::new(tenantry_server::jobs::workers::Registry::with_builtins()),
+                Arc::new(tenantry_server::jobs::workers::Registry::synthetic()),
                 tenantry_server::jobs::workers::worker_id(),
                 tenantry_server::jobs::workers::WorkerSettings {
                     concurrency: args.worker_concurrency as usize,

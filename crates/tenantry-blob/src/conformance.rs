@@ -41,19 +41,27 @@ pub async fn listing_is_by_prefix_and_sorted(b: &dyn BlobStore) {
         b.list(&format!("{p}/b/")).await.unwrap(),
         [format!("{p}/b/1"), format!("{p}/b/2")]
     );
-    assert_eq!(b.list(&format!("{p}/a")).await.unwrap(), [format!("{p}/a/1")]);
+    assert_eq!(
+        b.list(&format!("{p}/a")).await.unwrap(),
+        [format!("{p}/a/1")]
+    );
     assert_eq!(b.list(&p).await.unwrap().len(), 4);
     assert!(b.list(&fresh("empty")).await.unwrap().is_empty());
 }
 
 /// Keys that could escape the store or mean something else are refused before any I/O.
 pub async fn unsafe_keys_are_refused(b: &dyn BlobStore) {
-    for key in ["", "../x", "a/../b", "/abs", "a//b", "a b", "a\\b", "a/./b", "ü"] {
+    for key in [
+        "", "../x", "a/../b", "/abs", "a//b", "a b", "a\\b", "a/./b", "ü",
+    ] {
         assert!(
             matches!(b.put(key, vec![1]).await, Err(BlobError::InvalidKey(_))),
             "{key:?}"
         );
-        assert!(matches!(b.get(key).await, Err(BlobError::InvalidKey(_))), "{key:?}");
+        assert!(
+            matches!(b.get(key).await, Err(BlobError::InvalidKey(_))),
+            "{key:?}"
+        );
     }
 }
 

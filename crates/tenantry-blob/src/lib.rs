@@ -14,7 +14,9 @@ use object_store::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
-    #[error("invalid blob key '{0}': letters, digits, '-', '_', '.' and '/'-separated segments only")]
+    #[error(
+        "invalid blob key '{0}': letters, digits, '-', '_', '.' and '/'-separated segments only"
+    )]
     InvalidKey(String),
     #[error("invalid blob store location '{0}': {1}")]
     InvalidLocation(String, String),
@@ -79,9 +81,8 @@ pub struct ObjectBlobs {
 impl ObjectBlobs {
     /// A directory on the local file system (created if missing).
     pub fn local(dir: &std::path::Path) -> BlobResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            BlobError::InvalidLocation(dir.display().to_string(), e.to_string())
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BlobError::InvalidLocation(dir.display().to_string(), e.to_string()))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| BlobError::InvalidLocation(dir.display().to_string(), e.to_string()))?;
         Ok(Self {
@@ -112,13 +113,17 @@ impl ObjectBlobs {
         }
         let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(e) = &o.endpoint {
-            builder = builder.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+            builder = builder
+                .with_endpoint(e)
+                .with_allow_http(e.starts_with("http://"));
         }
         if let Some(r) = &o.region {
             builder = builder.with_region(r);
         }
         if let Some((id, secret)) = &o.credentials {
-            builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+            builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
         }
         let store = builder
             .build()

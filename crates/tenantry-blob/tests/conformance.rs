@@ -64,7 +64,9 @@ async fn moto_bucket() -> Option<tenantry_blob::ObjectBlobs> {
         region: Some("us-east-1".into()),
         credentials: Some(("testing".into(), "testing".into())),
     };
-    Some(tenantry_blob::ObjectBlobs::s3_with(&format!("s3://{bucket}/archive"), &overrides).unwrap())
+    Some(
+        tenantry_blob::ObjectBlobs::s3_with(&format!("s3://{bucket}/archive"), &overrides).unwrap(),
+    )
 }
 
 mod s3_on_moto {

@@ -35,7 +35,8 @@ impl Default for TelemetryRules {
 }
 
 /// A checked event, as stored (`received_at` is stamped by the server when it is accepted).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// Its serialized form is also an archive line's (with `received_at`).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct TelemetryEvent {
     pub event_id: String,
     pub device_id: String,
@@ -43,7 +44,7 @@ pub struct TelemetryEvent {
     pub event_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<Map<String, Value>>,

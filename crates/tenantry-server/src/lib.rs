@@ -39,7 +39,7 @@ pub struct Capability {
     /// harness all read).
     pub routes: fn(platform::http::routes::Api) -> platform::http::routes::Api,
     /// Its job kinds, registered in every process's job registry.
-    pub job_kinds: fn(&mut jobs::workers::Registry),
+    pub job_kinds: fn(&mut jobs::workers::Registry, &platform::App),
     /// Its background loops for this process's roles; each ends when `Runtime::stop` is set.
     pub background: fn(&Runtime<'_>) -> Vec<Task>,
     /// Its hourly clean-up (idempotent, safe on any number of replicas).
@@ -53,7 +53,7 @@ impl Capability {
     pub const NONE: Capability = Capability {
         name: "",
         routes: |api| api,
-        job_kinds: |_| {},
+        job_kinds: |_, _| {},
         background: |_| Vec::new(),
         housekeeping: |_, _| None,
         metrics: &[],
@@ -132,7 +132,13 @@ pub fn app_settings(config: &Config) -> AppSettings {
         key_rotation_grace: chrono::Duration::hours(i64::from(
             config.auth.key_rotation_grace_hours,
         )),
-        telemetry: config.telemetry.clone(),
+        telemetry: {
+            let mut t = config.telemetry.clone();
+            if t.archive_url.trim().is_empty() {
+                t.archive_url = config.data_dir.join("archive").display().to_string();
+            }
+            t
+        },
     }
 }
 
@@ -147,7 +153,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let roles = config.roles();
-    let registry = std::sync::Arc::new(jobs::workers::Registry::with_builtins());
+    let registry = std::sync::Arc::new(jobs::workers::Registry::with_builtins(&app));
     let housekeeping_task = tokio::spawn(housekeeping(app.clone(), config.clone()));
     let state = app_state(app.clone(), config, std::sync::Arc::clone(&registry)).await?;
     let router = if roles.api {

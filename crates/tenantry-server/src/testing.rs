@@ -23,6 +23,8 @@ pub struct TestServer {
     pub store: TestStore,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Where this server's telemetry archives go (`[telemetry] archive_url`).
+    pub archive: std::path::PathBuf,
 }
 
 impl TestServer {
@@ -38,6 +40,10 @@ impl TestServer {
         };
         config.tenants.base_host = TEST_BASE_HOST.into();
         config.limits.edition_cache_seconds = 0;
+        // archives in a directory of this server's own (removed when it is dropped)
+        let archive =
+            std::env::temp_dir().join(format!("tenantry-archive-{}", uuid::Uuid::new_v4()));
+        config.telemetry.archive_url = archive.display().to_string();
         tweak(&mut config);
         let app = App::new(Arc::clone(&store.store), crate::app_settings(&config));
         let key = config
@@ -69,6 +75,7 @@ impl TestServer {
             store,
             stop: Some(stop),
             task: Some(task),
+            archive,
         }
     }
 
@@ -130,5 +137,6 @@ impl Drop for TestServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let _ = std::fs::remove_dir_all(&self.archive);
     }
 }

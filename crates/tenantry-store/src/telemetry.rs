@@ -3,9 +3,9 @@
 //! tenant's scope first.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tenantry_domain::telemetry::TelemetryEvent;
-use tenantry_domain::{Cursor, TenantScope};
+use tenantry_domain::{Cursor, TenantId, TenantScope};
 
 use crate::{Changes, DeviceRecord, StoreResult};
 
@@ -121,15 +121,28 @@ pub struct BucketStats {
     pub last: Option<f64>,
 }
 
+/// A tenant's retention settings; the defaults (no hold, the edition's archival) when none are
+/// stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Retention skips the tenant: nothing of it is removed or archived.
+    pub legal_hold: bool,
+    /// Archive expired events before removing them; `None`: the edition decides.
+    pub archive: Option<bool>,
+}
+
+/// Builds what must commit with a removal, from the number of events removed (its audit).
+pub type RemovalChanges<'a> = dyn Fn(u64) -> Changes + Send + Sync + 'a;
+
 /// Builds what must commit with a device registered by its first event (audit record, event).
-pub type Registration = dyn Fn(&DeviceRecord) -> Changes + Send + Sync;
+pub type Registration<'a> = dyn Fn(&DeviceRecord) -> Changes + Send + Sync + 'a;
 
 /// What happens to the events of a device the tenant has not registered.
 #[derive(Clone, Copy)]
 pub enum UnknownDevices<'a> {
     /// The device is registered in the transaction that stores its first events, with the
     /// changes this builds for it.
-    Register(&'a Registration),
+    Register(&'a Registration<'a>),
     /// Its events are not stored; the outcome names the device.
     Reject,
 }
@@ -234,6 +247,49 @@ pub trait TelemetryStore: Send + Sync {
         scope: &TenantScope,
         filter: &StatsFilter,
     ) -> StoreResult<Vec<BucketStats>>;
+
+    /// A tenant's retention settings (platform: retention runs over every tenant).
+    async fn settings(&self, tenant: TenantId) -> StoreResult<RetentionSettings>;
+
+    /// Stores a tenant's retention settings with the audit of the change.
+    async fn put_settings(
+        &self,
+        tenant: TenantId,
+        settings: &RetentionSettings,
+        at: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<()>;
+
+    /// Up to `limit` of the tenant's events recorded in `[from, to)`, every device, in
+    /// `(recorded_at, seq)` order after `after` (archival reads a month in pages).
+    async fn export(
+        &self,
+        scope: &TenantScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<Position>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEvent>>;
+
+    /// When the tenant's oldest event recorded before `before` was recorded.
+    async fn oldest_before(
+        &self,
+        scope: &TenantScope,
+        before: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// Removes the tenant's events recorded before `before` (with their ids), and writes what
+    /// `changes` builds from the number removed, in one transaction. Returns the number.
+    async fn remove_before(
+        &self,
+        scope: &TenantScope,
+        before: DateTime<Utc>,
+        changes: &RemovalChanges<'_>,
+    ) -> StoreResult<u64>;
+
+    /// Drops the month partitions that end at or before `before` and hold no event of any
+    /// tenant (PostgreSQL; SQLite has none). Platform upkeep; returns the months dropped.
+    async fn drop_empty_months(&self, before: DateTime<Utc>) -> StoreResult<Vec<NaiveDate>>;
 
     /// Makes sure events recorded from `from` to `to` have somewhere to go (PostgreSQL's monthly
     /// partitions; nothing to do on SQLite). Platform upkeep, idempotent.

@@ -74,9 +74,32 @@ enum Command {
     /// Inspect and operate background jobs (the dead-letter console), offline on the database.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Device telemetry upkeep: retention now, archives, restoring an archive.
+    #[command(subcommand)]
+    Telemetry(TelemetryCommand),
     /// Reproducible benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TelemetryCommand {
+    /// Run retention now (as the `telemetry.retention` job does): remove every tenant's expired
+    /// events, archiving them first where archival is on; tenants on legal hold are skipped.
+    Retention,
+    /// List archive manifests (of one tenant, or all).
+    Archives {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Load an archive back into the database (checked against its manifest; events already
+    /// stored count as duplicates).
+    RestoreArchive {
+        /// The manifest's key, as `archives` lists it.
+        #[arg(long)]
+        manifest: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -352,6 +375,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             existing_database(&config, cli.create_database)?;
             tenant(config, cmd).await
         }
+        Command::Telemetry(cmd) => {
+            existing_database(&config, cli.create_database)?;
+            telemetry(config, cmd).await
+        }
         Command::Jobs(cmd) => {
             existing_database(&config, cli.create_database)?;
             jobs(config, cmd).await
@@ -414,6 +441,37 @@ fn parse_job_id(id: &str) -> Result<uuid::Uuid, Failure> {
     })
 }
 
+async fn telemetry(config: Config, cmd: TelemetryCommand) -> Result<(), Failure> {
+    let app = open_app(&config).await?;
+    let result = match cmd {
+        TelemetryCommand::Retention => {
+            let report = app
+                .run_telemetry_retention(tenantry_server::platform::now())
+                .await?;
+            serde_json::to_value(report).unwrap_or_default()
+        }
+        TelemetryCommand::Archives { tenant } => {
+            let tenant = tenant
+                .map(|t| {
+                    t.parse::<uuid::Uuid>()
+                        .map(tenantry_domain::TenantId::from_uuid)
+                        .map_err(|_| Failure {
+                            code: 1,
+                            message: format!("--tenant: '{t}' is not a tenant id"),
+                        })
+                })
+                .transpose()?;
+            serde_json::json!({ "manifests": app.telemetry_archives(tenant).await? })
+        }
+        TelemetryCommand::RestoreArchive { manifest } => {
+            serde_json::to_value(app.restore_telemetry_archive(&manifest).await?)
+                .unwrap_or_default()
+        }
+    };
+    print_json(&result);
+    Ok(())
+}
+
 async fn jobs(config: Config, cmd: JobsCommand) -> Result<(), Failure> {
     use tenantry_server::jobs::http::jobs::JobView;
     use tenantry_server::jobs::service::JobRequest;
@@ -436,7 +494,7 @@ async fn jobs(config: Config, cmd: JobsCommand) -> Result<(), Failure> {
                     code: 1,
                     message: format!("--payload is not JSON: {e}"),
                 })?;
-            let registry = tenantry_server::jobs::workers::Registry::with_builtins();
+            let registry = tenantry_server::jobs::workers::Registry::with_builtins(&app);
             let out = app
                 .enqueue_jobs(
                     &ctx,

@@ -279,6 +279,9 @@ pub enum AppError {
     /// only where the write is idempotent, which the operation says.
     #[error("{0}")]
     OutcomeUnknown(&'static str),
+    /// The telemetry archive (its blob store, or an archive in it) failed.
+    #[error("telemetry archive: {0}")]
+    Archive(String),
     #[error(transparent)]
     Store(StoreError),
 }

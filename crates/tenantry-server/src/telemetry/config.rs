@@ -32,6 +32,16 @@ pub struct TelemetryConfig {
     /// Events of a device the tenant has not registered: `register` it (audited, as
     /// `device.register`) or `reject` them.
     pub unknown_devices: UnknownDevicePolicy,
+    /// Where archives go: a directory (empty: `archive` under the data directory, or
+    /// `file:///…`) or `s3://bucket/prefix` (credentials, region and endpoint from the standard
+    /// `AWS_*` variables).
+    pub archive_url: String,
+    /// Editions whose tenants' expired events are archived before removal (a tenant's own
+    /// setting wins).
+    pub archive_editions: Vec<String>,
+    /// When retention runs (cron, UTC): the platform schedule `telemetry-retention`, created
+    /// at start-up when missing (then managed like any schedule).
+    pub retention_cron: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +63,9 @@ impl Default for TelemetryConfig {
             commit_workers: 2,
             max_commit_events: 10_000,
             unknown_devices: UnknownDevicePolicy::Register,
+            archive_url: String::new(),
+            archive_editions: vec!["enterprise".into()],
+            retention_cron: "17 3 * * *".into(),
         }
     }
 }
@@ -76,6 +89,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("telemetry_commit_workers", "telemetry.commit_workers"),
     ("telemetry_max_commit_events", "telemetry.max_commit_events"),
     ("telemetry_unknown_devices", "telemetry.unknown_devices"),
+    ("telemetry_archive_url", "telemetry.archive_url"),
+    ("telemetry_retention_cron", "telemetry.retention_cron"),
 ];
 
 impl TelemetryConfig {
@@ -109,6 +124,20 @@ impl TelemetryConfig {
                 "telemetry.max_in_flight_bytes",
                 "must be at least 1048576 (one whole request) and at most 17179869184",
             ));
+        }
+        let url = self.archive_url.trim();
+        if !(url.is_empty()
+            || url.starts_with("s3://")
+            || url.starts_with("file://")
+            || url.starts_with('/'))
+        {
+            return Err(invalid(
+                "telemetry.archive_url",
+                "must be empty (the data directory), an absolute path, file:///… or s3://bucket/prefix",
+            ));
+        }
+        if let Err(e) = tenantry_domain::job::ScheduleSpec::cron(&self.retention_cron) {
+            return Err(invalid("telemetry.retention_cron", e.to_string()));
         }
         if !(1..=32).contains(&self.commit_workers) {
             return Err(invalid(

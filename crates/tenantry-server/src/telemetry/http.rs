@@ -57,6 +57,31 @@ pub fn register(api: Api) -> Api {
             QueryParam::string("type", "one type's events only"),
         ]),
     )
+    .add(
+        Method::GET,
+        "/v1/tenants/{target}/telemetry-settings",
+        Access::Operator,
+        settings_show,
+    )
+    .doc(
+        Doc::new("A tenant's telemetry retention settings: legal hold and archival")
+            .ok::<SettingsView>(200),
+    )
+    .add(
+        Method::PUT,
+        "/v1/tenants/{target}/telemetry-settings",
+        Access::Operator,
+        settings_put,
+    )
+    .doc(
+        Doc::new(
+            "Place or lift a tenant's legal hold (retention then skips it) and choose whether its \
+             expired events are archived (null: its edition decides); audited",
+        )
+        .body::<SettingsView>()
+        .ok::<SettingsView>(200)
+        .idempotent_by_itself(),
+    )
     .add_queried(
         Method::GET,
         "/v1/telemetry/stream",
@@ -541,4 +566,76 @@ async fn stream(
             axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
         )
         .into_response())
+}
+
+/// A tenant's retention settings.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SettingsView {
+    /// Retention skips the tenant entirely while it is on hold.
+    legal_hold: bool,
+    /// Archive expired events before removing them; null (or absent): the edition decides
+    /// (`[telemetry] archive_editions`).
+    #[serde(default)]
+    archive: Option<bool>,
+}
+
+async fn settings_tenant(
+    state: &AppState,
+    op: &crate::platform::http::extract::Operator,
+    target: &str,
+) -> Result<tenantry_domain::Tenant, Problem> {
+    let r = tenantry_domain::TenantRef::parse(target).ok_or_else(|| {
+        Problem::new(
+            Kind::TenantNotFound,
+            format!("no tenant '{target}': not an id or a slug"),
+        )
+    })?;
+    Ok(state.app.get_tenant(&op.ctx, &r).await?)
+}
+
+async fn settings_show(
+    State(state): State<AppState>,
+    op: crate::platform::http::extract::Operator,
+    Path(target): Path<String>,
+) -> Result<Response, Problem> {
+    let t = settings_tenant(&state, &op, &target).await?;
+    let s = state.app.telemetry_settings(t.id).await?;
+    Ok(axum::Json(SettingsView {
+        legal_hold: s.legal_hold,
+        archive: s.archive,
+    })
+    .into_response())
+}
+
+async fn settings_put(
+    State(state): State<AppState>,
+    op: crate::platform::http::extract::Operator,
+    Path(target): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: crate::platform::http::extract::ApiJson<SettingsView>,
+) -> Result<Response, Problem> {
+    if headers.contains_key(crate::platform::http::idempotency::HEADER) {
+        return Err(Problem::new(
+            Kind::InvalidHeader,
+            "PUT …/telemetry-settings does not take an Idempotency-Key: it replaces the settings whole, so a retry is safe as it is",
+        ));
+    }
+    let t = settings_tenant(&state, &op, &target).await?;
+    let s = state
+        .app
+        .put_telemetry_settings(
+            &op.ctx,
+            t.id,
+            tenantry_store::telemetry::RetentionSettings {
+                legal_hold: body.value.legal_hold,
+                archive: body.value.archive,
+            },
+        )
+        .await?;
+    Ok(axum::Json(SettingsView {
+        legal_hold: s.legal_hold,
+        archive: s.archive,
+    })
+    .into_response())
 }

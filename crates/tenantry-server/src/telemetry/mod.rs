@@ -4,35 +4,27 @@
 
 pub mod config;
 pub mod http;
+pub mod retention;
 pub mod runtime;
 pub mod service;
+pub mod workers;
 
 use crate::observability::Metric;
 
 pub const CAPABILITY: crate::Capability = crate::Capability {
     name: "telemetry",
     routes: http::register,
+    job_kinds: workers::register,
     background: |rt| {
         // live streams end when the process stops, so that they do not hold up shutdown
         let (app, mut stop) = (rt.app.clone(), rt.stop.clone());
-        vec![Box::pin(async move {
+        let closing = Box::pin(async move {
             let _ = stop.wait_for(|s| *s).await;
             app.telemetry().close();
-        })]
-    },
-    housekeeping: |app, _| {
-        // monthly partitions (PostgreSQL) a year back and three months ahead
-        let app = app.clone();
-        Some(Box::pin(async move {
-            let at = crate::platform::now();
-            let (from, to) = (
-                at - chrono::Duration::days(366),
-                at + chrono::Duration::days(92),
-            );
-            if let Err(e) = app.store().telemetry().prepare(from, to).await {
-                tracing::warn!(error = %e, "could not prepare telemetry partitions");
-            }
-        }))
+        });
+        let (app, registry) = (rt.app.clone(), std::sync::Arc::clone(rt.registry));
+        let schedules = Box::pin(async move { workers::ensure_schedules(&app, &registry).await });
+        vec![closing, schedules]
     },
     metrics: &[
         Metric::counter(

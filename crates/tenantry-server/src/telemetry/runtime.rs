@@ -27,7 +27,7 @@ struct Pending {
     events: Vec<TelemetryEvent>,
     received_at: DateTime<Utc>,
     /// `None`: events of unknown devices are refused.
-    register: Option<Box<Registration>>,
+    register: Option<Box<Registration<'static>>>,
     queued: std::time::Instant,
     reply: oneshot::Sender<(Vec<TelemetryEvent>, StoreResult<Outcome>)>,
 }
@@ -62,6 +62,9 @@ pub struct TelemetryRuntime {
     workers: usize,
     max_commit_events: usize,
     live: broadcast::Sender<Arc<Accepted>>,
+    /// Where archives go (`[telemetry] archive_url`), opened on first use.
+    archive_url: String,
+    archive: OnceLock<Result<Arc<dyn tenantry_blob::BlobStore>, String>>,
     /// `true` once the process stops: live streams end so that shutdown is not held up.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -72,6 +75,8 @@ const LIVE_BACKLOG: usize = 1024;
 impl TelemetryRuntime {
     pub fn new(config: &TelemetryConfig) -> Self {
         Self {
+            archive_url: config.archive_url.clone(),
+            archive: OnceLock::new(),
             budget: Arc::new(Semaphore::new(config.max_in_flight_events as usize)),
             bytes: Arc::new(Semaphore::new(
                 config.max_in_flight_bytes.div_ceil(1024) as usize
@@ -82,6 +87,17 @@ impl TelemetryRuntime {
             live: broadcast::channel(LIVE_BACKLOG).0,
             closing: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// The archive's blob store.
+    pub fn archive(&self) -> Result<Arc<dyn tenantry_blob::BlobStore>, String> {
+        self.archive
+            .get_or_init(|| {
+                tenantry_blob::ObjectBlobs::open(&self.archive_url)
+                    .map(|b| Arc::new(b) as Arc<dyn tenantry_blob::BlobStore>)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
     }
 
     /// The in-flight budget of device events (tests hold it to simulate load).
@@ -133,7 +149,7 @@ impl TelemetryRuntime {
         scope: TenantScope,
         events: Vec<TelemetryEvent>,
         received_at: DateTime<Utc>,
-        register: Option<Box<Registration>>,
+        register: Option<Box<Registration<'static>>>,
     ) -> (Vec<TelemetryEvent>, AppResult<Outcome>) {
         let queue = self.queue.get_or_init(|| self.start(store));
         let (reply, outcome) = oneshot::channel();

@@ -22,7 +22,7 @@ use super::config::UnknownDevicePolicy;
 use super::runtime::Accepted;
 
 /// The audit record and event of a device registered by its first event.
-fn registered_by_event(ctx: &Ctx, scope: &TenantScope, d: &DeviceRecord) -> Changes {
+pub(crate) fn registered_by_event(ctx: &Ctx, scope: &TenantScope, d: &DeviceRecord) -> Changes {
     let audit = ctx.audit(
         "device.register",
         "device",
@@ -100,7 +100,7 @@ impl App {
             });
         }
         let (indexes, events): (Vec<usize>, Vec<TelemetryEvent>) = accepted.into_iter().unzip();
-        let register: Option<Box<Registration>> = match config.unknown_devices {
+        let register: Option<Box<Registration<'static>>> = match config.unknown_devices {
             UnknownDevicePolicy::Reject => None,
             UnknownDevicePolicy::Register => {
                 let (ctx, scope) = (ctx.clone(), scope.clone());

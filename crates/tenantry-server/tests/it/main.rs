@@ -195,6 +195,8 @@ on_every_backend!(
     telemetry::unknown_devices_are_registered_or_refused,
     telemetry::the_live_stream_carries_only_the_callers_events,
     telemetry::concurrent_requests_share_commits_and_count_exactly,
+    telemetry::retention_archives_removes_restores_and_spares_held_tenants,
+    telemetry::retention_runs_as_a_scheduled_job,
     hardening::nul_bytes_are_refused_everywhere,
     hardening::duplicate_security_headers_are_refused,
     hardening::slugs_are_dns_labels,

@@ -528,3 +528,232 @@ pub async fn concurrent_requests_share_commits_and_count_exactly(srv: &TestServe
         assert_eq!(count, 7 * 40 + 50, "{stats}");
     }
 }
+
+/// Back-dated events straight into the store (the API refuses events older than retention).
+async fn back_dated(srv: &TestServer, tenant: &Value, days_ago: &[i64]) -> usize {
+    let id: tenantry_domain::TenantId = tenant["id"].as_str().unwrap().parse().unwrap();
+    let edition = tenantry_domain::EditionKey::parse(tenant["edition"].as_str().unwrap()).unwrap();
+    let scope = tenantry_domain::TenantScope::system(id, edition, "test");
+    let now = chrono::Utc::now();
+    let events: Vec<_> = days_ago
+        .iter()
+        .enumerate()
+        .map(|(i, d)| tenantry_domain::telemetry::TelemetryEvent {
+            event_id: format!("old-{i}-{d}"),
+            device_id: "m1".into(),
+            event_type: "temperature".into(),
+            value: Some(*d as f64),
+            values: Default::default(),
+            payload: None,
+            recorded_at: tenantry_server::platform::now() - chrono::Duration::days(*d),
+        })
+        .collect();
+    let store = srv.app.store().telemetry();
+    store
+        .prepare(now - chrono::Duration::days(400), now)
+        .await
+        .unwrap();
+    store.insert(&scope, &events, now).await.unwrap().stored
+}
+
+async fn count_of(srv: &TestServer, key: &str) -> usize {
+    let page = body_of(
+        srv.with_key(key, Method::GET, "/v1/devices/m1/telemetry?limit=200")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    page["items"].as_array().unwrap().len()
+}
+
+/// Retention with back-dated events: an enterprise tenant's expired events are archived (data
+/// and manifest in the blob store) then removed, a free tenant's only removed, each with an
+/// audit record; a tenant on legal hold keeps everything; the archive loads back.
+pub async fn retention_archives_removes_restores_and_spares_held_tenants(srv: &TestServer) {
+    let ent = create_tenant(srv, json!({"name": "Archived", "edition": "enterprise"})).await;
+    let free = create_tenant(srv, json!({"name": "Forgetful", "edition": "free"})).await;
+    let held = create_tenant(srv, json!({"name": "Held", "edition": "free"})).await;
+    let key_of = async |t: &Value| {
+        tenant_key(srv, t["id"].as_str().unwrap(), &["tenant_admin"])
+            .await
+            .1
+    };
+    let (ent_key, free_key, held_key) =
+        (key_of(&ent).await, key_of(&free).await, key_of(&held).await);
+    // the hold, through the operator API
+    let url = format!(
+        "/v1/tenants/{}/telemetry-settings",
+        held["id"].as_str().unwrap()
+    );
+    let r = srv
+        .op(Method::PUT, &url)
+        .json(&json!({ "legal_hold": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let shown = body_of(srv.op(Method::GET, &url).send().await.unwrap()).await;
+    assert_eq!(shown, json!({ "legal_hold": true, "archive": null }));
+    let r = srv
+        .op(Method::PUT, &url)
+        .json(&json!({ "legal_hold": "yes" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // enterprise keeps 90 days, free 7
+    assert_eq!(back_dated(srv, &ent, &[130, 100, 95, 1]).await, 4);
+    assert_eq!(back_dated(srv, &free, &[10, 8, 1]).await, 3);
+    assert_eq!(back_dated(srv, &held, &[300, 10, 1]).await, 3);
+    let report = srv
+        .app
+        .run_telemetry_retention(tenantry_server::platform::now())
+        .await
+        .unwrap();
+    assert_eq!(report.removed, 3 + 2);
+    assert_eq!(report.held.len(), 1);
+    assert_eq!(count_of(srv, &ent_key).await, 1);
+    assert_eq!(count_of(srv, &free_key).await, 1);
+    assert_eq!(
+        count_of(srv, &held_key).await,
+        3,
+        "a held tenant is untouched"
+    );
+
+    // archived first: enterprise only, a manifest per month, checked against its file
+    let ent_id: tenantry_domain::TenantId = ent["id"].as_str().unwrap().parse().unwrap();
+    let free_id: tenantry_domain::TenantId = free["id"].as_str().unwrap().parse().unwrap();
+    let manifests = srv.app.telemetry_archives(Some(ent_id)).await.unwrap();
+    assert!(
+        !manifests.is_empty() && manifests.len() <= 3,
+        "{manifests:?}"
+    );
+    assert_eq!(manifests, report.archives);
+    assert!(
+        srv.app
+            .telemetry_archives(Some(free_id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let blobs = tenantry_blob::ObjectBlobs::local(&srv.archive).unwrap();
+    let mut archived = 0;
+    for m in &manifests {
+        use tenantry_blob::BlobStore;
+        let manifest: Value =
+            serde_json::from_slice(&blobs.get(m).await.unwrap().unwrap()).unwrap();
+        archived += manifest["count"].as_u64().unwrap();
+        let data = blobs
+            .get(manifest["data"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        use sha2::Digest;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&data)),
+            manifest["sha256"].as_str().unwrap()
+        );
+    }
+    assert_eq!(archived, 3);
+
+    // one audit record per tenant that lost events
+    let audit = body_of(
+        srv.op(Method::GET, "/v1/audit?action=telemetry.retention")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{audit}");
+    assert!(items.iter().any(|a| a["details"]["removed"] == 3));
+
+    // the archive loads back, once
+    let mut restored = 0;
+    for m in &manifests {
+        let r = srv.app.restore_telemetry_archive(m).await.unwrap();
+        restored += r.stored;
+        assert_eq!(r.duplicates, 0);
+    }
+    assert_eq!(restored, 3);
+    assert_eq!(count_of(srv, &ent_key).await, 4);
+    let again = srv
+        .app
+        .restore_telemetry_archive(&manifests[0])
+        .await
+        .unwrap();
+    assert_eq!(again.stored, 0, "a second restore finds only duplicates");
+    // a wrong key is a clear error
+    let missing = srv
+        .app
+        .restore_telemetry_archive("telemetry/none.manifest.json")
+        .await;
+    assert!(
+        missing
+            .unwrap_err()
+            .to_string()
+            .contains("no archive manifest")
+    );
+}
+
+/// Retention and partition upkeep run on the job engine: start-up creates their platform
+/// schedules, and a `telemetry.retention` job runs to completion.
+pub async fn retention_runs_as_a_scheduled_job(srv: &TestServer) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = srv
+            .op(Method::GET, "/v1/schedules/telemetry-retention")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::OK {
+            let s = body_of(r).await;
+            assert_eq!(s["kind"], "telemetry.retention");
+            assert_eq!(s["cron"], "17 3 * * *");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no retention schedule"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = srv
+        .op(Method::GET, "/v1/schedules/telemetry-partitions")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let job = body_of(
+        srv.op(Method::POST, "/v1/jobs")
+            .json(&json!({ "kind": "telemetry.retention" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    loop {
+        let j = body_of(
+            srv.op(Method::GET, &format!("/v1/jobs/{id}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if j["state"] == "completed" {
+            break;
+        }
+        assert!(
+            !["dead", "cancelled"].contains(&j["state"].as_str().unwrap_or("")),
+            "{j}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline + std::time::Duration::from_secs(20),
+            "{j}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

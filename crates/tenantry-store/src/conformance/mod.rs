@@ -114,7 +114,8 @@ macro_rules! conformance_suite {
             usage: footprints_count_one_tenant;
             telemetry: events_are_stored_once_per_event_id, telemetry_is_fenced_by_scope,
                 telemetry_reads_in_recorded_order, telemetry_stats_follow_recorded_time,
-                group_commits_keep_each_batch_to_its_tenant, unknown_devices_are_registered_or_refused;
+                group_commits_keep_each_batch_to_its_tenant, unknown_devices_are_registered_or_refused,
+                expired_events_are_exported_and_removed;
         );
     };
     (@suite $make:expr; $($module:ident: $($case:ident),+);+ $(;)?) => {

@@ -395,3 +395,131 @@ pub async fn unknown_devices_are_registered_or_refused(store: &dyn Store) {
         .unwrap();
     assert_eq!(d.tenant_id, a.tenant_id());
 }
+
+/// Retention's store side: settings round-trip per tenant; a tenant's events before a time are
+/// exported in pages (every device, in recorded order), found by `oldest_before`, and removed
+/// with their audit in one transaction — its other events and other tenants' untouched; an
+/// emptied old month partition is dropped (PostgreSQL) and made again on demand.
+pub async fn expired_events_are_exported_and_removed(store: &dyn Store) {
+    let (a, b) = two_tenants(store).await;
+    let t = store.telemetry();
+    assert_eq!(
+        t.settings(a.tenant_id()).await.unwrap(),
+        crate::telemetry::RetentionSettings::default()
+    );
+    let held = crate::telemetry::RetentionSettings {
+        legal_hold: true,
+        archive: Some(false),
+    };
+    t.put_settings(a.tenant_id(), &held, now(), &Changes::default())
+        .await
+        .unwrap();
+    assert_eq!(t.settings(a.tenant_id()).await.unwrap(), held);
+    assert_eq!(
+        t.settings(b.tenant_id()).await.unwrap(),
+        crate::telemetry::RetentionSettings::default()
+    );
+
+    let cutoff = now() - Duration::days(20);
+    let mut old = series(0..5, cutoff - Duration::days(3), |i| i as f64);
+    old.push(event(
+        "other-device",
+        "m2",
+        "temp",
+        cutoff - Duration::days(1),
+        9.0,
+    ));
+    let fresh = series(100..103, cutoff + Duration::hours(1), |i| i as f64);
+    t.insert(&a, &old, now()).await.unwrap();
+    t.insert(&a, &fresh, now()).await.unwrap();
+    t.insert(&b, &old, now()).await.unwrap();
+    assert_eq!(
+        t.oldest_before(&a, cutoff).await.unwrap(),
+        Some(old[0].event_recorded())
+    );
+    assert_eq!(
+        t.oldest_before(&a, cutoff - Duration::days(30))
+            .await
+            .unwrap(),
+        None
+    );
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = t
+            .export(&a, cutoff - Duration::days(60), cutoff, after, 4)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(Position::of);
+        seen.extend(page.into_iter().map(|e| e.event.event_id));
+    }
+    assert_eq!(seen, ["e0", "e1", "e2", "e3", "e4", "other-device"]);
+    let audits = super::audit_count(store, a.tenant_id()).await;
+    let tenant = a.tenant_id();
+    let removed = t
+        .remove_before(&a, cutoff, &move |n| {
+            let mut c = Changes::default();
+            c.audit.push(tenantry_domain::AuditRecord {
+                id: tenantry_domain::AuditId::new(),
+                occurred_at: now(),
+                actor: tenantry_domain::Actor::system(),
+                action: "telemetry.retention".into(),
+                resource_type: "telemetry".into(),
+                resource_id: tenant.to_string(),
+                tenant_id: Some(tenant),
+                trace_id: None,
+                details: serde_json::json!({ "removed": n }),
+            });
+            c
+        })
+        .await
+        .unwrap();
+    assert_eq!(removed, 6);
+    assert_eq!(super::audit_count(store, a.tenant_id()).await, audits + 1);
+    assert_eq!(t.list(&a, &device("m1"), 50, None).await.unwrap().len(), 3);
+    assert_eq!(t.list(&b, &device("m1"), 50, None).await.unwrap().len(), 5);
+    // removed events are gone for good: sent again, they are new (the ids went with them)
+    assert_eq!(t.insert(&a, &old[..1], now()).await.unwrap().stored, 1);
+    // nothing more to remove: no audit
+    let again = t
+        .remove_before(&a, cutoff - Duration::days(30), &|_| unreachable!())
+        .await;
+    assert_eq!(again.unwrap(), 0);
+
+    // an old, empty month is dropped; making room brings it back
+    let long_ago: DateTime<Utc> = "2001-01-15T00:00:00Z".parse().unwrap();
+    t.prepare(long_ago, long_ago).await.unwrap();
+    let dropped = t
+        .drop_empty_months("2001-02-01T00:00:00Z".parse().unwrap())
+        .await
+        .unwrap();
+    match store.backend() {
+        crate::Backend::Postgres => assert!(
+            dropped.contains(&chrono::NaiveDate::from_ymd_opt(2001, 1, 1).unwrap()),
+            "{dropped:?}"
+        ),
+        crate::Backend::Sqlite => assert!(dropped.is_empty()),
+    }
+    t.prepare(long_ago, long_ago).await.unwrap();
+    let old_one = event("ancient", "m1", "temp", long_ago, 1.0);
+    assert_eq!(t.insert(&b, &[old_one], now()).await.unwrap().stored, 1);
+    // a month holding events is kept
+    let kept = t
+        .drop_empty_months("2001-02-01T00:00:00Z".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(kept.is_empty(), "{kept:?}");
+}
+
+trait Recorded {
+    fn event_recorded(&self) -> DateTime<Utc>;
+}
+
+impl Recorded for TelemetryEvent {
+    fn event_recorded(&self) -> DateTime<Utc> {
+        self.recorded_at
+    }
+}

@@ -11,11 +11,13 @@ use tenantry_domain::telemetry::TelemetryEvent;
 use std::collections::HashSet;
 
 use super::{Intent, PgStore, Tx, db_time, err};
-use crate::StoreResult;
 use crate::telemetry::{
-    Batch, BucketStats, Inserted, Outcome, Position, StatsFilter, StoredEvent, TelemetryFilter,
-    TelemetryStore, UnknownDevices, devices_of, first_seen_device,
+    Batch, BucketStats, Inserted, Outcome, Position, RemovalChanges, RetentionSettings,
+    StatsFilter, StoredEvent, TelemetryFilter, TelemetryStore, UnknownDevices, devices_of,
+    first_seen_device,
 };
+use crate::{Changes, StoreResult};
+use tenantry_domain::TenantId;
 
 const INSERT: &str = "WITH input AS (
         SELECT DISTINCT ON (event_id) *
@@ -195,6 +197,172 @@ impl TelemetryStore for PgStore {
         rows.iter()
             .map(|row| crate::sql::rows::decode_bucket!(row, err))
             .collect()
+    }
+
+    async fn settings(&self, tenant: TenantId) -> StoreResult<RetentionSettings> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.settings");
+        let mut tx = self.platform_tx(Intent::Read).await?;
+        let row: Option<(bool, Option<bool>)> = sqlx::query_as(
+            "SELECT legal_hold, archive FROM telemetry_tenant_settings WHERE tenant_id = $1",
+        )
+        .bind(tenant.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await?;
+        Ok(
+            row.map_or_else(RetentionSettings::default, |(legal_hold, archive)| {
+                RetentionSettings {
+                    legal_hold,
+                    archive,
+                }
+            }),
+        )
+    }
+
+    async fn put_settings(
+        &self,
+        tenant: TenantId,
+        settings: &RetentionSettings,
+        at: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.put_settings");
+        let mut tx = self.platform_tx(Intent::Write).await?;
+        Self::write_changes(&mut tx, changes).await?;
+        sqlx::query(
+            "INSERT INTO telemetry_tenant_settings (tenant_id, legal_hold, archive, updated_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id) DO UPDATE
+             SET legal_hold = EXCLUDED.legal_hold, archive = EXCLUDED.archive, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(tenant.as_uuid())
+        .bind(settings.legal_hold)
+        .bind(settings.archive)
+        .bind(db_time(at))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await
+    }
+
+    async fn export(
+        &self,
+        scope: &TenantScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<Position>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.export")
+            .tenant(scope.tenant_id());
+        let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM telemetry_events
+             WHERE tenant_id = $1 AND recorded_at >= $2 AND recorded_at < $3
+               AND ($4::timestamptz IS NULL OR (recorded_at, seq) > ($4, $5))
+             ORDER BY recorded_at, seq LIMIT $6"
+        )))
+        .bind(scope.tenant_id().as_uuid())
+        .bind(from)
+        .bind(to)
+        .bind(after.map(|p| p.recorded_at))
+        .bind(after.map(|p| p.seq))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| crate::sql::rows::decode_telemetry!(row, err))
+            .collect()
+    }
+
+    async fn oldest_before(
+        &self,
+        scope: &TenantScope,
+        before: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.oldest")
+            .tenant(scope.tenant_id());
+        let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT min(recorded_at) FROM telemetry_event_ids WHERE tenant_id = $1 AND recorded_at < $2",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(before)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await?;
+        Ok(oldest)
+    }
+
+    async fn remove_before(
+        &self,
+        scope: &TenantScope,
+        before: DateTime<Utc>,
+        changes: &RemovalChanges<'_>,
+    ) -> StoreResult<u64> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.remove")
+            .tenant(scope.tenant_id());
+        let mut tx = self.tenant_tx(scope, Intent::Write).await?;
+        let removed =
+            sqlx::query("DELETE FROM telemetry_events WHERE tenant_id = $1 AND recorded_at < $2")
+                .bind(scope.tenant_id().as_uuid())
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+        sqlx::query("DELETE FROM telemetry_event_ids WHERE tenant_id = $1 AND recorded_at < $2")
+            .bind(scope.tenant_id().as_uuid())
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        if removed > 0 {
+            Self::write_changes(&mut tx, &changes(removed)).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn drop_empty_months(&self, before: DateTime<Utc>) -> StoreResult<Vec<NaiveDate>> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.drop_months");
+        let mut tx = self.platform_tx(Intent::Write).await?;
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'telemetry_events'::regclass ORDER BY 1",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let mut dropped = Vec::new();
+        for name in names {
+            let Some(month) = name
+                .strip_prefix("telemetry_events_")
+                .and_then(|m| NaiveDate::parse_from_str(&format!("{m}_01"), "%Y_%m_%d").ok())
+            else {
+                continue;
+            };
+            let Some(end) = month.checked_add_months(Months::new(1)) else {
+                continue;
+            };
+            if end.and_time(chrono::NaiveTime::MIN).and_utc() > before {
+                continue;
+            }
+            let gone: bool = sqlx::query_scalar("SELECT tenantry_telemetry_drop_partition($1)")
+                .bind(month)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+            if gone {
+                dropped.push(month);
+            }
+        }
+        tx.commit().await?;
+        Ok(dropped)
     }
 
     async fn prepare(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<()> {

@@ -11,11 +11,14 @@ use tenantry_domain::telemetry::TelemetryEvent;
 use std::collections::HashSet;
 
 use super::{Intent, SqliteStore, Tx, db_time, err};
-use crate::StoreResult;
 use crate::telemetry::{
-    Batch, BucketStats, Inserted, Outcome, Position, StatsFilter, StoredEvent, TelemetryFilter,
-    TelemetryStore, UnknownDevices, devices_of, first_seen_device,
+    Batch, BucketStats, Inserted, Outcome, Position, RemovalChanges, RetentionSettings,
+    StatsFilter, StoredEvent, TelemetryFilter, TelemetryStore, UnknownDevices, devices_of,
+    first_seen_device,
 };
+use crate::{Changes, StoreResult};
+use chrono::NaiveDate;
+use tenantry_domain::TenantId;
 
 /// Rows per statement: 9 values each, well under SQLite's 32 766 parameters.
 const CHUNK: usize = 500;
@@ -184,6 +187,133 @@ impl TelemetryStore for SqliteStore {
         rows.iter()
             .map(|row| crate::sql::rows::decode_bucket!(row, err))
             .collect()
+    }
+
+    async fn settings(&self, tenant: TenantId) -> StoreResult<RetentionSettings> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.settings");
+        let mut tx = self.platform_tx(Intent::Read).await?;
+        let row: Option<(bool, Option<bool>)> = sqlx::query_as(
+            "SELECT legal_hold, archive FROM telemetry_tenant_settings WHERE tenant_id = ?1",
+        )
+        .bind(tenant.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await?;
+        Ok(
+            row.map_or_else(RetentionSettings::default, |(legal_hold, archive)| {
+                RetentionSettings {
+                    legal_hold,
+                    archive,
+                }
+            }),
+        )
+    }
+
+    async fn put_settings(
+        &self,
+        tenant: TenantId,
+        settings: &RetentionSettings,
+        at: DateTime<Utc>,
+        changes: &Changes,
+    ) -> StoreResult<()> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.put_settings");
+        let mut tx = self.platform_tx(Intent::Write).await?;
+        Self::write_changes(&mut tx, changes).await?;
+        sqlx::query(
+            "INSERT INTO telemetry_tenant_settings (tenant_id, legal_hold, archive, updated_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant_id) DO UPDATE
+             SET legal_hold = excluded.legal_hold, archive = excluded.archive, updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_uuid())
+        .bind(settings.legal_hold)
+        .bind(settings.archive)
+        .bind(db_time(at))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await
+    }
+
+    async fn export(
+        &self,
+        scope: &TenantScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<Position>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.export")
+            .tenant(scope.tenant_id());
+        let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM telemetry_events
+             WHERE tenant_id = ?1 AND recorded_at >= ?2 AND recorded_at < ?3
+               AND (?4 IS NULL OR (recorded_at, rowid) > (?4, ?5))
+             ORDER BY recorded_at, rowid LIMIT ?6"
+        )))
+        .bind(scope.tenant_id().as_uuid())
+        .bind(db_time(from))
+        .bind(db_time(to))
+        .bind(after.map(|p| db_time(p.recorded_at)))
+        .bind(after.map(|p| p.seq))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| crate::sql::rows::decode_telemetry!(row, err))
+            .collect()
+    }
+
+    async fn oldest_before(
+        &self,
+        scope: &TenantScope,
+        before: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.oldest")
+            .tenant(scope.tenant_id());
+        let mut tx = self.tenant_tx(scope, Intent::Read).await?;
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT min(recorded_at) FROM telemetry_events WHERE tenant_id = ?1 AND recorded_at < ?2",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(db_time(before))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await?;
+        Ok(oldest.and_then(DateTime::from_timestamp_micros))
+    }
+
+    async fn remove_before(
+        &self,
+        scope: &TenantScope,
+        before: DateTime<Utc>,
+        changes: &RemovalChanges<'_>,
+    ) -> StoreResult<u64> {
+        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.remove")
+            .tenant(scope.tenant_id());
+        let mut tx = self.tenant_tx(scope, Intent::Write).await?;
+        let removed =
+            sqlx::query("DELETE FROM telemetry_events WHERE tenant_id = ?1 AND recorded_at < ?2")
+                .bind(scope.tenant_id().as_uuid())
+                .bind(db_time(before))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+        if removed > 0 {
+            Self::write_changes(&mut tx, &changes(removed)).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn drop_empty_months(&self, _before: DateTime<Utc>) -> StoreResult<Vec<NaiveDate>> {
+        Ok(Vec::new())
     }
 
     async fn prepare(&self, _from: DateTime<Utc>, _to: DateTime<Utc>) -> StoreResult<()> {

@@ -149,17 +149,30 @@ impl Registry {
     }
 
     /// The job kinds every capability registers ([`crate::CAPABILITIES`]).
-    pub fn with_builtins() -> Self {
+    /// Every capability's job kinds, for `app`'s process.
+    pub fn with_builtins(app: &crate::platform::App) -> Self {
         let mut r = Self::default();
         for c in crate::CAPABILITIES {
-            (c.job_kinds)(&mut r);
+            (c.job_kinds)(&mut r, app);
         }
         r
     }
 
+    /// Only the jobs capability's synthetic kinds (`noop`, `sleep`, `fail`): benchmarks.
+    pub fn synthetic() -> Self {
+        let mut r = Self::default();
+        Self::register_synthetic(&mut r);
+        r
+    }
+
+    /// The jobs capability's `job_kinds`.
+    pub fn register_builtins(r: &mut Self, _app: &crate::platform::App) {
+        Self::register_synthetic(r);
+    }
+
     /// The jobs capability's own kinds, for synthetic checks and benchmarks: `noop`, `sleep`,
     /// `fail`.
-    pub fn register_builtins(r: &mut Self) {
+    fn register_synthetic(r: &mut Self) {
         let quick = RetryPolicy {
             max_attempts: 5,
             base: Duration::from_millis(200),

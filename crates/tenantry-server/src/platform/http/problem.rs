@@ -216,6 +216,7 @@ impl From<AppError> for Problem {
             AppError::OutcomeUnknown(_) => {
                 Problem::new(Kind::ServiceUnavailable, detail).with_header(header::RETRY_AFTER, "1")
             }
+            AppError::Archive(_) => Problem::new(Kind::ServiceUnavailable, detail),
             AppError::Store(s) => store_problem(&s),
         }
     }
