@@ -536,7 +536,15 @@ pub(crate) async fn spawn_instance(
     .ok()
     .flatten()
     .context("instance did not start")?;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // the instance's own warnings and errors, with TENANTRY_BENCH_DEBUG set
+    let debug = std::env::var_os("TENANTRY_BENCH_DEBUG").is_some();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if debug {
+                eprintln!("instance: {line}");
+            }
+        }
+    });
     Ok(Instance { child, base })
 }
 

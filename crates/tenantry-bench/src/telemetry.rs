@@ -389,7 +389,16 @@ async fn send(client: &reqwest::Client, url: &str, key: &str, body: String) -> S
             Ok(v) => Sent::Accepted(v["accepted"].as_u64().unwrap_or(0)),
             Err(_) => Sent::Failed,
         },
-        429 | 503 if r.headers().contains_key("retry-after") => Sent::Refused,
+        429 | 503 if r.headers().contains_key("retry-after") => {
+            if std::env::var_os("TENANTRY_BENCH_DEBUG").is_some() {
+                eprintln!(
+                    "refused: {} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                );
+            }
+            Sent::Refused
+        }
         _ => Sent::Failed,
     }
 }

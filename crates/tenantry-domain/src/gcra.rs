@@ -25,7 +25,11 @@ impl Limit {
     /// Microseconds between two requests at the sustained rate.
     pub const fn emission_interval_us(&self) -> u64 {
         let rate = if self.rate == 0 { 1 } else { self.rate };
-        self.period_us / rate
+        let interval = self.period_us / rate;
+        // at least a microsecond: a rate above one per microsecond (60 M a minute) would
+        // otherwise round to an interval of 0, a tolerance of 0, and refuse requests at random
+        // (two requests of the same microsecond). Such a limit allows a million a second.
+        if interval == 0 { 1 } else { interval }
     }
 
     /// How far the TAT may run ahead of now: the burst.
@@ -117,6 +121,21 @@ mod tests {
         let later = decide(limit, tat, now + SEC, 1);
         assert!(later.allowed);
         assert!(!decide(limit, Some(later.new_tat_us), now + SEC, 1).allowed);
+    }
+
+    #[test]
+    fn limits_above_one_per_microsecond_do_not_refuse() {
+        // 100 M a minute used to round to an interval of 0 µs: requests in the same or an
+        // earlier microsecond than the last were refused
+        let limit = Limit::per_minute(100_000_000, 100_000_000);
+        assert_eq!(limit.emission_interval_us(), 1);
+        let mut tat = None;
+        for i in 0..10_000 {
+            let now = 1_000 * SEC - (i % 3); // threads read the clock out of order
+            let d = decide(limit, tat, now, 1);
+            assert!(d.allowed, "request {i}");
+            tat = Some(d.new_tat_us);
+        }
     }
 
     #[test]

@@ -127,8 +127,9 @@ pub fn require_scope(principal: &Principal, scope: Scope) -> AppResult<()> {
     }
 }
 
-/// The scope of a system task that reads one tenant's data on the platform's behalf (the
-/// per-tenant utilisation metrics); its actor is the system, named by `reason`.
-pub(crate) fn system_scope(tenant: &tenantry_domain::Tenant, reason: &'static str) -> TenantScope {
+/// The scope of a system task that works on one tenant's data on the platform's behalf (the
+/// per-tenant utilisation metrics, telemetry retention and restores, tests' back-dated data);
+/// its actor is the system, named by `reason`.
+pub fn system_scope(tenant: &tenantry_domain::Tenant, reason: &'static str) -> TenantScope {
     TenantScope::system(tenant.id, tenant.edition.clone(), reason)
 }

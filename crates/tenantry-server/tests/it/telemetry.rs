@@ -532,8 +532,15 @@ pub async fn concurrent_requests_share_commits_and_count_exactly(srv: &TestServe
 /// Back-dated events straight into the store (the API refuses events older than retention).
 async fn back_dated(srv: &TestServer, tenant: &Value, days_ago: &[i64]) -> usize {
     let id: tenantry_domain::TenantId = tenant["id"].as_str().unwrap().parse().unwrap();
-    let edition = tenantry_domain::EditionKey::parse(tenant["edition"].as_str().unwrap()).unwrap();
-    let scope = tenantry_domain::TenantScope::system(id, edition, "test");
+    let record = srv
+        .app
+        .store()
+        .tenants()
+        .get(&tenantry_domain::TenantRef::Id(id))
+        .await
+        .unwrap()
+        .unwrap();
+    let scope = tenantry_server::access::scope::system_scope(&record, "test back-dated events");
     let now = chrono::Utc::now();
     let events: Vec<_> = days_ago
         .iter()
