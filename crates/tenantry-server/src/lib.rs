@@ -40,6 +40,9 @@ pub struct Capability {
     pub routes: fn(platform::http::routes::Api) -> platform::http::routes::Api,
     /// Its job kinds, registered in every process's job registry.
     pub job_kinds: fn(&mut jobs::workers::Registry, &platform::App),
+    /// What must be in place before the process serves (platform schedules it owns), awaited
+    /// at start-up.
+    pub startup: fn(&Runtime<'_>) -> Option<Task>,
     /// Its background loops for this process's roles; each ends when `Runtime::stop` is set.
     pub background: fn(&Runtime<'_>) -> Vec<Task>,
     /// Its hourly clean-up (idempotent, safe on any number of replicas).
@@ -54,6 +57,7 @@ impl Capability {
         name: "",
         routes: |api| api,
         job_kinds: |_, _| {},
+        startup: |_| None,
         background: |_| Vec::new(),
         housekeeping: |_, _| None,
         metrics: &[],
@@ -171,6 +175,11 @@ pub async fn serve(
         stop: &stop_rx,
         grace,
     };
+    for c in CAPABILITIES {
+        if let Some(task) = (c.startup)(&runtime) {
+            task.await;
+        }
+    }
     let background: Vec<_> = CAPABILITIES
         .iter()
         .flat_map(|c| (c.background)(&runtime))

@@ -19,6 +19,7 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
     background,
     housekeeping,
     metrics: METRICS,
+    ..crate::Capability::NONE
 };
 
 use crate::observability::Metric;

@@ -22,9 +22,13 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
             let _ = stop.wait_for(|s| *s).await;
             app.telemetry().close();
         });
+        vec![closing]
+    },
+    startup: |rt| {
         let (app, registry) = (rt.app.clone(), std::sync::Arc::clone(rt.registry));
-        let schedules = Box::pin(async move { workers::ensure_schedules(&app, &registry).await });
-        vec![closing, schedules]
+        Some(Box::pin(async move {
+            workers::ensure_schedules(&app, &registry).await;
+        }))
     },
     metrics: &[
         Metric::counter(
