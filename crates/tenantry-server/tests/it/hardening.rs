@@ -230,11 +230,7 @@ pub async fn job_payloads_are_checked_at_enqueue(srv: &TestServer) {
         .count();
     assert_eq!(own_jobs, 0, "{jobs}");
     let schedules = body(srv.op(Method::GET, "/v1/schedules").send().await.unwrap()).await;
-    assert_eq!(
-        own_schedules(&schedules),
-        0,
-        "{schedules}"
-    );
+    assert_eq!(own_schedules(&schedules), 0, "{schedules}");
     for body in [
         json!({ "kind": "sleep", "payload": { "ms": 10 } }),
         json!({ "kind": "fail", "payload": { "times": 1, "permanent": false } }),

@@ -6,15 +6,11 @@ use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
 use tenantry_domain::TenantScope;
-use tenantry_domain::telemetry::TelemetryEvent;
-
-use std::collections::HashSet;
 
 use super::{Intent, SqliteStore, Tx, db_time, err};
 use crate::telemetry::{
     Batch, BucketStats, Inserted, Outcome, Position, RemovalChanges, RetentionSettings,
-    StatsFilter, StoredEvent, TelemetryFilter, TelemetryStore, UnknownDevices, devices_of,
-    first_seen_device,
+    StatsFilter, StoredEvent, TelemetryFilter, TelemetryStore, devices_of,
 };
 use crate::{Changes, StoreResult};
 use chrono::NaiveDate;
@@ -38,7 +34,7 @@ const REGISTER_DEVICE: &str =
 async fn insert_batch(tx: &mut Tx, b: &Batch<'_>) -> StoreResult<Outcome> {
     let tenant = b.scope.tenant_id();
     let devices = devices_of(b.events);
-    let known: HashSet<String> = sqlx::query_scalar(KNOWN_DEVICES)
+    let known = sqlx::query_scalar(KNOWN_DEVICES)
         .bind(tenant.as_uuid())
         .bind(Json(&devices))
         .fetch_all(&mut **tx)
@@ -46,35 +42,14 @@ async fn insert_batch(tx: &mut Tx, b: &Batch<'_>) -> StoreResult<Outcome> {
         .map_err(err)?
         .into_iter()
         .collect();
-    let mut outcome = Outcome::default();
-    // sorted: concurrent registrations take their row locks in one order (no deadlock)
-    let mut unknown: Vec<String> = devices.into_iter().filter(|d| !known.contains(d)).collect();
-    unknown.sort_unstable();
-    let kept: Vec<&TelemetryEvent> = match b.unknown_devices {
-        UnknownDevices::Register(changes) => {
-            for device_id in unknown {
-                let d = first_seen_device(b.scope, &device_id, b.received_at);
-                let done = crate::sql::binds::bind_device!(sqlx::query(REGISTER_DEVICE), &d)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(err)?;
-                if done.rows_affected() == 1 {
-                    SqliteStore::write_changes(tx, &changes(&d)).await?;
-                    outcome.registered.push(device_id);
-                }
-            }
-            b.events.iter().collect()
-        }
-        UnknownDevices::Reject => {
-            let kept = b
-                .events
-                .iter()
-                .filter(|e| !unknown.contains(&e.device_id))
-                .collect();
-            outcome.unknown = unknown;
-            kept
-        }
-    };
+    let (mut outcome, kept) = crate::sql::capabilities::sort_out_devices!(
+        &mut *tx,
+        b,
+        devices,
+        known,
+        REGISTER_DEVICE,
+        SqliteStore
+    );
     let mut stored: Vec<String> = Vec::with_capacity(kept.len());
     for chunk in kept.chunks(CHUNK) {
         let mut qb = QueryBuilder::new(
