@@ -289,3 +289,97 @@ async fn postgres_two_instances_store_overlapping_batches_once() {
     support::stop(first.child).await;
     support::stop(second.child).await;
 }
+
+/// Runs `tenantry telemetry …` on the database and data directory; its JSON answer.
+async fn telemetry_cli(db_url: &str, data_dir: &std::path::Path, args: &[&str]) -> Value {
+    let out = support::tenantry(db_url)
+        .env("TENANTRY_DATA_DIR", data_dir)
+        .arg("telemetry")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tenantry telemetry {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The documented command line: `tenantry telemetry retention` removes expired events (archiving
+/// those of a tenant whose archival is on) into `<data_dir>/archive`, `archives` lists the
+/// manifests, `restore-archive` loads one back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_archives_and_restore_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tenantry.db").display());
+    let client = tenantry_server::http_client().build().unwrap();
+    let mut cmd = support::tenantry(&url);
+    cmd.env("TENANTRY_BOOTSTRAP_OPERATOR_KEY", operator_key())
+        .env("TENANTRY_DATA_DIR", dir.path())
+        .env("TENANTRY_LOG_LEVEL", "warn")
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = support::serve_command(cmd).await;
+    let (tenant, key) = tenant(&client, &server.base).await;
+    // archival on for this (enterprise, 90 days) tenant: the default already; say it anyway
+    let r = client
+        .put(format!(
+            "{}/v1/tenants/{tenant}/telemetry-settings",
+            server.base
+        ))
+        .bearer_auth(operator_key())
+        .json(&json!({ "legal_hold": false, "archive": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out = send_until_acknowledged(
+        &client,
+        &Mutex::new(server.base.clone()),
+        &key,
+        &batch(0, 10),
+    )
+    .await;
+    assert_eq!(out["accepted"], 10);
+    support::stop(server.child).await;
+    // back-date five of them past the retention, in the database
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let old = (chrono::Utc::now() - chrono::Duration::days(120)).timestamp_micros();
+    sqlx::query("UPDATE telemetry_events SET recorded_at = ?1 WHERE event_id < 'ev-000005'")
+        .bind(old)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let report = telemetry_cli(&url, dir.path(), &["retention"]).await;
+    assert_eq!(report["removed"], 5, "{report}");
+    let listed = telemetry_cli(&url, dir.path(), &["archives", "--tenant", &tenant]).await;
+    let manifests = listed["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1, "{listed}");
+    let manifest = manifests[0].as_str().unwrap();
+    assert!(dir.path().join("archive").join(manifest).exists());
+    let restored = telemetry_cli(
+        &url,
+        dir.path(),
+        &["restore-archive", "--manifest", manifest],
+    )
+    .await;
+    assert_eq!(restored["stored"], 5, "{restored}");
+    assert_eq!(stored(&url, &tenant).await.0, 10);
+    // a manifest that is not there: a clear error, exit code 1
+    let out = support::tenantry(&url)
+        .env("TENANTRY_DATA_DIR", dir.path())
+        .args([
+            "telemetry",
+            "restore-archive",
+            "--manifest",
+            "telemetry/nothing.manifest.json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no archive manifest"));
+}
