@@ -8,6 +8,7 @@ pub mod api_key;
 pub mod audit;
 pub mod clock;
 pub mod edition;
+pub mod egress;
 pub mod event;
 pub mod gcra;
 pub mod id;

@@ -80,6 +80,7 @@ pub struct Config {
     pub jobs: crate::jobs::config::JobsConfig,
     pub otel: crate::observability::config::OtelConfig,
     pub telemetry: crate::telemetry::config::TelemetryConfig,
+    pub egress: crate::platform::egress::EgressConfig,
 }
 
 impl Default for Config {
@@ -105,6 +106,7 @@ impl Default for Config {
             jobs: Default::default(),
             otel: Default::default(),
             telemetry: Default::default(),
+            egress: Default::default(),
         }
     }
 }
@@ -137,6 +139,7 @@ pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
         crate::access::config::LIMITS_ENV,
         crate::jobs::config::ENV,
         crate::telemetry::config::ENV,
+        crate::platform::egress::ENV,
     ]
     .into_iter()
     .flatten()
@@ -340,6 +343,7 @@ impl Config {
         self.limits.validate()?;
         self.jobs.validate()?;
         self.telemetry.validate()?;
+        self.egress.validate()?;
         self.otel.validate()
     }
 

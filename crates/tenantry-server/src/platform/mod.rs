@@ -7,6 +7,7 @@
 //! Each write decides with the domain, then commits the change together with its audit record and
 //! outbox event (and the request's idempotency record) as one unit of work.
 
+pub mod egress;
 pub mod footprint;
 pub mod http;
 pub mod idempotency;
