@@ -146,7 +146,7 @@ async fn spans_reach_the_receiver(protocol: &str, db_url: &str, db_system: &str)
         &format!("{base}/v1/tenants/{tenant_id}/api-keys"),
         &op,
         &[],
-        &json!({ "name": "traced", "scopes": ["tenants:read", "jobs:manage"] }),
+        &json!({ "name": "traced", "scopes": ["tenants:read", "jobs:manage", "telemetry:write"] }),
     )
     .await;
     let key = key["key"].as_str().unwrap().to_owned();
@@ -242,6 +242,52 @@ async fn spans_reach_the_receiver(protocol: &str, db_url: &str, db_system: &str)
     assert_eq!(run["parent_span_id"], enqueue["span_id"]);
     assert_eq!(run["attributes"]["tenant.id"], tenant_id.as_str());
     assert_eq!(run["attributes"]["job.kind"], "noop");
+
+    // device events: the group commit's span links to the request's span, the store's span is
+    // its child
+    let ingest_trace = "7c3a9d4f1e2b4c5d8e9f0a1b2c3d4e5f";
+    let resp = client
+        .post(format!("{base}/v1/telemetry"))
+        .bearer_auth(&key)
+        .header(
+            "traceparent",
+            format!("00-{ingest_trace}-1a2b3c4d5e6f7a8b-01"),
+        )
+        .json(
+            &json!({ "events": [{ "event_id": "t1", "device_id": "m1", "type": "temperature",
+            "value": 1.0, "recorded_at": chrono::Utc::now().to_rfc3339() }] }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let ingest = until("the POST /v1/telemetry span", &rx.spans, |l| {
+        find(&spans(l), |s| {
+            s["kind"] == "SPAN_KIND_SERVER" && s["trace_id"] == ingest_trace
+        })
+        .cloned()
+    })
+    .await;
+    let commit = until("the group commit span", &rx.spans, |l| {
+        find(&spans(l), |s| {
+            s["name"] == "telemetry group commit"
+                && s["links"]
+                    .as_array()
+                    .is_some_and(|ls| ls.iter().any(|k| k["span_id"] == ingest["span_id"]))
+        })
+        .cloned()
+    })
+    .await;
+    assert_eq!(commit["attributes"]["telemetry.events"], 1);
+    let insert = until("the commit's store span", &rx.spans, |l| {
+        find(&spans(l), |s| {
+            s["parent_span_id"] == commit["span_id"]
+                && s["attributes"]["db.operation.name"] == "telemetry.insert"
+        })
+        .cloned()
+    })
+    .await;
+    assert_eq!(insert["trace_id"], commit["trace_id"]);
 
     // a read in the tenant's scope: its store span names the tenant too
     let scoped_trace = "5b8efff798038103d269b633813fc60c";

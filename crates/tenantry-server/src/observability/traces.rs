@@ -184,6 +184,38 @@ pub fn start(
     }
 }
 
+/// Starts a root span for work done on behalf of several traces (a group commit), linked to
+/// each of them: every request's trace shows the shared work, and the shared work names its
+/// requests. Nothing when traces are not exported.
+pub fn start_linked(
+    name: &'static str,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
+    links: impl Iterator<Item = opentelemetry::trace::SpanContext>,
+) -> Context {
+    let Some(tracer) = TRACER.get() else {
+        return Context::new();
+    };
+    let links: Vec<opentelemetry::trace::Link> = links
+        .filter(|l| l.is_valid())
+        .map(|l| opentelemetry::trace::Link::with_context(l))
+        .collect();
+    let span = tracer.build_with_context(
+        SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Internal)
+            .with_attributes(attributes())
+            .with_links(links),
+        &Context::new(),
+    );
+    Context::new().with_span(span)
+}
+
+/// The span context of the current span (for a later link), when it is valid.
+pub fn current_span_context() -> Option<opentelemetry::trace::SpanContext> {
+    let cx = Context::current();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then_some(sc)
+}
+
 /// Names the tenant on the current log span (`tenant_id`). The trace's spans get `tenant.id`
 /// where they end (a request) or start (a job run, a firing).
 pub fn note_tenant(tenant: TenantId) {

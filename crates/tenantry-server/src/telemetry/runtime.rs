@@ -18,6 +18,8 @@ use tenantry_store::telemetry::{Batch, Outcome, Registration, UnknownDevices};
 use tenantry_store::{Store, StoreResult};
 use tokio::sync::{Mutex, Semaphore, broadcast, mpsc, oneshot};
 
+use opentelemetry::context::FutureExt as _;
+
 use super::config::TelemetryConfig;
 use crate::platform::{AppError, AppResult};
 
@@ -29,6 +31,8 @@ struct Pending {
     /// `None`: events of unknown devices are refused.
     register: Option<Box<Registration<'static>>>,
     queued: std::time::Instant,
+    /// The request's span, linked from the group commit's.
+    trace: Option<opentelemetry::trace::SpanContext>,
     reply: oneshot::Sender<(Vec<TelemetryEvent>, StoreResult<Outcome>)>,
 }
 
@@ -159,6 +163,7 @@ impl TelemetryRuntime {
             received_at,
             register,
             queued: std::time::Instant::now(),
+            trace: crate::observability::traces::current_span_context(),
             reply,
         };
         if let Err(mpsc::error::SendError(pending)) = queue.send(pending) {
@@ -233,7 +238,26 @@ async fn commit_group(store: &Arc<dyn Store>, group: Vec<Pending>) {
             .record(p.queued.elapsed().as_secs_f64());
     }
     let batches: Vec<Batch<'_>> = group.iter().map(Pending::batch).collect();
-    let result = store.telemetry().insert_group(&batches).await;
+    // one span for the shared transaction, linked to every request's span; the store's span is
+    // its child
+    let tenants: std::collections::HashSet<_> = group.iter().map(|p| p.scope.tenant_id()).collect();
+    let cx = crate::observability::traces::start_linked(
+        "telemetry group commit",
+        || {
+            vec![
+                opentelemetry::KeyValue::new("telemetry.requests", group.len() as i64),
+                opentelemetry::KeyValue::new("telemetry.events", events as i64),
+                opentelemetry::KeyValue::new("telemetry.tenants", tenants.len() as i64),
+            ]
+        },
+        group.iter().filter_map(|p| p.trace.clone()),
+    );
+    let result = store
+        .telemetry()
+        .insert_group(&batches)
+        .with_context(cx.clone())
+        .await;
+    crate::observability::traces::end(&cx, result.is_ok());
     drop(batches);
     match result {
         Ok(outcomes) => {
