@@ -197,7 +197,7 @@ pub fn start_linked(
     };
     let links: Vec<opentelemetry::trace::Link> = links
         .filter(|l| l.is_valid())
-        .map(|l| opentelemetry::trace::Link::with_context(l))
+        .map(opentelemetry::trace::Link::with_context)
         .collect();
     let span = tracer.build_with_context(
         SpanBuilder::from_name(name)
