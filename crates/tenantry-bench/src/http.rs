@@ -518,6 +518,11 @@ pub(crate) async fn spawn_instance(
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
         .env("TENANTRY_DATABASE_URL", db_url)
         .env("TENANTRY_BOOTSTRAP_OPERATOR_KEY", key)
+        // the data directory (archives) outside the working directory
+        .env(
+            "TENANTRY_DATA_DIR",
+            std::env::temp_dir().join(format!("tenantry-bench-{}", std::process::id())),
+        )
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

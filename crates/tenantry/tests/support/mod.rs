@@ -21,6 +21,11 @@ pub fn tenantry(db_url: &str) -> Command {
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TENANTRY_DATABASE_URL", db_url)
+        // the data directory (archives) outside the source tree; a test may name its own
+        .env(
+            "TENANTRY_DATA_DIR",
+            std::env::temp_dir().join(format!("tenantry-test-data-{}", std::process::id())),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
