@@ -66,6 +66,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The transaction lost a lock conflict with a concurrent one (a deadlock, a serialization
+    /// failure, SQLite's busy writer): nothing of it was written, and running it again is safe.
+    #[error("the transaction conflicted with a concurrent one and was rolled back: {0}")]
+    Contention(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
 }
@@ -80,6 +84,17 @@ impl StoreError {
         match e {
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Duplicate(constraint_of(backend, db.as_ref()))
+            }
+            // PostgreSQL: deadlock_detected, serialization_failure; SQLite: SQLITE_BUSY and
+            // SQLITE_LOCKED (their extended codes end in the same byte)
+            sqlx::Error::Database(ref db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001"))
+                    || db
+                        .code()
+                        .and_then(|c| c.parse::<i32>().ok())
+                        .is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
+            {
+                StoreError::Contention(e)
             }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed

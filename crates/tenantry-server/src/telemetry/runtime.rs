@@ -266,7 +266,7 @@ async fn commit_group(store: &Arc<dyn Store>, group: Vec<Pending>) {
                 let _ = p.reply.send((p.events, Ok(o)));
             }
         }
-        Err(e) if group.len() == 1 => {
+        Err(e) if group.len() == 1 && !matches!(e, tenantry_store::StoreError::Contention(_)) => {
             if let Some(p) = group.into_iter().next() {
                 let _ = p.reply.send((p.events, Err(e)));
             }
@@ -281,8 +281,23 @@ async fn commit_group(store: &Arc<dyn Store>, group: Vec<Pending>) {
     }
 }
 
+/// One request's batch in a transaction of its own. A lost lock conflict (two groups writing the
+/// same new ids in different orders deadlock, and PostgreSQL rolls one back) is retried a few
+/// times after a short random pause: nothing of the attempt was written.
 async fn commit_alone(store: &Arc<dyn Store>, p: &Pending) -> StoreResult<Outcome> {
-    let mut out = store.telemetry().insert_group(&[p.batch()]).await?;
-    metrics::histogram!("telemetry_commit_events").record(p.events.len() as f64);
-    Ok(out.pop().unwrap_or_default())
+    let mut attempt = 0;
+    loop {
+        match store.telemetry().insert_group(&[p.batch()]).await {
+            Ok(mut out) => {
+                metrics::histogram!("telemetry_commit_events").record(p.events.len() as f64);
+                return Ok(out.pop().unwrap_or_default());
+            }
+            Err(tenantry_store::StoreError::Contention(_)) if attempt < 5 => {
+                attempt += 1;
+                let pause = rand::random::<u64>() % (10 * attempt);
+                tokio::time::sleep(std::time::Duration::from_millis(pause + 1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -165,6 +165,14 @@ fn store_problem(e: &StoreError) -> Problem {
             )
             .with_header(header::RETRY_AFTER, "5")
         }
+        StoreError::Contention(_) => {
+            tracing::warn!(error = %e, "store contention");
+            Problem::new(
+                Kind::ServiceUnavailable,
+                "the request conflicted with a concurrent one and nothing of it was written; retry it",
+            )
+            .with_header(header::RETRY_AFTER, "1")
+        }
         other => {
             tracing::error!(error = %other, error.debug = ?other, "store error");
             Problem::new(
