@@ -22,6 +22,15 @@ const CHUNK: usize = 500;
 const COLUMNS: &str =
     "rowid AS seq, event_id, device_id, type, value, \"values\", payload, recorded_at, received_at";
 
+mod sql {
+    pub(super) const SETTINGS: &str =
+        "SELECT legal_hold, archive FROM telemetry_tenant_settings WHERE tenant_id = ?1";
+    pub(super) const PUT_SETTINGS: &str = "INSERT INTO telemetry_tenant_settings (tenant_id, legal_hold, archive, updated_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant_id) DO UPDATE
+         SET legal_hold = excluded.legal_hold, archive = excluded.archive, updated_at = excluded.updated_at";
+}
+
 const KNOWN_DEVICES: &str = "SELECT device_id FROM devices
      WHERE tenant_id = ?1 AND device_id IN (SELECT value FROM json_each(?2))";
 
@@ -78,6 +87,8 @@ async fn insert_batch(tx: &mut Tx, b: &Batch<'_>) -> StoreResult<Outcome> {
     outcome.stored_ids = stored;
     Ok(outcome)
 }
+
+crate::sql::capabilities::retention_settings!(SqliteStore);
 
 #[async_trait]
 impl TelemetryStore for SqliteStore {
@@ -165,50 +176,17 @@ impl TelemetryStore for SqliteStore {
     }
 
     async fn settings(&self, tenant: TenantId) -> StoreResult<RetentionSettings> {
-        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.settings");
-        let mut tx = self.platform_tx(Intent::Read).await?;
-        let row: Option<(bool, Option<bool>)> = sqlx::query_as(
-            "SELECT legal_hold, archive FROM telemetry_tenant_settings WHERE tenant_id = ?1",
-        )
-        .bind(tenant.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.commit().await?;
-        Ok(
-            row.map_or_else(RetentionSettings::default, |(legal_hold, archive)| {
-                RetentionSettings {
-                    legal_hold,
-                    archive,
-                }
-            }),
-        )
+        settings(self, tenant).await
     }
 
     async fn put_settings(
         &self,
         tenant: TenantId,
-        settings: &RetentionSettings,
+        s: &RetentionSettings,
         at: DateTime<Utc>,
         changes: &Changes,
     ) -> StoreResult<()> {
-        let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.put_settings");
-        let mut tx = self.platform_tx(Intent::Write).await?;
-        Self::write_changes(&mut tx, changes).await?;
-        sqlx::query(
-            "INSERT INTO telemetry_tenant_settings (tenant_id, legal_hold, archive, updated_at)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (tenant_id) DO UPDATE
-             SET legal_hold = excluded.legal_hold, archive = excluded.archive, updated_at = excluded.updated_at",
-        )
-        .bind(tenant.as_uuid())
-        .bind(settings.legal_hold)
-        .bind(settings.archive)
-        .bind(db_time(at))
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.commit().await
+        put_settings(self, tenant, s, at, changes).await
     }
 
     async fn export(

@@ -18,8 +18,15 @@ mod tenants;
 mod usage;
 
 pub(crate) use {
-    access::access_store, audit::audit_store, editions::edition_store,
-    idempotency::idempotency_store, job_console::job_console, leases::lease_store,
-    schedules::schedule_store, secrets::secret_store, telemetry::sort_out_devices,
-    tenants::tenant_store, usage::usage_store,
+    access::access_store,
+    audit::audit_store,
+    editions::edition_store,
+    idempotency::idempotency_store,
+    job_console::job_console,
+    leases::lease_store,
+    schedules::schedule_store,
+    secrets::secret_store,
+    telemetry::{retention_settings, sort_out_devices},
+    tenants::tenant_store,
+    usage::usage_store,
 };

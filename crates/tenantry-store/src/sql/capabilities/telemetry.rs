@@ -48,4 +48,54 @@ macro_rules! sort_out_devices {
     }};
 }
 
-pub(crate) use sort_out_devices;
+/// `settings` and `put_settings` of `TelemetryStore` as free functions of the adapter `$store`
+/// (its trait methods call them; `#[async_trait]` cannot see methods a macro makes): the SQL is
+/// the adapter's `sql::SETTINGS` (select by tenant) and `sql::PUT_SETTINGS` (upsert of tenant,
+/// hold, archive, updated at).
+macro_rules! retention_settings {
+    ($store:ty) => {
+        async fn settings(
+            this: &$store,
+            tenant: tenantry_domain::TenantId,
+        ) -> $crate::StoreResult<$crate::telemetry::RetentionSettings> {
+            let _timed = $crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.settings");
+            let mut tx = this.platform_tx(Intent::Read).await?;
+            let row: Option<(bool, Option<bool>)> = sqlx::query_as(sql::SETTINGS)
+                .bind(tenant.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await?;
+            Ok(row.map_or_else(Default::default, |(legal_hold, archive)| {
+                $crate::telemetry::RetentionSettings {
+                    legal_hold,
+                    archive,
+                }
+            }))
+        }
+
+        async fn put_settings(
+            this: &$store,
+            tenant: tenantry_domain::TenantId,
+            settings: &$crate::telemetry::RetentionSettings,
+            at: chrono::DateTime<chrono::Utc>,
+            changes: &$crate::Changes,
+        ) -> $crate::StoreResult<()> {
+            let _timed =
+                $crate::sql::timing::Timed::new(super::DB_SYSTEM, "telemetry.put_settings");
+            let mut tx = this.platform_tx(Intent::Write).await?;
+            <$store>::write_changes(&mut tx, changes).await?;
+            sqlx::query(sql::PUT_SETTINGS)
+                .bind(tenant.as_uuid())
+                .bind(settings.legal_hold)
+                .bind(settings.archive)
+                .bind(db_time(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await
+        }
+    };
+}
+
+pub(crate) use {retention_settings, sort_out_devices};
