@@ -62,6 +62,8 @@ catalog!(
         DevicesManage => "devices:manage": "register and remove devices",
         TelemetryRead => "telemetry:read": "read device telemetry",
         TelemetryWrite => "telemetry:write": "send device telemetry",
+        SourcesRead => "sources:read": "read sync sources, their runs and the records they brought",
+        SourcesManage => "sources:manage": "create, change, delete and run sync sources",
         JobsRead => "jobs:read": "read background jobs",
         JobsManage => "jobs:manage": "enqueue, retry, cancel and replay jobs",
         AuditRead => "audit:read": "read the audit log",
@@ -90,6 +92,7 @@ impl Scope {
             Scope::KeysManage => Some(Scope::KeysRead),
             Scope::DevicesManage => Some(Scope::DevicesRead),
             Scope::JobsManage => Some(Scope::JobsRead),
+            Scope::SourcesManage => Some(Scope::SourcesRead),
             _ => None,
         }
     }
@@ -109,6 +112,8 @@ impl Role {
                 DevicesManage,
                 TelemetryRead,
                 TelemetryWrite,
+                SourcesRead,
+                SourcesManage,
                 JobsRead,
                 JobsManage,
                 AuditRead,
@@ -120,6 +125,7 @@ impl Role {
                 DevicesRead,
                 TelemetryRead,
                 TelemetryWrite,
+                SourcesRead,
                 JobsRead,
             ]),
             Role::SupportAgent => ScopeSet::of(&[
@@ -128,6 +134,7 @@ impl Role {
                 KeysRead,
                 DevicesRead,
                 TelemetryRead,
+                SourcesRead,
                 JobsRead,
                 AuditRead,
                 UsageRead,
@@ -141,11 +148,11 @@ impl Role {
 
 /// A set of scopes (a bit set: cheap to copy and check on every request).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ScopeSet(u32);
+pub struct ScopeSet(u64);
 
 impl ScopeSet {
-    const fn bit(s: Scope) -> u32 {
-        1 << (s as u32)
+    const fn bit(s: Scope) -> u64 {
+        1 << (s as u64)
     }
     pub fn all() -> Self {
         Self::of(Scope::ALL)

@@ -15,6 +15,7 @@ pub mod id;
 pub mod job;
 pub mod page;
 pub mod resolution;
+pub mod sync;
 pub mod telemetry;
 pub mod tenant;
 pub mod token;

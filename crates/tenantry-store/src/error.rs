@@ -11,6 +11,7 @@ pub enum Constraint {
     ApiKeyLookup,
     DeviceId,
     IdempotencyKey,
+    SourceName,
     Other,
 }
 
@@ -35,6 +36,11 @@ const UNIQUE_RULES: &[(Constraint, &str, &str)] = &[
         Constraint::IdempotencyKey,
         "idempotency_keys_pkey",
         "idempotency_keys.",
+    ),
+    (
+        Constraint::SourceName,
+        "sync_sources_tenant_id_name_key",
+        "sync_sources.tenant_id, sync_sources.name",
     ),
 ];
 

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod leases;
 pub mod schedules;
 pub mod secrets;
+pub mod sync;
 pub mod telemetry;
 pub mod tenants;
 pub mod usage;
@@ -49,6 +50,7 @@ pub use postgres::PgStore;
 pub use schedules::ScheduleStore;
 pub use secrets::SecretStore;
 pub use sqlite::SqliteStore;
+pub use sync::SyncStore;
 pub use telemetry::TelemetryStore;
 pub use tenants::{TenantFilter, TenantStore};
 pub use usage::{TenantFootprint, UsageStore};
@@ -92,6 +94,7 @@ pub trait Store: Send + Sync + 'static {
     fn secrets(&self) -> &dyn SecretStore;
     fn usage(&self) -> &dyn UsageStore;
     fn telemetry(&self) -> &dyn TelemetryStore;
+    fn sync(&self) -> &dyn SyncStore;
 }
 
 /// Implements the root [`Store`]'s capability accessors for an adapter that implements every
@@ -132,6 +135,9 @@ macro_rules! capability_accessors {
             self
         }
         fn telemetry(&self) -> &dyn $crate::TelemetryStore {
+            self
+        }
+        fn sync(&self) -> &dyn $crate::SyncStore {
             self
         }
     };

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod schedules;
 pub mod secrets;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod tenants;
 pub mod usage;
@@ -116,6 +117,8 @@ macro_rules! conformance_suite {
                 telemetry_reads_in_recorded_order, telemetry_stats_follow_recorded_time,
                 group_commits_keep_each_batch_to_its_tenant, unknown_devices_are_registered_or_refused,
                 expired_events_are_exported_and_removed;
+            sync: sources_are_fenced_by_scope, pages_upsert_and_complete_runs_reconcile,
+                attempts_resume_from_checkpoints_and_are_fenced, quarantined_items_are_kept_per_source;
         );
     };
     (@suite $make:expr; $($module:ident: $($case:ident),+);+ $(;)?) => {

@@ -18,6 +18,7 @@ mod jobs;
 mod leases;
 mod schedules;
 mod secrets;
+mod sync;
 mod telemetry;
 mod tenants;
 mod usage;

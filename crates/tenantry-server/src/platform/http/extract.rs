@@ -175,6 +175,8 @@ pub mod need {
         DevicesManage,
         TelemetryRead,
         TelemetryWrite,
+        SourcesRead,
+        SourcesManage,
         JobsRead,
         JobsManage,
         AuditRead,

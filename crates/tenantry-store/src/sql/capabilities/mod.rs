@@ -13,6 +13,7 @@ mod job_console;
 mod leases;
 mod schedules;
 mod secrets;
+mod sync;
 mod telemetry;
 mod tenants;
 mod usage;
@@ -26,6 +27,7 @@ pub(crate) use {
     leases::lease_store,
     schedules::schedule_store,
     secrets::secret_store,
+    sync::sync_store,
     telemetry::{retention_settings, sort_out_devices},
     tenants::tenant_store,
     usage::usage_store,
