@@ -180,7 +180,28 @@ pub struct Truncation {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     Record(Record),
-    Quarantined { key: Option<String>, reason: String },
+    Quarantined {
+        key: Option<String>,
+        reason: String,
+        /// The start of the item as received (at most [`EXCERPT_BYTES`]).
+        excerpt: String,
+    },
+}
+
+/// The most of a quarantined item kept with it.
+pub const EXCERPT_BYTES: usize = 1024;
+
+fn excerpt_of(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES + 4)]);
+    let mut cut = text.len().min(EXCERPT_BYTES);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text[..cut].to_owned()
+}
+
+fn excerpt(v: &Value) -> String {
+    excerpt_of(&serde_json::to_vec(v).unwrap_or_default())
 }
 
 /// An item ready to store.
@@ -216,6 +237,7 @@ pub fn read_item(mut item: Value, key_pointer: &str, limits: Limits) -> Item {
         return Item::Quarantined {
             key: None,
             reason: format!("the item is {}, not an object", kind_of(&item)),
+            excerpt: excerpt(&item),
         };
     }
     let key = match item.pointer(key_pointer) {
@@ -224,6 +246,7 @@ pub fn read_item(mut item: Value, key_pointer: &str, limits: Limits) -> Item {
             return Item::Quarantined {
                 key: None,
                 reason: format!("the key at {key_pointer} is empty"),
+                excerpt: excerpt(&item),
             };
         }
         Some(Value::String(s)) => {
@@ -232,6 +255,7 @@ pub fn read_item(mut item: Value, key_pointer: &str, limits: Limits) -> Item {
                 reason: format!(
                     "the key at {key_pointer} is longer than {MAX_KEY_CHARS} characters"
                 ),
+                excerpt: excerpt(&item),
             };
         }
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
@@ -242,12 +266,14 @@ pub fn read_item(mut item: Value, key_pointer: &str, limits: Limits) -> Item {
                     "the key at {key_pointer} is {}, not a string or an integer",
                     kind_of(other)
                 ),
+                excerpt: excerpt(&item),
             };
         }
         None => {
             return Item::Quarantined {
                 key: None,
                 reason: format!("the item has no key at {key_pointer}"),
+                excerpt: excerpt(&item),
             };
         }
     };
@@ -265,6 +291,7 @@ pub fn read_item(mut item: Value, key_pointer: &str, limits: Limits) -> Item {
             return Item::Quarantined {
                 key: Some(key),
                 reason: format!("the item cannot be serialized: {e}"),
+                excerpt: String::new(),
             };
         }
     };
@@ -276,6 +303,7 @@ pub fn read_item(mut item: Value, key_pointer: &str, limits: Limits) -> Item {
                 bytes.len(),
                 limits.max_record_bytes
             ),
+            excerpt: excerpt_of(&bytes),
         };
     }
     Record {
@@ -613,7 +641,7 @@ mod tests {
         assert_eq!(r.truncations[1].original_bytes, 16);
         let big: Vec<_> = (0..50).map(|i| json!(i)).collect();
         match read_item(json!({"id": "a", "big": big}), "/id", l) {
-            Item::Quarantined { key, reason } => {
+            Item::Quarantined { key, reason, .. } => {
                 assert_eq!(key.as_deref(), Some("a"));
                 assert!(reason.contains("byte limit"));
             }

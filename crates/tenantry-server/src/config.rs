@@ -56,6 +56,11 @@ pub struct Config {
     pub database_max_connections: u32,
     /// An operator key (`tnt_op_…`) to install at start-up instead of generating one.
     pub bootstrap_operator_key: Option<Secret>,
+    /// The key (32 bytes, base64) that seals secrets kept for tenants (a source's request
+    /// headers). Unset: a key kept in the database seals them (start-up warns).
+    pub encryption_key: Option<Secret>,
+    /// Earlier keys, comma-separated: they still open what they sealed.
+    pub encryption_keys_previous: Option<Secret>,
     /// `error`, `warn`, `info`, `debug`, `trace`, or a full `tracing` filter.
     pub log_level: String,
     pub log_format: LogFormat,
@@ -81,6 +86,7 @@ pub struct Config {
     pub otel: crate::observability::config::OtelConfig,
     pub telemetry: crate::telemetry::config::TelemetryConfig,
     pub egress: crate::platform::egress::EgressConfig,
+    pub sync: crate::sync::config::SyncConfig,
 }
 
 impl Default for Config {
@@ -91,6 +97,8 @@ impl Default for Config {
             database_url: String::new(),
             database_max_connections: 10,
             bootstrap_operator_key: None,
+            encryption_key: None,
+            encryption_keys_previous: None,
             log_level: "info".into(),
             log_format: LogFormat::Json,
             body_limit_bytes: 1024 * 1024,
@@ -107,6 +115,7 @@ impl Default for Config {
             otel: Default::default(),
             telemetry: Default::default(),
             egress: Default::default(),
+            sync: Default::default(),
         }
     }
 }
@@ -118,6 +127,8 @@ const TOP_ENV: &[(&str, &str)] = &[
     ("database_url", "database_url"),
     ("database_max_connections", "database_max_connections"),
     ("bootstrap_operator_key", "bootstrap_operator_key"),
+    ("encryption_key", "encryption_key"),
+    ("encryption_keys_previous", "encryption_keys_previous"),
     ("log_level", "log_level"),
     ("log_format", "log_format"),
     ("body_limit_bytes", "body_limit_bytes"),
@@ -140,6 +151,7 @@ pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
         crate::jobs::config::ENV,
         crate::telemetry::config::ENV,
         crate::platform::egress::ENV,
+        crate::sync::config::ENV,
     ]
     .into_iter()
     .flatten()
@@ -344,6 +356,13 @@ impl Config {
         self.jobs.validate()?;
         self.telemetry.validate()?;
         self.egress.validate()?;
+        self.sync.validate()?;
+        crate::platform::sealing::validate(
+            self.encryption_key.as_ref().map(Secret::expose),
+            self.encryption_keys_previous
+                .as_ref()
+                .map_or("", Secret::expose),
+        )?;
         self.otel.validate()
     }
 

@@ -12,6 +12,7 @@ pub mod editions;
 pub mod jobs;
 pub mod observability;
 pub mod platform;
+pub mod sync;
 pub mod telemetry;
 pub mod tenants;
 #[cfg(feature = "testing")]
@@ -26,6 +27,7 @@ pub const CAPABILITIES: &[Capability] = &[
     access::CAPABILITY,
     jobs::CAPABILITY,
     telemetry::CAPABILITY,
+    sync::CAPABILITY,
 ];
 
 /// A background task of a capability (a loop that ends when the process stops).
@@ -136,6 +138,17 @@ pub fn app_settings(config: &Config) -> AppSettings {
         key_rotation_grace: chrono::Duration::hours(i64::from(
             config.auth.key_rotation_grace_hours,
         )),
+        sync: config.sync.clone(),
+        egress: config.egress.clone(),
+        encryption_key: config
+            .encryption_key
+            .as_ref()
+            .map(|k| k.expose().to_owned()),
+        encryption_keys_previous: config
+            .encryption_keys_previous
+            .as_ref()
+            .map(|k| k.expose().to_owned())
+            .unwrap_or_default(),
         telemetry: {
             let mut t = config.telemetry.clone();
             if t.archive_url.trim().is_empty() {

@@ -52,6 +52,13 @@ pub struct RunRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// A manual run to queue (its id is its job's).
+#[derive(Clone, Debug)]
+pub struct QueuedRun {
+    pub source_id: Uuid,
+    pub triggered_at: DateTime<Utc>,
+}
+
 /// A run to claim for an attempt.
 #[derive(Clone, Debug)]
 pub struct RunClaim<'a> {
@@ -107,7 +114,8 @@ pub struct PageWrite<'a> {
     pub page: u64,
     pub records: &'a [RecordWrite],
     pub quarantined: &'a [QuarantineWrite],
-    /// The checkpoint after this page (its counts include this page's).
+    /// The checkpoint after this page. Its counts include this page's pages, quarantined and
+    /// truncated; the store adds the page's upserted and unchanged, which only it knows.
     pub checkpoint: &'a Checkpoint,
     pub at: DateTime<Utc>,
 }
@@ -173,11 +181,13 @@ pub struct QuarantinedItem {
 pub trait SyncStore: Send + Sync {
     /// Creates or replaces a source (by id) with its schedule (`None`: the source has no
     /// schedule, and a schedule it had is removed), in one transaction with `changes`. A second
-    /// source of the tenant with the same name is `Duplicate(SourceName)`.
+    /// source of the tenant with the same name is `Duplicate(SourceName)`. With `expected`, the
+    /// stored source must still have that `updated_at` (else `VersionConflict`).
     async fn put_source(
         &self,
         scope: &TenantScope,
         source: &SourceRecord,
+        expected: Option<DateTime<Utc>>,
         schedule: ScheduleChange<'_>,
         changes: &Changes,
     ) -> StoreResult<()>;
@@ -195,6 +205,17 @@ pub trait SyncStore: Send + Sync {
         schedule_name: &str,
         changes: &Changes,
     ) -> StoreResult<bool>;
+
+    /// Enqueues a manual run: the job and the run (status `queued`) in one transaction. While a
+    /// run of the source is pending or running (the job's unique key), nothing is added and the
+    /// pending job is named.
+    async fn queue_run(
+        &self,
+        scope: &TenantScope,
+        run: &QueuedRun,
+        job: &crate::jobs::NewJob,
+        changes: &Changes,
+    ) -> StoreResult<crate::jobs::Enqueued>;
 
     /// Claims the run for an attempt: creates it (status `running`) or takes it over from an
     /// earlier attempt (its checkpoint returned, `resumed` set when it had one).

@@ -173,6 +173,8 @@ impl App {
                 }
                 job.max_attempts = m;
             }
+            // what the kind derives from its payload (a unique key of its own)
+            (kind.prepare)(&mut job);
             jobs.push(job);
         }
         if !errors.0.is_empty() {

@@ -11,6 +11,7 @@ pub mod egress;
 pub mod footprint;
 pub mod http;
 pub mod idempotency;
+pub mod sealing;
 pub mod views;
 
 /// The platform's own part of the server: health, readiness and metrics, and the purge of
@@ -63,6 +64,11 @@ pub struct AppSettings {
     pub idempotency_ttl: Duration,
     pub key_rotation_grace: Duration,
     pub telemetry: crate::telemetry::config::TelemetryConfig,
+    pub sync: crate::sync::config::SyncConfig,
+    pub egress: crate::platform::egress::EgressConfig,
+    /// `encryption_key` and `encryption_keys_previous` (sealing tenants' secrets).
+    pub encryption_key: Option<String>,
+    pub encryption_keys_previous: String,
 }
 
 impl Default for AppSettings {
@@ -72,6 +78,10 @@ impl Default for AppSettings {
             idempotency_ttl: Duration::hours(24),
             key_rotation_grace: Duration::hours(24),
             telemetry: Default::default(),
+            sync: Default::default(),
+            egress: Default::default(),
+            encryption_key: None,
+            encryption_keys_previous: String::new(),
         }
     }
 }
@@ -87,6 +97,9 @@ pub struct App {
     /// Device telemetry's in-process state (its one field here): the in-flight budget
     /// (`[telemetry] max_in_flight_events`), the group committer, the live feed.
     pub(crate) telemetry: Arc<crate::telemetry::runtime::TelemetryRuntime>,
+    /// Source sync's in-process state: the egress client, the upstream hosts' circuit breakers,
+    /// the sealer of header secrets.
+    pub(crate) sync: Arc<crate::sync::runtime::SyncRuntime>,
 }
 
 /// Who is acting, under which trace, and (once known) for which tenant. The tenant slot is shared
@@ -276,6 +289,10 @@ pub enum AppError {
     Jobs(#[from] crate::jobs::service::JobsError),
     #[error("no schedule '{0}'")]
     ScheduleNotFound(String),
+    #[error("no source '{0}' in this tenant")]
+    SourceNotFound(String),
+    #[error("a source named '{0}' exists in this tenant")]
+    SourceExists(String),
     /// A write's outcome is not known (its worker stopped before answering): retrying is safe
     /// only where the write is idempotent, which the operation says.
     #[error("{0}")]
@@ -308,11 +325,22 @@ impl App {
         let telemetry = Arc::new(crate::telemetry::runtime::TelemetryRuntime::new(
             &settings.telemetry,
         ));
+        let sealer = sealing::Sealer::new(
+            settings.encryption_key.as_deref(),
+            &settings.encryption_keys_previous,
+            Some(Arc::clone(&store)),
+        );
+        let sync = Arc::new(crate::sync::runtime::SyncRuntime::new(
+            settings.sync.clone(),
+            settings.egress.clone(),
+            sealer,
+        ));
         Self {
             store,
             settings,
             key_use: Arc::default(),
             telemetry,
+            sync,
         }
     }
 
@@ -320,6 +348,11 @@ impl App {
     /// live feed.
     pub fn telemetry(&self) -> &Arc<crate::telemetry::runtime::TelemetryRuntime> {
         &self.telemetry
+    }
+
+    /// Source sync's in-process state.
+    pub fn sync(&self) -> &Arc<crate::sync::runtime::SyncRuntime> {
+        &self.sync
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -59,6 +59,7 @@ pub fn register(r: &mut Registry, app: &App) {
         lease: Duration::from_secs(300),
         retry,
         handler: Arc::new(Retention(app.clone())),
+        prepare: crate::jobs::workers::no_prepare,
     });
     r.register(JobKind {
         name: PARTITIONS,
@@ -66,6 +67,7 @@ pub fn register(r: &mut Registry, app: &App) {
         lease: Duration::from_secs(60),
         retry,
         handler: Arc::new(Partitions(app.clone())),
+        prepare: crate::jobs::workers::no_prepare,
     });
 }
 

@@ -118,7 +118,8 @@ macro_rules! conformance_suite {
                 group_commits_keep_each_batch_to_its_tenant, unknown_devices_are_registered_or_refused,
                 expired_events_are_exported_and_removed;
             sync: sources_are_fenced_by_scope, pages_upsert_and_complete_runs_reconcile,
-                attempts_resume_from_checkpoints_and_are_fenced, quarantined_items_are_kept_per_source;
+                attempts_resume_from_checkpoints_and_are_fenced, quarantined_items_are_kept_per_source,
+                manual_runs_queue_once_per_source;
         );
     };
     (@suite $make:expr; $($module:ident: $($case:ident),+);+ $(;)?) => {

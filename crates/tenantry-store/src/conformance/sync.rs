@@ -58,7 +58,13 @@ async fn put(store: &dyn Store, scope: &TenantScope, s: &SourceRecord) {
     let sc = schedule_of(s);
     store
         .sync()
-        .put_source(scope, s, ScheduleChange::Put(&sc), &Changes::default())
+        .put_source(
+            scope,
+            s,
+            None,
+            ScheduleChange::Put(&sc),
+            &Changes::default(),
+        )
         .await
         .unwrap();
 }
@@ -127,6 +133,7 @@ pub async fn sources_are_fenced_by_scope(store: &dyn Store) {
         .put_source(
             &a,
             &again,
+            None,
             ScheduleChange::Put(&schedule_of(&again)),
             &Changes::default(),
         )
@@ -164,7 +171,13 @@ pub async fn sources_are_fenced_by_scope(store: &dyn Store) {
     // no schedule: the old one goes
     store
         .sync()
-        .put_source(&a, &s, ScheduleChange::Remove(&sched), &Changes::default())
+        .put_source(
+            &a,
+            &s,
+            Some(s.updated_at),
+            ScheduleChange::Remove(&sched),
+            &Changes::default(),
+        )
         .await
         .unwrap();
     assert!(
@@ -543,5 +556,54 @@ pub async fn quarantined_items_are_kept_per_source(store: &dyn Store) {
             .unwrap()
             .items
             .is_empty()
+    );
+}
+
+/// A manual run is queued with its job; while it is pending, another is not queued; once it
+/// completes, a new one is.
+pub async fn manual_runs_queue_once_per_source(store: &dyn Store) {
+    let (a, _) = two_tenants(store).await;
+    let s = source(&a, "devices");
+    put(store, &a, &s).await;
+    let job = || {
+        let mut j = crate::jobs::NewJob::new("sync.run", json!({"source": s.id}), now());
+        j.tenant_id = Some(a.tenant_id());
+        j.unique_key = Some(format!("sync.run:{}", s.id));
+        j
+    };
+    let run = crate::sync::QueuedRun {
+        source_id: s.id,
+        triggered_at: now(),
+    };
+    let first = store
+        .sync()
+        .queue_run(&a, &run, &job(), &Changes::default())
+        .await
+        .unwrap();
+    let crate::jobs::Enqueued::New(id) = first else {
+        panic!("{first:?}")
+    };
+    let queued = store.sync().get_run(&a, id).await.unwrap().unwrap();
+    assert_eq!(
+        (queued.status, queued.attempts, queued.manual),
+        (RunStatus::Queued, 0, true)
+    );
+    let second = store
+        .sync()
+        .queue_run(&a, &run, &job(), &Changes::default())
+        .await
+        .unwrap();
+    assert_eq!(second, crate::jobs::Enqueued::Existing(id));
+    // the worker takes the queued run
+    assert_eq!(
+        store
+            .sync()
+            .start_run(&a, &claim(id, s.id, "w1"))
+            .await
+            .unwrap(),
+        RunStart::Started {
+            checkpoint: None,
+            attempts: 1
+        }
     );
 }

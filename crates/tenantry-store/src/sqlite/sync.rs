@@ -1,6 +1,7 @@
 //! Source sync on SQLite: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::sync_store`] (tenant data through `SqliteStore::tenant_tx`).
 
+use super::jobs::insert_jobs;
 use super::schedules::sql as sched_sql;
 use super::{Intent, SqliteStore, db_time, err};
 
@@ -10,7 +11,7 @@ mod sql {
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, schedule = excluded.schedule,
              enabled = excluded.enabled, max_attempts = excluded.max_attempts, config = excluded.config,
              sealed_headers = excluded.sealed_headers, updated_at = excluded.updated_at
-         WHERE sync_sources.tenant_id = excluded.tenant_id";
+         WHERE sync_sources.tenant_id = excluded.tenant_id AND (?12 IS NULL OR sync_sources.updated_at = ?12)";
     pub(super) const SOURCE_GET: &str =
         "SELECT * FROM sync_sources WHERE tenant_id = ?1 AND id = ?2";
     pub(super) const SOURCE_EXISTS: &str =
@@ -27,6 +28,8 @@ mod sql {
     pub(super) const RUN_GET: &str = "SELECT * FROM sync_runs WHERE tenant_id = ?1 AND id = ?2";
     pub(super) const RUN_INSERT: &str = "INSERT INTO sync_runs (id, tenant_id, source_id, status, manual, triggered_at, attempts, resumed, owner, checkpoint, counts, error, started_at, updated_at, finished_at)
          VALUES (?1, ?2, ?3, 'running', ?4, ?5, 1, 0, ?6, NULL, ?7, NULL, ?8, ?8, NULL)";
+    pub(super) const RUN_QUEUE: &str = "INSERT INTO sync_runs (id, tenant_id, source_id, status, manual, triggered_at, attempts, resumed, owner, checkpoint, counts, error, started_at, updated_at, finished_at)
+         VALUES (?1, ?2, ?3, 'queued', true, ?4, 0, 0, NULL, NULL, ?5, NULL, ?4, ?4, NULL)";
     pub(super) const RUN_TAKE: &str =
         "UPDATE sync_runs SET status = 'running', attempts = attempts + 1, owner = ?3,
              resumed = (resumed OR ?4), finished_at = NULL, updated_at = ?5

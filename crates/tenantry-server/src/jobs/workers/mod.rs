@@ -5,5 +5,5 @@ pub mod registry;
 pub mod runner;
 pub mod scheduler;
 
-pub use registry::{JobContext, JobError, JobHandler, JobKind, Registry};
+pub use registry::{JobContext, JobError, JobHandler, JobKind, Registry, no_prepare};
 pub use runner::{Worker, WorkerSettings, worker_id};

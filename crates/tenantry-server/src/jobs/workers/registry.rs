@@ -124,7 +124,14 @@ pub struct JobKind {
     pub lease: Duration,
     pub retry: RetryPolicy,
     pub handler: Arc<dyn JobHandler>,
+    /// Applied to every job of the kind as it is enqueued (by the API or a schedule's firing),
+    /// after the defaults: a kind that must never have two pending jobs for one thing sets its
+    /// unique key here ([`no_prepare`]: nothing).
+    pub prepare: fn(&mut tenantry_store::jobs::NewJob),
 }
+
+/// A kind whose jobs are enqueued as they are.
+pub fn no_prepare(_: &mut tenantry_store::jobs::NewJob) {}
 
 /// The kinds this process knows. Enqueueing an unknown kind is refused; a worker that claims one
 /// (another version enqueued it) fails it permanently.
@@ -184,6 +191,7 @@ impl Registry {
             lease: Duration::from_secs(30),
             retry: quick,
             handler: Arc::new(Noop),
+            prepare: no_prepare,
         });
         r.register(JobKind {
             name: "sleep",
@@ -191,6 +199,7 @@ impl Registry {
             lease: Duration::from_secs(30),
             retry: quick,
             handler: Arc::new(Sleep),
+            prepare: no_prepare,
         });
         r.register(JobKind {
             name: "fail",
@@ -198,6 +207,7 @@ impl Registry {
             lease: Duration::from_secs(30),
             retry: quick,
             handler: Arc::new(Fail),
+            prepare: no_prepare,
         });
     }
 }

@@ -247,6 +247,9 @@ async fn fire_due(store: &Arc<dyn Store>, registry: &Registry) {
         job.tenant_id = s.tenant_id;
         job.unique_key = Some(fire_key(&s.name, fired));
         job.unique_window = Duration::from_secs(24 * 3600);
+        if let Some(kind) = registry.get(&s.kind) {
+            (kind.prepare)(&mut job);
+        }
         let fired_now = store
             .schedules()
             .fire(&s.name, fired, next, &job)

@@ -50,11 +50,13 @@ problem_kinds! {
     DeviceNotFound => ("device_not_found", StatusCode::NOT_FOUND, "Device not found"),
     JobNotFound => ("job_not_found", StatusCode::NOT_FOUND, "Job not found"),
     ScheduleNotFound => ("schedule_not_found", StatusCode::NOT_FOUND, "Schedule not found"),
+    SourceNotFound => ("source_not_found", StatusCode::NOT_FOUND, "Source not found"),
     MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
     RequestTimeout => ("request_timeout", StatusCode::REQUEST_TIMEOUT, "Request timeout"),
     SlugTaken => ("slug_taken", StatusCode::CONFLICT, "Slug already taken"),
     EditionExists => ("edition_exists", StatusCode::CONFLICT, "Edition already exists"),
     DeviceExists => ("device_exists", StatusCode::CONFLICT, "Device already registered"),
+    SourceExists => ("source_exists", StatusCode::CONFLICT, "Source name taken"),
     JobStateConflict => ("job_state_conflict", StatusCode::CONFLICT, "Operation not allowed in the job's current state"),
     ApiKeyNotRotatable => ("api_key_not_rotatable", StatusCode::CONFLICT, "API key cannot be rotated"),
     InvalidTransition => ("invalid_transition", StatusCode::CONFLICT, "Operation not allowed in the tenant's current status"),
@@ -221,6 +223,8 @@ impl From<AppError> for Problem {
             }
             AppError::Jobs(_) => Problem::new(Kind::JobStateConflict, detail),
             AppError::ScheduleNotFound(_) => Problem::new(Kind::ScheduleNotFound, detail),
+            AppError::SourceNotFound(_) => Problem::new(Kind::SourceNotFound, detail),
+            AppError::SourceExists(_) => Problem::new(Kind::SourceExists, detail),
             AppError::OutcomeUnknown(_) => {
                 Problem::new(Kind::ServiceUnavailable, detail).with_header(header::RETRY_AFTER, "1")
             }

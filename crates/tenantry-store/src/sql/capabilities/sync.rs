@@ -1,6 +1,6 @@
 /// [`SyncStore`](crate::sync::SyncStore), written once for both adapters. SQL (the adapter's
 /// `sql` module): `SOURCE_UPSERT`, `SOURCE_GET`, `SOURCE_LIST`, `SOURCE_DELETE`, `RUN_GET`,
-/// `RUN_INSERT`, `RUN_TAKE`, `RUN_PAGE`, `RUN_FINISH`, `RUN_LIST`, `SOURCE_EXISTS`,
+/// `RUN_INSERT`, `RUN_QUEUE`, `RUN_TAKE`, `RUN_PAGE`, `RUN_FINISH`, `RUN_LIST`, `SOURCE_EXISTS`,
 /// `RECORD_UPSERT`, `RECORD_TOUCH` (keys as a JSON array), `RECORD_RECONCILE`, `RECORD_LIST`,
 /// `QUARANTINE_INSERT`, `QUARANTINE_LIST`; and the schedules' `UPSERT`/`DELETE` (`sched_sql`).
 /// Tenant data only through `tenant_tx`.
@@ -159,6 +159,7 @@ macro_rules! sync_store {
                 &self,
                 scope: &tenantry_domain::TenantScope,
                 s: &$crate::sync::SourceRecord,
+                expected: Option<chrono::DateTime<chrono::Utc>>,
                 schedule: $crate::sync::ScheduleChange<'_>,
                 changes: &$crate::Changes,
             ) -> $crate::StoreResult<()> {
@@ -166,7 +167,7 @@ macro_rules! sync_store {
                     .tenant(Some(scope.tenant_id()));
                 $crate::error::ensure_same_tenant(scope, Some(s.tenant_id))?;
                 let mut tx = self.tenant_tx(scope, Intent::Write).await?;
-                sqlx::query(sql::SOURCE_UPSERT)
+                let n = sqlx::query(sql::SOURCE_UPSERT)
                     .bind(s.id)
                     .bind(scope.tenant_id().as_uuid())
                     .bind(&s.name)
@@ -178,9 +179,14 @@ macro_rules! sync_store {
                     .bind(&s.sealed_headers)
                     .bind(db_time(s.created_at))
                     .bind(db_time(s.updated_at))
+                    .bind(expected.map(db_time))
                     .execute(&mut *tx)
                     .await
-                    .map_err(err)?;
+                    .map_err(err)?
+                    .rows_affected();
+                if n == 0 {
+                    return Err($crate::StoreError::VersionConflict);
+                }
                 match schedule {
                     $crate::sync::ScheduleChange::Put(sc) => {
                         $crate::error::ensure_same_tenant(scope, sc.tenant_id)?;
@@ -285,6 +291,41 @@ macro_rules! sync_store {
                 Self::write_changes(&mut tx, changes).await?;
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn queue_run(
+                &self,
+                scope: &tenantry_domain::TenantScope,
+                run: &$crate::sync::QueuedRun,
+                job: &$crate::jobs::NewJob,
+                changes: &$crate::Changes,
+            ) -> $crate::StoreResult<$crate::jobs::Enqueued> {
+                let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "sync.queue_run")
+                    .tenant(Some(scope.tenant_id()));
+                $crate::error::ensure_same_tenant(scope, job.tenant_id)?;
+                let mut tx = self.tenant_tx(scope, Intent::Write).await?;
+                let out = insert_jobs(&mut tx, std::slice::from_ref(job)).await?;
+                let Some(enqueued) = out.first().copied() else {
+                    return Err($crate::StoreError::corrupt("an enqueue reported nothing"));
+                };
+                if let $crate::jobs::Enqueued::New(id) = enqueued {
+                    sqlx::query(sql::RUN_QUEUE)
+                        .bind(id)
+                        .bind(*scope.tenant_id().as_uuid())
+                        .bind(run.source_id)
+                        .bind(db_time(run.triggered_at))
+                        .bind(counts_json(&Default::default()))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    Self::write_changes(&mut tx, changes).await?;
+                    tx.mark_enqueued();
+                }
+                tx.commit().await?;
+                if matches!(enqueued, $crate::jobs::Enqueued::New(_)) {
+                    self.after_enqueue();
+                }
+                Ok(enqueued)
             }
 
             async fn start_run(
@@ -433,6 +474,20 @@ macro_rules! sync_store {
                         .await
                         .map_err(err)?;
                 }
+                // the checkpoint's counts with what this page did
+                let mut checkpoint = p.checkpoint.clone();
+                checkpoint.counts.upserted += out.upserted;
+                checkpoint.counts.unchanged += out.unchanged;
+                sqlx::query(sql::RUN_PAGE)
+                    .bind(tenant)
+                    .bind(p.run_id)
+                    .bind(p.owner)
+                    .bind(checkpoint_json(&checkpoint))
+                    .bind(counts_json(&checkpoint.counts))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
                 Self::write_changes(&mut tx, changes).await?;
                 tx.commit().await?;
                 Ok(out)
