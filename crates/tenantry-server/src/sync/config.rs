@@ -30,6 +30,9 @@ pub struct SyncConfig {
     pub max_record_bytes: u64,
     /// Seconds one run attempt may take before it fails (and is retried from its checkpoint).
     pub run_timeout_seconds: u32,
+    /// Backoff between a run's attempts (full jitter under `min(max, base·2^n)`), in ms.
+    pub run_retry_base_ms: u64,
+    pub run_retry_max_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -46,6 +49,8 @@ impl Default for SyncConfig {
             max_pages: 100_000,
             max_record_bytes: 1024 * 1024,
             run_timeout_seconds: 3600,
+            run_retry_base_ms: 5_000,
+            run_retry_max_ms: 600_000,
         }
     }
 }
@@ -69,9 +74,20 @@ pub const ENV: &[(&str, &str)] = &[
     ("sync_max_pages", "sync.max_pages"),
     ("sync_max_record_bytes", "sync.max_record_bytes"),
     ("sync_run_timeout_seconds", "sync.run_timeout_seconds"),
+    ("sync_run_retry_base_ms", "sync.run_retry_base_ms"),
+    ("sync_run_retry_max_ms", "sync.run_retry_max_ms"),
 ];
 
 impl SyncConfig {
+    /// How a run's attempts are retried (the attempts come from each source).
+    pub fn run_retry(&self) -> tenantry_domain::job::RetryPolicy {
+        tenantry_domain::job::RetryPolicy {
+            max_attempts: 3,
+            base: std::time::Duration::from_millis(self.run_retry_base_ms),
+            cap: std::time::Duration::from_millis(self.run_retry_max_ms),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(100..=300_000).contains(&self.request_timeout_ms) {
             return Err(invalid(
@@ -104,6 +120,12 @@ impl SyncConfig {
             return Err(invalid(
                 "sync.max_record_bytes",
                 "must be between 1 KiB and 64 MiB",
+            ));
+        }
+        if self.run_retry_base_ms == 0 || self.run_retry_max_ms < self.run_retry_base_ms {
+            return Err(invalid(
+                "sync.run_retry_max_ms",
+                "run_retry_base_ms must be positive and run_retry_max_ms at least as large",
             ));
         }
         if self.run_timeout_seconds < 10 {

@@ -1,6 +1,7 @@
 //! Pulling one page from an upstream API: through the egress guard, with a timeout, retries
 //! (backoff with full jitter, `Retry-After` honoured on 429 and 503), a circuit breaker per
-//! upstream host, a size cap on the body; and where the next page is (each pagination style).
+//! upstream host and tenant (one tenant's failing credentials never open another tenant's
+//! circuit to the same vendor), a size cap on the body; and where the next page is (each pagination style).
 
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ enum Try {
 /// Fetches the page at `url` (page number `page` for `page` pagination).
 pub async fn fetch_page(
     rt: &SyncRuntime,
+    tenant: tenantry_domain::TenantId,
     url: &str,
     page: Option<i64>,
     headers: &HeaderMap,
@@ -60,10 +62,11 @@ pub async fn fetch_page(
         parsed.host_str().unwrap_or_default(),
         parsed.port_or_known_default().unwrap_or_default()
     );
+    let breaker = format!("{tenant}/{host}");
     let attempts = config.request_attempts.max(1);
     let mut last = String::new();
     for n in 1..=attempts {
-        if let Err(wait) = rt.breaker_allows(&host) {
+        if let Err(wait) = rt.breaker_allows(&breaker) {
             return Err(FetchError::Failed(format!(
                 "the circuit for {host} is open after repeated failures (retry in {}s){}",
                 wait.as_secs().max(1),
@@ -89,7 +92,7 @@ pub async fn fetch_page(
         match outcome {
             Try::Page(p) => {
                 traces::end(&call.cx, true);
-                rt.breaker_success(&host);
+                rt.breaker_success(&breaker);
                 return Ok(p);
             }
             Try::Stop(e) => {
@@ -99,7 +102,7 @@ pub async fn fetch_page(
             Try::Again(why, after, host_failed) => {
                 traces::end(&call.cx, false);
                 if host_failed {
-                    rt.breaker_failure(&host);
+                    rt.breaker_failure(&breaker);
                 }
                 metrics::counter!("sync_request_retries_total").increment(1);
                 last = why;

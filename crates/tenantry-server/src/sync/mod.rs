@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod fetch;
+#[cfg(feature = "testing")]
+pub mod fixture;
 pub mod http;
 pub mod runtime;
 pub mod service;

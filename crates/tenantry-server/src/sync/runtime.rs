@@ -92,7 +92,7 @@ impl SyncRuntime {
         });
         if opened {
             metrics::counter!("sync_breaker_opened_total").increment(1);
-            tracing::warn!(upstream = %host, "circuit opened for an upstream host");
+            tracing::warn!(upstream = %host.split_once('/').map_or(host, |(_, h)| h), "circuit opened for an upstream host");
         }
     }
 }

@@ -634,7 +634,14 @@ impl App {
     ) -> AppResult<RunRequested> {
         let s = self.find_source(scope, id).await?;
         let at = now();
-        let mut job = workers::run_job(scope.tenant_id(), s.id, true, at, s.max_attempts);
+        let mut job = workers::run_job(
+            scope.tenant_id(),
+            s.id,
+            true,
+            at,
+            s.max_attempts,
+            self.sync().config().run_retry(),
+        );
         job.trace_parent = ctx.trace_parent();
         let audit = ctx.audit(
             "source.run",

@@ -31,12 +31,8 @@ pub const RUN: &str = "sync.run";
 /// A run's lease: heartbeats renew it while the run works.
 const LEASE: Duration = Duration::from_secs(60);
 
-/// Between attempts of a run (each resumes from the checkpoint).
-const RETRY: RetryPolicy = RetryPolicy {
-    max_attempts: 3,
-    base: Duration::from_secs(5),
-    cap: Duration::from_secs(10 * 60),
-};
+/// Attempts of a run when its payload does not say (sources always do).
+const DEFAULT_ATTEMPTS: u32 = 3;
 
 /// `sync.run`'s payload.
 #[derive(Debug, Deserialize)]
@@ -94,11 +90,12 @@ pub fn run_job(
     manual: bool,
     at: DateTime<Utc>,
     max_attempts: u32,
+    retry: RetryPolicy,
 ) -> NewJob {
     let mut job = NewJob::new(RUN, payload(source, manual, Some(at), max_attempts), at);
     job.tenant_id = Some(tenant);
     job.lease = LEASE;
-    job.retry = RETRY;
+    job.retry = retry;
     prepare(&mut job);
     job
 }
@@ -140,7 +137,7 @@ pub fn register(r: &mut Registry, app: &App) {
         name: RUN,
         description: "pulls one source of a tenant page by page, checkpointed (tenant)",
         lease: LEASE,
-        retry: RETRY,
+        retry: app.sync().config().run_retry(),
         handler: Arc::new(Run(app.clone())),
         prepare,
     });
@@ -198,7 +195,7 @@ impl App {
         p: &RunPayload,
     ) -> Result<(), JobError> {
         let owner = format!("{}/{}", job.attempt, Uuid::now_v7());
-        let max_attempts = p.max_attempts.unwrap_or(RETRY.max_attempts);
+        let max_attempts = p.max_attempts.unwrap_or(DEFAULT_ATTEMPTS);
         let claim = RunClaim {
             id: job.id,
             source_id: p.source,
@@ -404,6 +401,7 @@ impl App {
             }
             let fetched = fetch_page(
                 self.sync(),
+                scope.tenant_id(),
                 &url,
                 cp.page,
                 &header_map,

@@ -16,6 +16,7 @@ mod jobs;
 mod limits;
 mod observability;
 mod support;
+mod sync;
 mod telemetry;
 mod tenants;
 mod tokens;
@@ -120,6 +121,43 @@ async fn instances_share_limits_through_redis() {
 }
 
 /// Generates `sqlite::<case>` and `postgres::<case>` tests for each listed `module::case`.
+/// Source sync's cases: on a server whose egress allows the loopback fixture.
+macro_rules! sync_on_every_backend {
+    ($($case:ident),+ $(,)?) => {
+        mod sync_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let store = tenantry_store::testing::sqlite().await;
+                    let srv = tenantry_server::testing::TestServer::start(store, crate::sync::tweak).await;
+                    crate::sync::$case(&srv).await;
+                }
+            )+
+        }
+        mod sync_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(store) = tenantry_store::testing::postgres().await else {
+                        return tenantry_store::testing::skip_notice(stringify!($case));
+                    };
+                    let srv = tenantry_server::testing::TestServer::start(store, crate::sync::tweak).await;
+                    crate::sync::$case(&srv).await;
+                }
+            )+
+        }
+    };
+}
+
+sync_on_every_backend!(
+    sources_are_validated_sealed_and_scheduled,
+    runs_pull_every_page_and_reconcile,
+    bad_data_is_contained_and_failing_sources_dead_letter,
+    a_source_has_one_pending_run_at_a_time,
+    a_failing_tenant_does_not_hold_up_the_others,
+    two_instances_never_run_one_source_at_once,
+);
+
 macro_rules! on_every_backend {
     ($($module:ident :: $case:ident),+ $(,)?) => {
         mod sqlite {
@@ -197,6 +235,7 @@ on_every_backend!(
     telemetry::concurrent_requests_share_commits_and_count_exactly,
     telemetry::retention_archives_removes_restores_and_spares_held_tenants,
     telemetry::retention_runs_as_a_scheduled_job,
+    sync::the_egress_guard_refuses_internal_upstreams,
     hardening::nul_bytes_are_refused_everywhere,
     hardening::duplicate_security_headers_are_refused,
     hardening::slugs_are_dns_labels,

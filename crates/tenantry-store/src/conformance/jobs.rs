@@ -1156,3 +1156,29 @@ async fn claimed_fence(store: &dyn Store, id: uuid::Uuid) -> Fence {
         .unwrap()
         .fence()
 }
+
+/// Enqueues racing with one unique key add one job, and every one of them names it (the second
+/// transaction waits for the first and then sees its key).
+pub async fn racing_enqueues_of_one_unique_key_add_one_job(store: &dyn Store) {
+    for round in 0..5 {
+        let key = format!("race:{round}");
+        let tries = (0..8).map(|_| {
+            let mut j = job("sync");
+            j.unique_key = Some(key.clone());
+            async move {
+                store
+                    .jobs()
+                    .enqueue(std::slice::from_ref(&j))
+                    .await
+                    .unwrap()[0]
+            }
+        });
+        let out = crate::testing::join_all(tries).await;
+        let new: Vec<_> = out
+            .iter()
+            .filter(|e| matches!(e, Enqueued::New(_)))
+            .collect();
+        assert_eq!(new.len(), 1, "round {round}: {out:?}");
+        assert!(out.iter().all(|e| e.id() == new[0].id()), "{out:?}");
+    }
+}

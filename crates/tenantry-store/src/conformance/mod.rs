@@ -108,7 +108,8 @@ macro_rules! conformance_suite {
                 scheduled_jobs_wait_for_their_time, jobs_enqueued_in_a_unit_of_work_commit_with_it,
                 enqueue_wakes_idle_workers, finished_jobs_are_pruned,
                 concurrent_enqueues_commit_each_and_fail_alone, tidying_the_queue_keeps_every_job,
-                tenant_caps_bound_running_jobs, queued_jobs_pause_and_resume_with_their_tenant;
+                tenant_caps_bound_running_jobs, queued_jobs_pause_and_resume_with_their_tenant,
+                racing_enqueues_of_one_unique_key_add_one_job;
             schedules: schedules_are_fenced_by_scope, firing_is_single_and_enqueues_once,
                 leases_have_one_holder, due_skips_schedules_of_inactive_tenants;
             secrets: the_first_secret_stored_wins;

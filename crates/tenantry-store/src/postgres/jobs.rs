@@ -53,16 +53,27 @@ pub(super) async fn insert_jobs(
                 .execute(&mut *conn)
                 .await
                 .map_err(err)?;
-            let existing: Option<Uuid> = sqlx::query_scalar(
-                "WITH ins AS (INSERT INTO job_unique_keys (key, job_id) VALUES ($1, $2)
-                              ON CONFLICT (key) DO NOTHING RETURNING job_id)
-                 SELECT job_id FROM job_unique_keys WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM ins)",
+            // Two statements, not one: when a concurrent transaction holds the key, the insert
+            // waits for it to commit and then does nothing — and a read in the same statement
+            // would still see the snapshot from before that commit (no row: both would enqueue).
+            // The read after it is a new statement with a new snapshot.
+            let inserted: Option<Uuid> = sqlx::query_scalar(
+                "INSERT INTO job_unique_keys (key, job_id) VALUES ($1, $2)
+                 ON CONFLICT (key) DO NOTHING RETURNING job_id",
             )
             .bind(key)
             .bind(job.id)
             .fetch_optional(&mut *conn)
             .await
             .map_err(err)?;
+            let existing: Option<Uuid> = match inserted {
+                Some(_) => None,
+                None => sqlx::query_scalar("SELECT job_id FROM job_unique_keys WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(err)?,
+            };
             if let Some(id) = existing {
                 out.push(Enqueued::Existing(id));
                 continue;
