@@ -4,5 +4,6 @@
 
 pub mod http;
 pub mod jobs;
+pub mod sync;
 pub mod telemetry;
 pub mod traces;

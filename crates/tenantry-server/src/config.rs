@@ -60,7 +60,7 @@ pub struct Config {
     /// headers). Unset: a key kept in the database seals them (start-up warns).
     pub encryption_key: Option<Secret>,
     /// Earlier keys, comma-separated: they still open what they sealed.
-    pub encryption_keys_previous: Option<Secret>,
+    pub encryption_keys_previous: Secret,
     /// `error`, `warn`, `info`, `debug`, `trace`, or a full `tracing` filter.
     pub log_level: String,
     pub log_format: LogFormat,
@@ -98,7 +98,7 @@ impl Default for Config {
             database_max_connections: 10,
             bootstrap_operator_key: None,
             encryption_key: None,
-            encryption_keys_previous: None,
+            encryption_keys_previous: Secret::new(""),
             log_level: "info".into(),
             log_format: LogFormat::Json,
             body_limit_bytes: 1024 * 1024,
@@ -359,9 +359,7 @@ impl Config {
         self.sync.validate()?;
         crate::platform::sealing::validate(
             self.encryption_key.as_ref().map(Secret::expose),
-            self.encryption_keys_previous
-                .as_ref()
-                .map_or("", Secret::expose),
+            self.encryption_keys_previous.expose(),
         )?;
         self.otel.validate()
     }

@@ -144,11 +144,7 @@ pub fn app_settings(config: &Config) -> AppSettings {
             .encryption_key
             .as_ref()
             .map(|k| k.expose().to_owned()),
-        encryption_keys_previous: config
-            .encryption_keys_previous
-            .as_ref()
-            .map(|k| k.expose().to_owned())
-            .unwrap_or_default(),
+        encryption_keys_previous: config.encryption_keys_previous.expose().to_owned(),
         telemetry: {
             let mut t = config.telemetry.clone();
             if t.archive_url.trim().is_empty() {

@@ -225,6 +225,7 @@ const CAPABILITIES: &[&str] = &[
     "access",
     "jobs",
     "telemetry",
+    "sync",
 ];
 
 fn capability_of(rel: &str) -> Option<&'static str> {

@@ -80,6 +80,20 @@ enum Command {
     /// Reproducible benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Development helpers.
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DevCommand {
+    /// Serve the fixture upstream API that source-sync tests and benchmarks pull from: paginated
+    /// devices and vulnerabilities, with injectable faults (docs/sync.md lists its parameters).
+    FixtureSource {
+        /// Address to listen on (port 0 picks a free one; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -238,6 +252,9 @@ enum BenchCommand {
     /// Durable device-event ingest: the batch × concurrency matrix, half-load latency and a
     /// 10× burst, against the database's raw bulk path measured in the same run.
     Telemetry(tenantry_bench::telemetry::TelemetryBenchArgs),
+    /// Source sync end to end from the fixture upstream: records/s against a plain client's pull,
+    /// a second run that rewrites nothing, and peak RSS of a small and a ten times larger run.
+    Sync(tenantry_bench::sync::SyncBenchArgs),
 }
 
 /// A failure with the exit code to leave with: 2 for configuration, 1 for everything else.
@@ -332,6 +349,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         log_format: cli.log_format,
         roles,
     };
+    if let Command::Dev(DevCommand::FixtureSource { listen }) = &cli.command {
+        let listener = tokio::net::TcpListener::bind(listen.as_str())
+            .await
+            .map_err(|e| Failure::config(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Failure::config(e.to_string()))?;
+        println!("fixture source listening on http://{addr} (try /devices and /vulnerabilities)");
+        tenantry_server::testing::fixture_source::serve(listener)
+            .await
+            .map_err(|e| Failure::config(e.to_string()))?;
+        return Ok(());
+    }
     if let Command::Bench(bench) = cli.command {
         use tenantry_bench::http as bench;
         let run = match bench {
@@ -342,6 +372,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             BenchCommand::Jobs(args) => tenantry_bench::jobs::run_jobs(args).await,
             BenchCommand::Tracing(args) => tenantry_bench::traces::run_tracing(args).await,
             BenchCommand::Telemetry(args) => tenantry_bench::telemetry::run_telemetry(args).await,
+            BenchCommand::Sync(args) => tenantry_bench::sync::run_sync(args).await,
         };
         return run.map_err(Failure::from);
     }
@@ -404,7 +435,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             app.store().close().await;
             Ok(())
         }
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::Dev(_) => unreachable!("handled above"),
     }
 }
 

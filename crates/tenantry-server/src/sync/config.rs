@@ -33,6 +33,9 @@ pub struct SyncConfig {
     /// Backoff between a run's attempts (full jitter under `min(max, base·2^n)`), in ms.
     pub run_retry_base_ms: u64,
     pub run_retry_max_ms: u64,
+    /// A run's lease on the job engine, renewed by heartbeats while it works: how long after a
+    /// worker dies its run is taken up again (from its checkpoint).
+    pub run_lease_seconds: u32,
 }
 
 impl Default for SyncConfig {
@@ -51,6 +54,7 @@ impl Default for SyncConfig {
             run_timeout_seconds: 3600,
             run_retry_base_ms: 5_000,
             run_retry_max_ms: 600_000,
+            run_lease_seconds: 60,
         }
     }
 }
@@ -76,9 +80,14 @@ pub const ENV: &[(&str, &str)] = &[
     ("sync_run_timeout_seconds", "sync.run_timeout_seconds"),
     ("sync_run_retry_base_ms", "sync.run_retry_base_ms"),
     ("sync_run_retry_max_ms", "sync.run_retry_max_ms"),
+    ("sync_run_lease_seconds", "sync.run_lease_seconds"),
 ];
 
 impl SyncConfig {
+    pub fn run_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.run_lease_seconds))
+    }
+
     /// How a run's attempts are retried (the attempts come from each source).
     pub fn run_retry(&self) -> tenantry_domain::job::RetryPolicy {
         tenantry_domain::job::RetryPolicy {
@@ -126,6 +135,12 @@ impl SyncConfig {
             return Err(invalid(
                 "sync.run_retry_max_ms",
                 "run_retry_base_ms must be positive and run_retry_max_ms at least as large",
+            ));
+        }
+        if !(3..=3600).contains(&self.run_lease_seconds) {
+            return Err(invalid(
+                "sync.run_lease_seconds",
+                "must be between 3 and 3600",
             ));
         }
         if self.run_timeout_seconds < 10 {

@@ -4,8 +4,6 @@
 
 pub mod config;
 pub mod fetch;
-#[cfg(feature = "testing")]
-pub mod fixture;
 pub mod http;
 pub mod runtime;
 pub mod service;

@@ -641,6 +641,7 @@ impl App {
             at,
             s.max_attempts,
             self.sync().config().run_retry(),
+            self.sync().config().run_lease(),
         );
         job.trace_parent = ctx.trace_parent();
         let audit = ctx.audit(

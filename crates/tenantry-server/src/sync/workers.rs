@@ -28,9 +28,6 @@ use crate::platform::{App, Ctx, now};
 
 pub const RUN: &str = "sync.run";
 
-/// A run's lease: heartbeats renew it while the run works.
-const LEASE: Duration = Duration::from_secs(60);
-
 /// Attempts of a run when its payload does not say (sources always do).
 const DEFAULT_ATTEMPTS: u32 = 3;
 
@@ -91,10 +88,11 @@ pub fn run_job(
     at: DateTime<Utc>,
     max_attempts: u32,
     retry: RetryPolicy,
+    lease: Duration,
 ) -> NewJob {
     let mut job = NewJob::new(RUN, payload(source, manual, Some(at), max_attempts), at);
     job.tenant_id = Some(tenant);
-    job.lease = LEASE;
+    job.lease = lease;
     job.retry = retry;
     prepare(&mut job);
     job
@@ -136,7 +134,7 @@ pub fn register(r: &mut Registry, app: &App) {
     r.register(JobKind {
         name: RUN,
         description: "pulls one source of a tenant page by page, checkpointed (tenant)",
-        lease: LEASE,
+        lease: app.sync().config().run_lease(),
         retry: app.sync().config().run_retry(),
         handler: Arc::new(Run(app.clone())),
         prepare,

@@ -18,6 +18,7 @@ struct Fixture {
     a_key_id: String,
     a_job: String,
     a_schedule: String,
+    a_source: String,
     a_admin: String,
     b_admin: String,
 }
@@ -36,6 +37,7 @@ fn concrete_path(path: &str, f: &Fixture) -> String {
             "key" => f.a_key_id.as_str(),
             "job" => f.a_job.as_str(),
             "name" => f.a_schedule.as_str(),
+            "source" => f.a_source.as_str(),
             other => panic!(
                 "the cross-tenant harness has no fixture for path parameter {{{other}}} in {path}; add one"
             ),
@@ -49,7 +51,10 @@ fn concrete_path(path: &str, f: &Fixture) -> String {
 
 /// A plausible body for each write, so that authorization — not validation — decides.
 fn body_for(path: &str) -> Value {
-    if path.contains("schedules") {
+    if path.contains("sources") {
+        json!({ "name": "smuggled", "config": {"url": "https://vendor.example/x", "items": "/items",
+                "key": "/id", "record_type": "device"} })
+    } else if path.contains("schedules") {
         json!({ "name": "smuggled", "interval_seconds": 60, "kind": "noop" })
     } else if path.contains("jobs") {
         json!({ "kind": "noop" })
@@ -62,7 +67,7 @@ fn body_for(path: &str) -> Value {
     }
 }
 
-async fn snapshot(srv: &TestServer, f: &Fixture) -> (Value, Value, Value, Value) {
+async fn snapshot(srv: &TestServer, f: &Fixture) -> (Value, Value, Value, Value, Value) {
     let mut job = body(
         srv.with_key(&f.a_admin, Method::GET, &format!("/v1/jobs/{}", f.a_job))
             .send()
@@ -107,7 +112,14 @@ async fn snapshot(srv: &TestServer, f: &Fixture) -> (Value, Value, Value, Value)
         .unwrap(),
     )
     .await;
-    (devices, keys, job, schedules)
+    let sources = body(
+        srv.with_key(&f.a_admin, Method::GET, "/v1/sources")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    (devices, keys, job, schedules, sources)
 }
 
 pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
@@ -144,7 +156,18 @@ pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
+    let source = body(
+        srv.with_key(&a_admin, Method::POST, "/v1/sources")
+            .json(&json!({ "name": "a-secret-source", "enabled": false,
+                "config": {"url": "https://vendor.example/a", "items": "/items", "key": "/id",
+                           "record_type": "device", "headers": {"Authorization": "Bearer a-secret-token"}}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let f = Fixture {
+        a_source: source["id"].as_str().unwrap().to_owned(),
         a_job: job["id"].as_str().unwrap().to_owned(),
         a_schedule: "a-secret-schedule".into(),
         a_slug: a["slug"].as_str().unwrap().to_owned(),
@@ -162,6 +185,9 @@ pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
         f.a_key_id.as_str(),
         f.a_job.as_str(),
         f.a_schedule.as_str(),
+        f.a_source.as_str(),
+        "a-secret-source",
+        "a-secret-token",
     ];
 
     let specs = api().specs;

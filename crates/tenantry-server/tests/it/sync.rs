@@ -1,4 +1,4 @@
-//! Source sync over HTTP, against the fixture upstream (`tenantry_server::sync::fixture`): sources
+//! Source sync over HTTP, against the fixture upstream (`tenantry_server::testing::fixture_source`): sources
 //! (validation, sealed headers, schedules), runs page by page in every pagination style,
 //! reconciliation, bad data quarantined and truncated, failing sources retried then dead, three
 //! tenants at once, two instances never running one source at once.
@@ -27,7 +27,9 @@ pub fn tweak(c: &mut Config) {
 }
 
 async fn fixture() -> String {
-    tenantry_server::sync::fixture::spawn().await.unwrap()
+    tenantry_server::testing::fixture_source::spawn()
+        .await
+        .unwrap()
 }
 
 /// A tenant and its admin key.
@@ -175,11 +177,15 @@ pub async fn sources_are_validated_sealed_and_scheduled(srv: &TestServer) {
     );
     assert!(!shown.to_string().contains("s3cr3t"));
     // sealed at rest
-    let scope = tenantry_domain::TenantScope::system(
-        tenantry_domain::TenantId::from_uuid(tid.parse().unwrap()),
-        tenantry_domain::EditionKey::free(),
-        "test",
-    );
+    let t = srv
+        .store
+        .store
+        .tenants()
+        .get(&tenantry_domain::TenantRef::parse(&tid).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let scope = tenantry_server::access::scope::system_scope(&t, "test: sealed headers");
     let stored = srv
         .store
         .store

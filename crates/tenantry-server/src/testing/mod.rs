@@ -1,6 +1,8 @@
 //! An in-process server for tests and benchmarks: a fresh store (SQLite or PostgreSQL), a known
 //! operator key, and the API on an ephemeral loopback port.
 
+pub mod fixture_source;
+
 use std::sync::Arc;
 
 use tenantry_domain::KeyKind;

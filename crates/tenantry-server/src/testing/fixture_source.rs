@@ -1,4 +1,4 @@
-//! A fixture upstream API for tests and benchmarks (`tenantry dev fixture-source`): serves N
+//! The fixture upstream API of source sync's tests and benchmarks (`tenantry dev fixture-source`): serves N
 //! generated devices (`/devices`) and vulnerabilities (`/vulnerabilities`) page by page, in any
 //! of the pagination styles, and injects faults on request. Pages are generated on the fly, so
 //! the fixture's memory does not grow with N.
