@@ -44,17 +44,24 @@ enum Try {
     Stop(FetchError),
 }
 
+/// What every page request of a run shares.
+pub struct Upstream<'a> {
+    pub tenant: tenantry_domain::TenantId,
+    pub headers: &'a HeaderMap,
+    pub timeout: Duration,
+    /// JSON pointer to a page's items.
+    pub items: &'a str,
+    pub pagination: &'a Pagination,
+}
+
 /// Fetches the page at `url` (page number `page` for `page` pagination).
 pub async fn fetch_page(
     rt: &SyncRuntime,
-    tenant: tenantry_domain::TenantId,
+    up: &Upstream<'_>,
     url: &str,
     page: Option<i64>,
-    headers: &HeaderMap,
-    timeout: Duration,
-    items_pointer: &str,
-    pagination: &Pagination,
 ) -> Result<Fetched, FetchError> {
+    let tenant = up.tenant;
     let config = rt.config();
     let parsed = Url::parse(url).map_err(|e| FetchError::Permanent(format!("{url}: {e}")))?;
     let host = format!(
@@ -78,17 +85,9 @@ pub async fn fetch_page(
             )));
         }
         let call = traces::client_span("GET", url);
-        let outcome = one_try(
-            rt,
-            &parsed,
-            page,
-            headers,
-            timeout,
-            items_pointer,
-            pagination,
-        )
-        .with_context(call.cx.clone())
-        .await;
+        let outcome = one_try(rt, up, &parsed, page)
+            .with_context(call.cx.clone())
+            .await;
         match outcome {
             Try::Page(p) => {
                 traces::end(&call.cx, true);
@@ -148,15 +147,9 @@ pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> 
     Some(at.duration_since(now).unwrap_or_default())
 }
 
-async fn one_try(
-    rt: &SyncRuntime,
-    url: &Url,
-    page: Option<i64>,
-    headers: &HeaderMap,
-    timeout: Duration,
-    items_pointer: &str,
-    pagination: &Pagination,
-) -> Try {
+async fn one_try(rt: &SyncRuntime, up: &Upstream<'_>, url: &Url, page: Option<i64>) -> Try {
+    let (headers, timeout, items_pointer, pagination) =
+        (up.headers, up.timeout, up.items, up.pagination);
     let egress = match rt.egress() {
         Ok(e) => e,
         Err(e) => return Try::Stop(FetchError::Failed(e)),

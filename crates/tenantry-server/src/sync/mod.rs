@@ -15,6 +15,14 @@ pub const CAPABILITY: crate::Capability = crate::Capability {
     name: "sync",
     routes: http::register,
     job_kinds: workers::register,
+    startup: |rt| {
+        if !rt.app.sync().sealer().is_configured() {
+            tracing::warn!(
+                "encryption_key is not set: sources' header secrets are sealed with a key kept in the database, which protects nothing against someone who holds the database; set TENANTRY_ENCRYPTION_KEY (32 bytes, base64) in production"
+            );
+        }
+        None
+    },
     metrics: &[
         Metric::counter(
             "sync_runs_total",

@@ -21,7 +21,7 @@ use tenantry_store::sync::{
 use tenantry_store::{Changes, StoreError};
 use uuid::Uuid;
 
-use super::fetch::{FetchError, fetch_page, first_page};
+use super::fetch::{FetchError, Upstream, fetch_page, first_page};
 use crate::jobs::workers::registry::payload_as;
 use crate::jobs::workers::{JobContext, JobError, JobHandler, JobKind, Registry};
 use crate::platform::{App, Ctx, now};
@@ -161,7 +161,21 @@ impl From<StoreError> for Stop {
     }
 }
 
+/// The job's trace (its run's span continues the enqueuing request's or firing's trace): audit
+/// records and events of the run carry it.
+fn job_ctx() -> Ctx {
+    let trace = crate::observability::traces::current_span_context().map(|sc| {
+        tenantry_domain::TraceContext {
+            trace_id: sc.trace_id().to_bytes(),
+            span_id: sc.span_id().to_bytes(),
+            sampled: sc.is_sampled(),
+        }
+    });
+    Ctx::new(Actor::system(), trace)
+}
+
 fn run_event(
+    ctx: &Ctx,
     scope: &TenantScope,
     kind: &str,
     source: &SourceRecord,
@@ -177,7 +191,7 @@ fn run_event(
         source.id.to_string(),
         Some(scope.tenant_id()),
         Some(scope.edition().clone()),
-        None,
+        ctx.trace_id(),
         now(),
         body,
     )
@@ -244,10 +258,11 @@ impl App {
                 ))),
             };
         let seconds = started.elapsed().as_secs_f64();
-        let ctx = Ctx::new(Actor::system(), None);
+        let ctx = job_ctx();
         let (error, permanent) = match outcome {
             Ok(counts) => {
                 let event = run_event(
+                    &ctx,
                     scope,
                     "source.run.completed.v1",
                     &source,
@@ -286,6 +301,7 @@ impl App {
         };
         let dead = permanent || job.attempt >= max_attempts;
         let event = run_event(
+            &ctx,
             scope,
             "source.run.failed.v1",
             &source,
@@ -386,7 +402,14 @@ impl App {
                 }
             }
         };
-        let ctx = Ctx::new(Actor::system(), None);
+        let ctx = job_ctx();
+        let upstream = Upstream {
+            tenant: scope.tenant_id(),
+            headers: &header_map,
+            timeout,
+            items: &config.items,
+            pagination: &config.pagination,
+        };
         while let Some(url) = cp.next.clone() {
             if job.is_cancelled() {
                 return Err(Stop::Cancelled);
@@ -397,21 +420,12 @@ impl App {
                     sync.max_pages
                 )));
             }
-            let fetched = fetch_page(
-                self.sync(),
-                scope.tenant_id(),
-                &url,
-                cp.page,
-                &header_map,
-                timeout,
-                &config.items,
-                &config.pagination,
-            )
-            .await
-            .map_err(|e| match e {
-                FetchError::Permanent(m) => Stop::Permanent(m),
-                FetchError::Failed(m) => Stop::Failed(m),
-            })?;
+            let fetched = fetch_page(self.sync(), &upstream, &url, cp.page)
+                .await
+                .map_err(|e| match e {
+                    FetchError::Permanent(m) => Stop::Permanent(m),
+                    FetchError::Failed(m) => Stop::Failed(m),
+                })?;
             let page_no = cp.counts.pages + 1;
             metrics::counter!("sync_pages_total").increment(1);
             metrics::counter!("sync_page_bytes_total").increment(fetched.bytes as u64);

@@ -101,7 +101,7 @@ fn bump(f: &Fixture, key: String) -> u64 {
 
 /// The `i`-th record of a dataset.
 fn record(dataset: &str, i: u64, p: &Params) -> Value {
-    let changed = p.version.unwrap_or(0) > 0 && i % 7 == 0;
+    let changed = p.version.unwrap_or(0) > 0 && i.is_multiple_of(7);
     let version = if changed { p.version.unwrap_or(0) } else { 0 };
     if p.bad_every.is_some_and(|k| k > 0 && i % k == k - 1) {
         return json!({"name": format!("no id {i}"), "note": "this item has no id"});
@@ -114,7 +114,7 @@ fn record(dataset: &str, i: u64, p: &Params) -> Value {
             "cve": format!("CVE-20{:02}-{:05}", 10 + i % 15, i % 99_991),
             "severity": severity,
             "cvss": (i % 100) as f64 / 10.0,
-            "status": if i % 5 == 0 { "fixed" } else { "open" },
+            "status": if i.is_multiple_of(5) { "fixed" } else { "open" },
             "title": format!("Remote code execution in component {} (advisory {})", i % 977, version),
             "description": "An attacker who can reach the service may execute code as the service user. Update the component to the fixed release, or restrict network access to the service until then.",
             "first_found": "2026-11-02T08:00:00Z",
@@ -131,7 +131,7 @@ fn record(dataset: &str, i: u64, p: &Params) -> Value {
             "tags": ["fleet", format!("site-{}", i % 40)],
             "owner": format!("team-{}", i % 120),
             "risk": (i * 37) % 100,
-            "agent": {"version": format!("7.{}.{}", version, i % 20), "healthy": i % 11 != 0},
+            "agent": {"version": format!("7.{}.{}", version, i % 20), "healthy": !i.is_multiple_of(11)},
             "last_seen": "2026-12-01T10:00:00Z",
         })
     };

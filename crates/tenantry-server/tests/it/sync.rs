@@ -546,6 +546,14 @@ pub async fn bad_data_is_contained_and_failing_sources_dead_letter(srv: &TestSer
     assert_eq!(d["field"], "/notes");
     assert_eq!(d["original_bytes"], 40 * 1024);
     assert_eq!(d["run_id"], done["id"]);
+    // in the run's trace (the job continues the trace of the request that queued it)
+    assert!(
+        truncations[0]["trace_id"]
+            .as_str()
+            .is_some_and(|t| t.len() == 32),
+        "{}",
+        truncations[0]
+    );
     assert_eq!(
         audit["items"]
             .as_array()
@@ -656,8 +664,10 @@ pub async fn a_failing_tenant_does_not_hold_up_the_others(srv: &TestServer) {
         tenants.push(tenant(srv, name).await);
     }
     let good = format!("{base}/vulnerabilities?count=400&limit=50");
+    // every page fails once with a 500; pages 0–2 carry oversize fields and items without ids;
+    // page 3 is never JSON
     let bad = format!(
-        "{base}/vulnerabilities?count=400&limit=50&flaky=100&slow_ms=50&oversize_every=3&bad_every=5"
+        "{base}/vulnerabilities?count=400&limit=50&flaky=1&slow_ms=20&oversize_every=3&bad_every=5&garbage=3"
     );
     let mut sources = Vec::new();
     for (i, (_, key)) in tenants.iter().enumerate() {
@@ -691,6 +701,53 @@ pub async fn a_failing_tenant_does_not_hold_up_the_others(srv: &TestServer) {
     let (_, bad_key) = &tenants[2];
     let dead = finished(srv, bad_key, &sources[2], &runs[2]).await;
     assert_eq!(dead["status"], "dead", "{dead}");
+    assert_eq!(
+        (dead["attempts"].as_u64(), dead["pages"].as_u64()),
+        (Some(2), Some(3)),
+        "retried, then dead: {dead}"
+    );
+    assert!(
+        dead["error"].as_str().unwrap().contains("not JSON"),
+        "{dead}"
+    );
+    // its truncations and quarantines are stored and audited (items 0–149: every 5th without an
+    // id, every 3rd of the others oversize)
+    assert_eq!(
+        (dead["truncated"].as_u64(), dead["quarantined"].as_u64()),
+        (Some(40), Some(30)),
+        "{dead}"
+    );
+    let audit = body(
+        srv.with_key(bad_key, Method::GET, "/v1/audit?limit=200")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let count = |action: &str| {
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["action"] == action)
+            .count()
+    };
+    assert_eq!(count("source.record.truncated"), 40);
+    assert_eq!(count("source.record.quarantined"), 30);
+    assert_eq!(count("source.run.dead"), 1);
+    assert_eq!(count("source.run.failed"), 1);
+    // the good tenants' audit holds none of it
+    let good_audit = body(
+        srv.with_key(&tenants[0].1, Method::GET, "/v1/audit?limit=200")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        !good_audit.to_string().contains("source.record"),
+        "{good_audit}"
+    );
     assert!(
         good_time < Duration::from_secs(20),
         "the good tenants took {good_time:?}"

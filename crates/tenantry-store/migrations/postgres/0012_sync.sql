@@ -52,7 +52,6 @@ CREATE TABLE sync_records (
     last_run_id   UUID NOT NULL,
     UNIQUE (tenant_id, source_id, record_type, key)
 );
-CREATE INDEX sync_records_by_source ON sync_records (tenant_id, source_id, last_run_id) WHERE removed_at IS NULL;
 CREATE INDEX sync_records_by_tenant ON sync_records (tenant_id, id);
 
 CREATE TABLE sync_quarantine (

@@ -120,7 +120,7 @@ macro_rules! conformance_suite {
                 expired_events_are_exported_and_removed;
             sync: sources_are_fenced_by_scope, pages_upsert_and_complete_runs_reconcile,
                 attempts_resume_from_checkpoints_and_are_fenced, quarantined_items_are_kept_per_source,
-                manual_runs_queue_once_per_source;
+                manual_runs_queue_once_per_source, a_key_repeated_in_a_page_is_stored_once;
         );
     };
     (@suite $make:expr; $($module:ident: $($case:ident),+);+ $(;)?) => {

@@ -81,12 +81,11 @@ fn claim(run: Uuid, source: Uuid, owner: &str) -> RunClaim<'_> {
 }
 
 /// Writes one page of `records` as page `n` of the run, with the given running counts.
+/// `(run, source, owner)` names the run and the attempt writing.
 async fn page(
     store: &dyn Store,
     scope: &TenantScope,
-    run: Uuid,
-    source: Uuid,
-    owner: &str,
+    (run, source, owner): (Uuid, Uuid, &str),
     n: u64,
     records: &[RecordWrite],
     next: Option<&str>,
@@ -228,9 +227,7 @@ pub async fn pages_upsert_and_complete_runs_reconcile(store: &dyn Store) {
     let out = page(
         store,
         &a,
-        run1,
-        s.id,
-        "w1",
+        (run1, s.id, "w1"),
         1,
         &[rec("d1", 1), rec("d2", 1), rec("d3", 1)],
         None,
@@ -270,9 +267,7 @@ pub async fn pages_upsert_and_complete_runs_reconcile(store: &dyn Store) {
     let out = page(
         store,
         &a,
-        run2,
-        s.id,
-        "w1",
+        (run2, s.id, "w1"),
         1,
         &[rec("d1", 1), rec("d2", 2)],
         None,
@@ -348,9 +343,7 @@ pub async fn pages_upsert_and_complete_runs_reconcile(store: &dyn Store) {
     let out = page(
         store,
         &a,
-        run3,
-        s.id,
-        "w1",
+        (run3, s.id, "w1"),
         1,
         &[rec("d3", 1)],
         Some("https://next"),
@@ -421,9 +414,7 @@ pub async fn attempts_resume_from_checkpoints_and_are_fenced(store: &dyn Store) 
     page(
         store,
         &a,
-        run,
-        s.id,
-        "w1",
+        (run, s.id, "w1"),
         1,
         &[rec("v1", 1)],
         Some("https://vendor.example/p2"),
@@ -445,7 +436,7 @@ pub async fn attempts_resume_from_checkpoints_and_are_fenced(store: &dyn Store) 
     assert_eq!(cp.next.as_deref(), Some("https://vendor.example/p2"));
     assert_eq!(cp.counts.pages, 1);
     // the stale attempt is fenced off
-    let e = page(store, &a, run, s.id, "w1", 2, &[rec("v2", 1)], None)
+    let e = page(store, &a, (run, s.id, "w1"), 2, &[rec("v2", 1)], None)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::VersionConflict), "{e:?}");
@@ -462,7 +453,7 @@ pub async fn attempts_resume_from_checkpoints_and_are_fenced(store: &dyn Store) 
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::VersionConflict), "{e:?}");
-    page(store, &a, run, s.id, "w2", 2, &[rec("v2", 1)], None)
+    page(store, &a, (run, s.id, "w2"), 2, &[rec("v2", 1)], None)
         .await
         .unwrap();
     store
@@ -606,4 +597,39 @@ pub async fn manual_runs_queue_once_per_source(store: &dyn Store) {
             attempts: 1
         }
     );
+}
+
+/// A key twice in one page is stored once, with its last content; the earlier copy counts as
+/// unchanged.
+pub async fn a_key_repeated_in_a_page_is_stored_once(store: &dyn Store) {
+    let (a, _) = two_tenants(store).await;
+    let s = source(&a, "devices");
+    put(store, &a, &s).await;
+    let run = Uuid::now_v7();
+    store
+        .sync()
+        .start_run(&a, &claim(run, s.id, "w1"))
+        .await
+        .unwrap();
+    let out = page(
+        store,
+        &a,
+        (run, s.id, "w1"),
+        1,
+        &[rec("d1", 1), rec("d2", 1), rec("d1", 2)],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!((out.upserted, out.unchanged), (2, 1));
+    let all = store
+        .sync()
+        .list_records(&a, &RecordFilter::default(), PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.iter().find(|r| r.key == "d1").unwrap().data["v"], 2);
+    let r = store.sync().get_run(&a, run).await.unwrap().unwrap();
+    assert_eq!((r.counts.upserted, r.counts.unchanged), (2, 1));
 }

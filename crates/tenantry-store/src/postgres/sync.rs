@@ -42,14 +42,21 @@ mod sql {
     pub(super) const RUN_LIST: &str =
         "SELECT * FROM sync_runs WHERE tenant_id = $1 AND source_id = $2 AND id < $3
          ORDER BY id DESC LIMIT $4";
+    /// A page's records in one statement, each found through the unique index (the conflict
+    /// arbiter: no plan to go wrong on a table whose statistics are stale): new ones inserted,
+    /// changed ones rewritten, unchanged ones only marked seen (their data, hash and
+    /// `changed_at` kept). A row whose `changed_at` is this page's time was written.
     pub(super) const RECORD_UPSERT: &str = "INSERT INTO sync_records (id, tenant_id, source_id, record_type, key, data, hash, first_seen_at, last_seen_at, changed_at, removed_at, last_run_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, NULL, $9)
-         ON CONFLICT (tenant_id, source_id, record_type, key) DO UPDATE SET data = excluded.data, hash = excluded.hash,
-             last_seen_at = excluded.last_seen_at, changed_at = excluded.changed_at, removed_at = NULL,
-             last_run_id = excluded.last_run_id
-         WHERE sync_records.hash <> excluded.hash OR sync_records.removed_at IS NOT NULL";
-    pub(super) const RECORD_TOUCH: &str = "UPDATE sync_records SET last_seen_at = $5, last_run_id = $6
-         WHERE tenant_id = $1 AND source_id = $2 AND record_type = $3 AND key IN (SELECT jsonb_array_elements_text($4))";
+         SELECT r.id, $1, $2, $3, r.key, r.data::jsonb, r.hash, $7, $7, $7, NULL, $8
+         FROM unnest($4::uuid[], $5::text[], $6::text[], $9::text[]) AS r (id, key, data, hash)
+         ON CONFLICT (tenant_id, source_id, record_type, key) DO UPDATE SET
+             data = CASE WHEN sync_records.hash <> excluded.hash OR sync_records.removed_at IS NOT NULL
+                         THEN excluded.data ELSE sync_records.data END,
+             changed_at = CASE WHEN sync_records.hash <> excluded.hash OR sync_records.removed_at IS NOT NULL
+                         THEN excluded.changed_at ELSE sync_records.changed_at END,
+             hash = excluded.hash, removed_at = NULL,
+             last_seen_at = excluded.last_seen_at, last_run_id = excluded.last_run_id
+         RETURNING changed_at = $7";
     pub(super) const RECORD_RECONCILE: &str =
         "UPDATE sync_records SET removed_at = $4, changed_at = $4
          WHERE tenant_id = $1 AND source_id = $2 AND removed_at IS NULL AND last_run_id <> $3";
@@ -61,6 +68,37 @@ mod sql {
     pub(super) const QUARANTINE_LIST: &str =
         "SELECT * FROM sync_quarantine WHERE tenant_id = $1 AND source_id = $2 AND id > $3
          ORDER BY id LIMIT $4";
+}
+
+/// A page's records in one statement (arrays, `unnest`); (upserted, unchanged).
+async fn write_records(
+    conn: &mut sqlx::PgConnection,
+    tenant: uuid::Uuid,
+    p: &crate::sync::PageWrite<'_>,
+    records: &[&crate::sync::RecordWrite],
+) -> crate::StoreResult<(u64, u64)> {
+    if records.is_empty() {
+        return Ok((0, 0));
+    }
+    let ids: Vec<uuid::Uuid> = records.iter().map(|_| uuid::Uuid::now_v7()).collect();
+    let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+    let data: Vec<String> = records.iter().map(|r| r.data.to_string()).collect();
+    let hashes: Vec<&str> = records.iter().map(|r| r.hash.as_str()).collect();
+    let written: Vec<bool> = sqlx::query_scalar(sql::RECORD_UPSERT)
+        .bind(tenant)
+        .bind(p.source_id)
+        .bind(p.record_type)
+        .bind(&ids)
+        .bind(&keys)
+        .bind(&data)
+        .bind(db_time(p.at))
+        .bind(p.run_id)
+        .bind(&hashes)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(err)?;
+    let upserted = written.iter().filter(|w| **w).count() as u64;
+    Ok((upserted, written.len() as u64 - upserted))
 }
 
 crate::sql::capabilities::sync_store!(PgStore);

@@ -100,6 +100,26 @@ macro_rules! bind_device {
     }};
 }
 
+/// `(name, tenant_id, cron, interval_ms, kind, payload, enabled, next_fire_at, last_fired_at,
+/// created_at, updated_at)`: a schedule's `UPSERT` (the schedules' own, and a sync source's
+/// schedule written with the source)
+macro_rules! bind_schedule {
+    ($q:expr, $s:expr) => {{
+        let sc = $s;
+        $q.bind(&sc.name)
+            .bind(sc.tenant_id.map(uuid::Uuid::from))
+            .bind(&sc.cron)
+            .bind(sc.interval_ms)
+            .bind(&sc.kind)
+            .bind(sqlx::types::Json(&sc.payload))
+            .bind(sc.enabled)
+            .bind(sc.next_fire_at.map(db_time))
+            .bind(sc.last_fired_at.map(db_time))
+            .bind(db_time(sc.created_at))
+            .bind(db_time(sc.updated_at))
+    }};
+}
+
 /// `(scope, key, request_hash, status, headers, body, created_at, expires_at)`
 macro_rules! bind_idempotency {
     ($q:expr, $r:expr) => {{
@@ -188,6 +208,6 @@ macro_rules! write_records {
 }
 
 pub(crate) use {
-    bind_api_key, bind_audit, bind_device, bind_edition, bind_event, bind_idempotency, bind_tenant,
-    bind_tenant_update, write_records,
+    bind_api_key, bind_audit, bind_device, bind_edition, bind_event, bind_idempotency,
+    bind_schedule, bind_tenant, bind_tenant_update, write_records,
 };

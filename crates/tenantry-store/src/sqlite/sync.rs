@@ -63,4 +63,52 @@ mod sql {
          ORDER BY id LIMIT ?4";
 }
 
+/// A page's records: new and changed ones written one statement each (in process, a statement
+/// costs microseconds), then the unchanged ones marked seen in one; (upserted, unchanged).
+async fn write_records(
+    conn: &mut sqlx::SqliteConnection,
+    tenant: uuid::Uuid,
+    p: &crate::sync::PageWrite<'_>,
+    records: &[&crate::sync::RecordWrite],
+) -> crate::StoreResult<(u64, u64)> {
+    let mut seen = Vec::new();
+    let mut upserted = 0;
+    for r in records {
+        let n = sqlx::query(sql::RECORD_UPSERT)
+            .bind(uuid::Uuid::now_v7())
+            .bind(tenant)
+            .bind(p.source_id)
+            .bind(p.record_type)
+            .bind(&r.key)
+            .bind(sqlx::types::Json(&r.data))
+            .bind(&r.hash)
+            .bind(db_time(p.at))
+            .bind(p.run_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        if n > 0 {
+            upserted += 1;
+        } else {
+            seen.push(r.key.as_str());
+        }
+    }
+    if seen.is_empty() {
+        return Ok((upserted, 0));
+    }
+    let unchanged = sqlx::query(sql::RECORD_TOUCH)
+        .bind(tenant)
+        .bind(p.source_id)
+        .bind(p.record_type)
+        .bind(sqlx::types::Json(&seen))
+        .bind(db_time(p.at))
+        .bind(p.run_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?
+        .rows_affected();
+    Ok((upserted, unchanged))
+}
+
 crate::sql::capabilities::sync_store!(SqliteStore);

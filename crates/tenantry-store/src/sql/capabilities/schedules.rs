@@ -17,18 +17,7 @@ macro_rules! schedule_store {
                     $crate::error::ensure_same_tenant(s, sc.tenant_id)?;
                 }
                 let mut tx = self.scoped_tx(scope, Intent::Write).await?;
-                sqlx::query(sql::UPSERT)
-                    .bind(&sc.name)
-                    .bind(sc.tenant_id.map(uuid::Uuid::from))
-                    .bind(&sc.cron)
-                    .bind(sc.interval_ms)
-                    .bind(&sc.kind)
-                    .bind(sqlx::types::Json(&sc.payload))
-                    .bind(sc.enabled)
-                    .bind(sc.next_fire_at.map(db_time))
-                    .bind(sc.last_fired_at.map(db_time))
-                    .bind(db_time(sc.created_at))
-                    .bind(db_time(sc.updated_at))
+                $crate::sql::binds::bind_schedule!(sqlx::query(sql::UPSERT), sc)
                     .execute(&mut *tx)
                     .await
                     .map_err(err)?;

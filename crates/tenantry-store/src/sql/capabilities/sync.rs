@@ -1,7 +1,7 @@
 /// [`SyncStore`](crate::sync::SyncStore), written once for both adapters. SQL (the adapter's
 /// `sql` module): `SOURCE_UPSERT`, `SOURCE_GET`, `SOURCE_LIST`, `SOURCE_DELETE`, `RUN_GET`,
 /// `RUN_INSERT`, `RUN_QUEUE`, `RUN_TAKE`, `RUN_PAGE`, `RUN_FINISH`, `RUN_LIST`, `SOURCE_EXISTS`,
-/// `RECORD_UPSERT`, `RECORD_TOUCH` (keys as a JSON array), `RECORD_RECONCILE`, `RECORD_LIST`,
+/// and the adapter's `write_records` (a page's records: new and changed ones written, unchanged ones marked seen), `RECORD_RECONCILE`, `RECORD_LIST`,
 /// `QUARANTINE_INSERT`, `QUARANTINE_LIST`; and the schedules' `UPSERT`/`DELETE` (`sched_sql`).
 /// Tenant data only through `tenant_tx`.
 macro_rules! sync_store {
@@ -190,18 +190,7 @@ macro_rules! sync_store {
                 match schedule {
                     $crate::sync::ScheduleChange::Put(sc) => {
                         $crate::error::ensure_same_tenant(scope, sc.tenant_id)?;
-                        sqlx::query(sched_sql::UPSERT)
-                            .bind(&sc.name)
-                            .bind(sc.tenant_id.map(uuid::Uuid::from))
-                            .bind(&sc.cron)
-                            .bind(sc.interval_ms)
-                            .bind(&sc.kind)
-                            .bind(sqlx::types::Json(&sc.payload))
-                            .bind(sc.enabled)
-                            .bind(sc.next_fire_at.map(db_time))
-                            .bind(sc.last_fired_at.map(db_time))
-                            .bind(db_time(sc.created_at))
-                            .bind(db_time(sc.updated_at))
+                        $crate::sql::binds::bind_schedule!(sqlx::query(sched_sql::UPSERT), sc)
                             .execute(&mut *tx)
                             .await
                             .map_err(err)?;
@@ -423,41 +412,24 @@ macro_rules! sync_store {
                     return Err($crate::StoreError::VersionConflict);
                 }
                 let mut out = $crate::sync::PageOutcome::default();
-                let mut seen = Vec::new();
-                for r in p.records {
-                    let n = sqlx::query(sql::RECORD_UPSERT)
-                        .bind(uuid::Uuid::now_v7())
-                        .bind(tenant)
-                        .bind(p.source_id)
-                        .bind(p.record_type)
-                        .bind(&r.key)
-                        .bind(sqlx::types::Json(&r.data))
-                        .bind(&r.hash)
-                        .bind(at)
-                        .bind(p.run_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?
-                        .rows_affected();
-                    if n == 0 {
-                        seen.push(r.key.as_str());
-                    } else {
-                        out.upserted += 1;
-                    }
+                // a key twice in one page: its last occurrence is written, the earlier ones
+                // count as unchanged
+                let mut last = std::collections::HashMap::with_capacity(p.records.len());
+                for (i, r) in p.records.iter().enumerate() {
+                    last.insert(r.key.as_str(), i);
                 }
-                if !seen.is_empty() {
-                    out.unchanged = sqlx::query(sql::RECORD_TOUCH)
-                        .bind(tenant)
-                        .bind(p.source_id)
-                        .bind(p.record_type)
-                        .bind(sqlx::types::Json(&seen))
-                        .bind(at)
-                        .bind(p.run_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?
-                        .rows_affected();
-                }
+                let records: Vec<&$crate::sync::RecordWrite> = p
+                    .records
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, r)| last.get(r.key.as_str()) == Some(i))
+                    .map(|(_, r)| r)
+                    .collect();
+                let repeated = (p.records.len() - records.len()) as u64;
+                let (upserted, unchanged) = write_records(&mut tx, tenant, p, &records).await?;
+                out.upserted = upserted;
+                out.unchanged = unchanged;
+                out.unchanged += repeated;
                 for q in p.quarantined {
                     sqlx::query(sql::QUARANTINE_INSERT)
                         .bind(uuid::Uuid::now_v7())
