@@ -161,17 +161,10 @@ impl From<StoreError> for Stop {
     }
 }
 
-/// The job's trace (its run's span continues the enqueuing request's or firing's trace): audit
-/// records and events of the run carry it.
-fn job_ctx() -> Ctx {
-    let trace = crate::observability::traces::current_span_context().map(|sc| {
-        tenantry_domain::TraceContext {
-            trace_id: sc.trace_id().to_bytes(),
-            span_id: sc.span_id().to_bytes(),
-            sampled: sc.is_sampled(),
-        }
-    });
-    Ctx::new(Actor::system(), trace)
+/// The run's context: the system, in the job's trace (which continues the enqueuing request's
+/// or schedule firing's), so audit records and events of the run carry it.
+fn job_ctx(job: &JobContext) -> Ctx {
+    Ctx::new(Actor::system(), job.trace)
 }
 
 fn run_event(
@@ -258,7 +251,7 @@ impl App {
                 ))),
             };
         let seconds = started.elapsed().as_secs_f64();
-        let ctx = job_ctx();
+        let ctx = job_ctx(job);
         let (error, permanent) = match outcome {
             Ok(counts) => {
                 let event = run_event(
@@ -402,7 +395,7 @@ impl App {
                 }
             }
         };
-        let ctx = job_ctx();
+        let ctx = job_ctx(job);
         let upstream = Upstream {
             tenant: scope.tenant_id(),
             headers: &header_map,

@@ -36,6 +36,9 @@ pub struct JobContext {
     pub payload: Value,
     /// The last checkpoint saved by this or an earlier attempt.
     pub checkpoint: Option<Value>,
+    /// The run's trace (continuing the one that enqueued the job): audit records and events the
+    /// handler writes carry it.
+    pub trace: Option<tenantry_domain::TraceContext>,
     pub(crate) fence: Fence,
     pub(crate) owner: Arc<str>,
     pub(crate) store: Arc<dyn Store>,

@@ -257,6 +257,7 @@ impl Worker {
             attempt: job.attempt,
             payload: job.payload,
             checkpoint: job.checkpoint,
+            trace: None,
             fence,
             owner: Arc::clone(&self.owner),
             store: Arc::clone(&self.store),
@@ -294,6 +295,7 @@ impl Worker {
             trace_id = %traced.trace.trace_id_hex(),
             span_id = %traced.trace.span_id_hex(),
         );
+        ctx.trace = Some(traced.trace);
         let otel_cx = traced.cx;
         let tx = done_tx.clone();
         let task = tokio::spawn(
