@@ -414,9 +414,14 @@ impl App {
             Err(StoreError::Duplicate(Constraint::SourceName)) => {
                 Err(AppError::SourceExists(record.name.clone()))
             }
-            Err(StoreError::VersionConflict) => Err(AppError::PreconditionFailed {
-                current: "(changed since; read it again)".into(),
-            }),
+            // changed between the If-Match check and the write: name the version now stored
+            Err(StoreError::VersionConflict) => {
+                let current = match self.store.sync().get_source(scope, record.id).await {
+                    Ok(Some(now_stored)) => etag(&now_stored),
+                    _ => return Err(AppError::SourceNotFound(record.id.to_string())),
+                };
+                Err(AppError::PreconditionFailed { current })
+            }
             Err(e) => Err(e.into()),
         }
     }
