@@ -2,7 +2,6 @@
 //! a record (its key, truncated fields, content hash) or a quarantined item, and the per-host
 //! circuit breaker. No I/O: the fetching lives in the server.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -426,17 +425,6 @@ pub struct RunCounts {
     pub truncated: u64,
 }
 
-impl RunCounts {
-    pub fn add(&mut self, other: &RunCounts) {
-        self.pages += other.pages;
-        self.upserted += other.upserted;
-        self.unchanged += other.unchanged;
-        self.removed += other.removed;
-        self.quarantined += other.quarantined;
-        self.truncated += other.truncated;
-    }
-}
-
 /// The state of a run, as shown in its history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -521,11 +509,6 @@ impl Breaker {
     pub fn is_open(&self, now: Duration) -> bool {
         self.open_until.is_some_and(|u| now < u)
     }
-}
-
-/// The header names of a source's headers, sorted (their values are secrets).
-pub fn header_names(headers: &BTreeMap<String, String>) -> Vec<String> {
-    headers.keys().cloned().collect()
 }
 
 #[cfg(test)]

@@ -317,13 +317,9 @@ async fn one_try(rt: &SyncRuntime, up: &Upstream<'_>, url: &Url, page: Option<i6
     })
 }
 
-/// The URL without its query (which may carry cursors or keys) for messages.
+/// The URL for messages: credentials and secret-looking query parameters masked.
 fn redacted(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    let _ = u.set_password(None);
-    let _ = u.set_username("");
-    u.to_string()
+    crate::config::redact_url(url.as_str())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -2,7 +2,7 @@
 //! upstream hosts, and the sealer of sources' header secrets. `App::sync()`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tenantry_domain::sync::{Breaker, BreakerPolicy};
@@ -102,5 +102,3 @@ impl std::fmt::Debug for SyncRuntime {
         f.debug_struct("SyncRuntime").finish_non_exhaustive()
     }
 }
-
-pub type Shared = Arc<SyncRuntime>;

@@ -476,8 +476,11 @@ impl App {
         }
     }
 
-    /// The header names of a source (opening its sealed headers).
-    async fn headers_of(&self, s: &SourceRecord) -> AppResult<BTreeMap<String, String>> {
+    /// A source's headers (opening its sealed value).
+    pub(crate) async fn source_headers(
+        &self,
+        s: &SourceRecord,
+    ) -> AppResult<BTreeMap<String, String>> {
         let Some(sealed) = &s.sealed_headers else {
             return Ok(BTreeMap::new());
         };
@@ -491,13 +494,6 @@ impl App {
             .map_err(|e| AppError::Store(StoreError::corrupt(format!("source headers: {e}"))))
     }
 
-    pub(crate) async fn source_headers(
-        &self,
-        s: &SourceRecord,
-    ) -> AppResult<BTreeMap<String, String>> {
-        self.headers_of(s).await
-    }
-
     async fn full_view(&self, scope: &TenantScope, s: &SourceRecord) -> AppResult<SourceView> {
         let last = self
             .store
@@ -505,7 +501,7 @@ impl App {
             .list_runs(scope, s.id, PageRequest::first(1))
             .await?;
         let mut view = self.source_view(s, last.items.first());
-        let names: Vec<String> = self.headers_of(s).await?.into_keys().collect();
+        let names: Vec<String> = self.source_headers(s).await?.into_keys().collect();
         if let Value::Object(map) = &mut view.config {
             map.insert("header_names".into(), json!(names));
         }
@@ -560,7 +556,7 @@ impl App {
                 ValidationErrors::single("body", "must be a JSON object (a merge patch)").into(),
             );
         }
-        let headers = self.headers_of(&s).await?;
+        let headers = self.source_headers(&s).await?;
         let mut config = s.config.clone();
         if let Value::Object(map) = &mut config {
             map.insert("headers".into(), json!(headers));
