@@ -451,16 +451,22 @@ impl App {
             audit,
             source_event(ctx, scope, "source.created.v1", &record),
         );
-        let view = self.source_view(&record, None);
+        let view = self.source_view(&record, None, &header_names);
         changes.idempotency = idem.map(|f| f(&view));
         self.write_source(scope, &record, None, &changes).await?;
         Ok(view)
     }
 
-    pub fn source_view(&self, s: &SourceRecord, last_run: Option<&RunRecord>) -> SourceView {
+    /// A source as shown: `header_names` in place of its sealed headers.
+    pub fn source_view(
+        &self,
+        s: &SourceRecord,
+        last_run: Option<&RunRecord>,
+        header_names: &[String],
+    ) -> SourceView {
         let mut config = s.config.clone();
         if let Value::Object(map) = &mut config {
-            map.insert("header_names".into(), json!(Vec::<String>::new()));
+            map.insert("header_names".into(), json!(header_names));
         }
         SourceView {
             id: s.id,
@@ -500,12 +506,8 @@ impl App {
             .sync()
             .list_runs(scope, s.id, PageRequest::first(1))
             .await?;
-        let mut view = self.source_view(s, last.items.first());
         let names: Vec<String> = self.source_headers(s).await?.into_keys().collect();
-        if let Value::Object(map) = &mut view.config {
-            map.insert("header_names".into(), json!(names));
-        }
-        Ok(view)
+        Ok(self.source_view(s, last.items.first(), &names))
     }
 
     async fn find_source(&self, scope: &TenantScope, id: &str) -> AppResult<SourceRecord> {

@@ -162,7 +162,11 @@ pub async fn sources_are_validated_sealed_and_scheduled(srv: &TestServer) {
         !text.contains("s3cr3t"),
         "header values are never shown: {text}"
     );
-    assert_eq!(created["config"]["header_names"], json!([]), "{created}");
+    assert_eq!(
+        created["config"]["header_names"],
+        json!(["Authorization", "X-Api-Version"]),
+        "{created}"
+    );
     let id = created["id"].as_str().unwrap().to_owned();
     let shown = body(
         srv.with_key(&key, Method::GET, &format!("/v1/sources/{id}"))
