@@ -1,9 +1,10 @@
-//! The audit port, read side: audit records and outbox events are written through
-//! [`Changes`](crate::Changes), in the transaction of the change they record.
+//! The audit port, read side: audit records are written through [`Changes`](crate::Changes), in
+//! the transaction of the change they record (outbox events too; they are read through
+//! [`EventStore`](crate::EventStore)).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tenantry_domain::{AuditRecord, EventEnvelope, Page, PageRequest, TenantId, TenantScope};
+use tenantry_domain::{AuditRecord, Page, PageRequest, TenantId, TenantScope};
 
 use crate::StoreResult;
 
@@ -27,6 +28,4 @@ pub trait AuditStore: Send + Sync {
         filter: &AuditFilter,
         page: PageRequest,
     ) -> StoreResult<Page<AuditRecord>>;
-    /// Undispatched outbox events in write order.
-    async fn pending_events(&self, limit: u32) -> StoreResult<Vec<EventEnvelope>>;
 }

@@ -15,6 +15,7 @@ pub mod audit;
 mod changes;
 pub mod editions;
 mod error;
+pub mod events;
 pub mod idempotency;
 pub mod jobs;
 pub mod leases;
@@ -43,6 +44,7 @@ pub use audit::{AuditFilter, AuditStore};
 pub use changes::{Changes, IdempotencyRecord, TenantJobs};
 pub use editions::EditionStore;
 pub use error::{Constraint, StoreError, StoreResult};
+pub use events::EventStore;
 pub use idempotency::IdempotencyStore;
 pub use jobs::{JobConsole, JobQueue};
 pub use leases::LeaseStore;
@@ -95,6 +97,7 @@ pub trait Store: Send + Sync + 'static {
     fn usage(&self) -> &dyn UsageStore;
     fn telemetry(&self) -> &dyn TelemetryStore;
     fn sync(&self) -> &dyn SyncStore;
+    fn events(&self) -> &dyn EventStore;
 }
 
 /// Implements the root [`Store`]'s capability accessors for an adapter that implements every
@@ -138,6 +141,9 @@ macro_rules! capability_accessors {
             self
         }
         fn sync(&self) -> &dyn $crate::SyncStore {
+            self
+        }
+        fn events(&self) -> &dyn $crate::EventStore {
             self
         }
     };

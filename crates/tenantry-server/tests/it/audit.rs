@@ -81,12 +81,8 @@ pub async fn every_write_is_audited_with_an_event(srv: &TestServer) {
 
     // the outbox holds one event per change, in order, with the envelope fields
     let tid: TenantId = id.parse().unwrap();
-    let events: Vec<_> = srv
-        .store
-        .audit()
-        .pending_events(1000)
+    let events: Vec<_> = tenantry_store::conformance::logged_events(&*srv.store)
         .await
-        .unwrap()
         .into_iter()
         .filter(|e| e.tenant_id == Some(tid))
         .collect();
@@ -111,7 +107,9 @@ pub async fn every_write_is_audited_with_an_event(srv: &TestServer) {
     assert_eq!(e.data["tenant"]["id"], id);
 
     // a failed write leaves no audit record and no event
-    let before = srv.store.audit().pending_events(1000).await.unwrap().len();
+    let before = tenantry_store::conformance::logged_events(&*srv.store)
+        .await
+        .len();
     assert_eq!(
         restored_status(srv, id).await,
         "suspended",
@@ -124,7 +122,9 @@ pub async fn every_write_is_audited_with_an_event(srv: &TestServer) {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CONFLICT);
     assert_eq!(
-        srv.store.audit().pending_events(1000).await.unwrap().len(),
+        tenantry_store::conformance::logged_events(&*srv.store)
+            .await
+            .len(),
         before
     );
 }

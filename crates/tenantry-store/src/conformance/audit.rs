@@ -87,11 +87,8 @@ pub async fn audit_and_outbox_commit_with_the_change(store: &dyn Store) {
     assert_eq!(second.items[0].action, "tenant.created");
     assert!(!second.page_info.has_next_page);
 
-    let events: Vec<_> = store
-        .audit()
-        .pending_events(1000)
+    let events: Vec<_> = super::logged_events(store)
         .await
-        .unwrap()
         .into_iter()
         .filter(|e| e.tenant_id == Some(t.id))
         .collect();

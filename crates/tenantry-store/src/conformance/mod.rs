@@ -10,6 +10,7 @@
 pub mod access;
 pub mod audit;
 pub mod editions;
+pub mod events;
 pub mod idempotency;
 pub mod jobs;
 pub mod schedules;
@@ -70,6 +71,25 @@ pub(crate) fn changes_for(t: &Tenant, action: &str) -> Changes {
     Changes::new(audit, event)
 }
 
+/// Every event in the log, after sequencing whatever committed (a relay may run alongside:
+/// sequencing is safe to race).
+pub async fn logged_events(of: &dyn Store) -> Vec<tenantry_domain::EventEnvelope> {
+    while of.events().sequence(10_000).await.expect("sequence") > 0 {}
+    let mut out = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |e: &crate::events::LoggedEvent| e.seq);
+        let page = of
+            .events()
+            .read_after(after, 10_000)
+            .await
+            .expect("read log");
+        if page.is_empty() {
+            return out.into_iter().map(|e| e.event).collect();
+        }
+        out.extend(page);
+    }
+}
+
 pub(crate) async fn audit_count(store: &dyn Store, tenant: TenantId) -> usize {
     let f = AuditFilter {
         tenant_id: Some(tenant),
@@ -97,6 +117,9 @@ macro_rules! conformance_suite {
                 updates_are_conditional_on_version, concurrent_updates_let_exactly_one_win,
                 tenant_listing_is_stable_paginated_and_filtered;
             audit: audit_and_outbox_commit_with_the_change, a_tenant_reads_only_its_own_audit;
+            events: positions_are_contiguous_and_follow_commits, racing_sequencers_and_writers_leave_no_gap,
+                a_tenant_reads_only_its_own_log, logs_filter_by_type_subject_and_time,
+                cursors_only_move_forward, published_events_are_pruned_per_edition;
             idempotency: idempotency_records_guard_the_write;
             access: api_keys_are_found_by_lookup, tenant_keys_are_fenced_by_scope,
                 devices_are_fenced_by_scope;

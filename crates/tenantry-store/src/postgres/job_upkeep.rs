@@ -106,14 +106,14 @@ impl PgStore {
         });
     }
 
-    /// Forwards `NOTIFY tenantry_jobs` from any instance to `signal`, for as long as it lives.
-    pub(super) fn spawn_listener(&self, signal: &Arc<tokio::sync::Notify>) {
+    /// Forwards `NOTIFY <channel>` from any instance to `signal`, for as long as it lives.
+    pub(super) fn spawn_listener(&self, channel: &'static str, signal: &Arc<tokio::sync::Notify>) {
         let pool = self.pool.clone();
         let weak: Weak<tokio::sync::Notify> = Arc::downgrade(signal);
         tokio::spawn(async move {
             let mut listener = loop {
                 match PgListener::connect_with(&pool).await {
-                    Ok(mut l) => match l.listen(CHANNEL).await {
+                    Ok(mut l) => match l.listen(channel).await {
                         Ok(()) => break l,
                         Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
                     },

@@ -615,7 +615,7 @@ impl JobQueue for PgStore {
 
     fn job_signal(&self) -> Arc<tokio::sync::Notify> {
         self.listener_started
-            .call_once(|| self.spawn_listener(&self.signal));
+            .call_once(|| self.spawn_listener(CHANNEL, &self.signal));
         Arc::clone(&self.signal)
     }
 }

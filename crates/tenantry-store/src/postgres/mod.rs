@@ -10,6 +10,7 @@
 mod access;
 mod audit;
 mod editions;
+mod events;
 mod idempotency;
 mod job_console;
 mod job_upkeep;
@@ -47,6 +48,9 @@ pub struct PgStore {
     /// Wakes idle workers when jobs may be available (local enqueues and `NOTIFY`).
     signal: std::sync::Arc<tokio::sync::Notify>,
     listener_started: std::sync::Arc<std::sync::Once>,
+    /// Wakes the event sequencer when any instance committed events (`NOTIFY tenantry_events`).
+    events: std::sync::Arc<tokio::sync::Notify>,
+    events_listener_started: std::sync::Arc<std::sync::Once>,
     announce_pending: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Coalesces concurrent plain enqueues into one insert (started on first use).
     batcher: std::sync::Arc<std::sync::OnceLock<crate::sql::enqueue_batch::EnqueueBatcher>>,
@@ -151,6 +155,8 @@ impl PgStore {
             options: connect,
             signal: std::sync::Arc::default(),
             listener_started: std::sync::Arc::new(std::sync::Once::new()),
+            events: std::sync::Arc::default(),
+            events_listener_started: std::sync::Arc::new(std::sync::Once::new()),
             announce_pending: std::sync::Arc::default(),
             batcher: std::sync::Arc::default(),
             vacuum_refused: std::sync::Arc::default(),
@@ -204,6 +210,9 @@ impl PgStore {
             && jobs::hold_tenant_jobs(&mut *tx, held).await?
         {
             jobs::notify(&mut *tx).await?;
+        }
+        if !changes.events.is_empty() {
+            events::notify(&mut *tx).await?;
         }
         binds::write_records!(&mut **tx, changes, self::sql, err)
     }

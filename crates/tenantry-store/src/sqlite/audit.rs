@@ -1,4 +1,4 @@
-//! The audit log and the outbox (read side) on SQLite: the statements; the Rust around them is written once, in
+//! The audit log on SQLite: the statements; the Rust around them is written once, in
 //! [`crate::sql::capabilities::audit_store`].
 
 use super::{Intent, SqliteStore, db_time, err};
@@ -9,8 +9,6 @@ mod sql {
          WHERE id < ?1 AND (?2 IS NULL OR tenant_id = ?2) AND (?3 IS NULL OR action = ?3)
            AND (?4 IS NULL OR occurred_at >= ?4) AND (?5 IS NULL OR occurred_at < ?5)
          ORDER BY id DESC LIMIT ?6";
-    pub(super) const PENDING_EVENTS: &str = "SELECT id, event_type, source, time, tenant_id, edition, trace_id, schema_version, key, data
-         FROM outbox WHERE dispatched_at IS NULL ORDER BY id LIMIT ?1";
 }
 
 crate::sql::capabilities::audit_store!(SqliteStore);

@@ -214,18 +214,23 @@ impl SqliteStore {
     /// time: SQLite has one writer.
     fn enqueue_batcher(&self) -> &EnqueueBatcher {
         self.batcher.get_or_init(|| {
-            let (pool, writer, signal) = (
+            let (pool, writer, signal, events) = (
                 self.pool.clone(),
                 Arc::clone(&self.writer),
                 Arc::clone(&self.signal),
+                Arc::clone(&self.events),
             );
             EnqueueBatcher::start(
                 1,
                 Arc::new(move |jobs: Vec<NewJob>| {
-                    let (pool, writer, signal) =
-                        (pool.clone(), Arc::clone(&writer), Arc::clone(&signal));
+                    let (pool, writer, signal, events) = (
+                        pool.clone(),
+                        Arc::clone(&writer),
+                        Arc::clone(&signal),
+                        Arc::clone(&events),
+                    );
                     Box::pin(async move {
-                        let mut tx = super::begin_write(&pool, &writer, &signal).await?;
+                        let mut tx = super::begin_write(&pool, &writer, &signal, &events).await?;
                         insert_jobs(&mut tx, &jobs).await?;
                         tx.enqueued = true;
                         tx.commit().await

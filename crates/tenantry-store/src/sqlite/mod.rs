@@ -12,6 +12,7 @@
 mod access;
 mod audit;
 mod editions;
+mod events;
 mod idempotency;
 mod job_console;
 mod jobs;
@@ -51,6 +52,8 @@ pub struct SqliteStore {
     writer: Arc<Mutex<()>>,
     /// Wakes idle workers when jobs are enqueued.
     signal: Arc<tokio::sync::Notify>,
+    /// Wakes the event sequencer when a commit appended events.
+    events: Arc<tokio::sync::Notify>,
     /// Coalesces concurrent plain enqueues into one write transaction (started on first use).
     batcher: Arc<std::sync::OnceLock<crate::sql::enqueue_batch::EnqueueBatcher>>,
 }
@@ -62,6 +65,9 @@ pub(crate) struct Tx {
     /// Woken after commit when the transaction enqueued jobs.
     signal: Arc<tokio::sync::Notify>,
     enqueued: bool,
+    /// Woken after commit when the transaction appended events.
+    events: Arc<tokio::sync::Notify>,
+    appended: bool,
 }
 
 impl std::ops::Deref for Tx {
@@ -86,6 +92,9 @@ impl Tx {
         if self.enqueued {
             self.signal.notify_waiters();
         }
+        if self.appended {
+            self.events.notify_waiters();
+        }
         Ok(())
     }
 }
@@ -95,6 +104,7 @@ async fn begin_write(
     pool: &SqlitePool,
     writer: &Arc<Mutex<()>>,
     signal: &Arc<tokio::sync::Notify>,
+    events: &Arc<tokio::sync::Notify>,
 ) -> StoreResult<Tx> {
     let slot = Arc::clone(writer).lock_owned().await;
     let tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
@@ -103,6 +113,8 @@ async fn begin_write(
         _slot: Some(slot),
         signal: Arc::clone(signal),
         enqueued: false,
+        events: Arc::clone(events),
+        appended: false,
     })
 }
 
@@ -148,6 +160,7 @@ impl SqliteStore {
             pool,
             writer: Arc::new(Mutex::new(())),
             signal: Arc::default(),
+            events: Arc::default(),
             batcher: Arc::default(),
         })
     }
@@ -155,12 +168,16 @@ impl SqliteStore {
     /// A transaction on platform data (tenants, editions, keys by lookup, the job queue).
     async fn platform_tx(&self, intent: Intent) -> StoreResult<Tx> {
         match intent {
-            Intent::Write => begin_write(&self.pool, &self.writer, &self.signal).await,
+            Intent::Write => {
+                begin_write(&self.pool, &self.writer, &self.signal, &self.events).await
+            }
             Intent::Read => Ok(Tx {
                 tx: self.pool.begin().await.map_err(err)?,
                 _slot: None,
                 signal: Arc::clone(&self.signal),
                 enqueued: false,
+                events: Arc::clone(&self.events),
+                appended: false,
             }),
         }
     }
@@ -194,6 +211,9 @@ impl SqliteStore {
             && jobs::hold_tenant_jobs(&mut *tx, held).await?
         {
             tx.enqueued = true;
+        }
+        if !changes.events.is_empty() {
+            tx.appended = true;
         }
         binds::write_records!(&mut **tx, changes, self::sql, err)
     }

@@ -66,6 +66,7 @@ const COUNTED: &[(&str, &[&str])] = &[
             "key",
             "data",
             "dispatched_at",
+            "seq",
         ],
     ),
     (

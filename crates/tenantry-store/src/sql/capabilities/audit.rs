@@ -1,4 +1,4 @@
-/// [`AuditStore`](crate::AuditStore). SQL: `LIST`, `PENDING_EVENTS`. A tenant's own log is read
+/// [`AuditStore`](crate::AuditStore). SQL: `LIST`. A tenant's own log is read
 /// through the adapter's `tenant_tx`.
 macro_rules! audit_store {
     ($store:ty) => {
@@ -60,22 +60,6 @@ macro_rules! audit_store {
                     page.limit,
                     |a| *a.id.as_uuid(),
                 ))
-            }
-
-            async fn pending_events(
-                &self,
-                limit: u32,
-            ) -> $crate::StoreResult<Vec<tenantry_domain::EventEnvelope>> {
-                let _timed =
-                    crate::sql::timing::Timed::new(super::DB_SYSTEM, "audit.pending_events");
-                let rows = sqlx::query(sql::PENDING_EVENTS)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(err)?;
-                rows.iter()
-                    .map(|row| $crate::sql::rows::decode_event!(row, err))
-                    .collect()
             }
         }
     };

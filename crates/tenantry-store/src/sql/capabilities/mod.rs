@@ -8,6 +8,7 @@
 mod access;
 mod audit;
 mod editions;
+mod events;
 mod idempotency;
 mod job_console;
 mod leases;
@@ -22,6 +23,7 @@ pub(crate) use {
     access::access_store,
     audit::audit_store,
     editions::edition_store,
+    events::event_store,
     idempotency::idempotency_store,
     job_console::job_console,
     leases::lease_store,
