@@ -25,6 +25,7 @@ fn message(i: usize, partition: &str, event_type: &str) -> Message {
         id: format!("ev-{i:04}"),
         partition: partition.into(),
         event_type: event_type.into(),
+        position: i as u64,
         payload: bytes::Bytes::from(format!("{{\"n\":{i}}}")),
     }
 }
@@ -163,6 +164,41 @@ pub async fn a_restarted_consumer_continues_where_it_stopped(bus: &dyn Bus) {
     assert_eq!(got, want);
 }
 
+/// A tail gets, in publish order, what matches its filter and is published after it starts —
+/// pipelined batches included, each message with its position.
+pub async fn a_tail_reads_what_is_published_after_it(bus: &dyn Bus) {
+    bus.publish(&message(1, "tenant-a", "device.created.v1"))
+        .await
+        .unwrap();
+    let mut all = bus.tail(">").await.unwrap();
+    let mut only_b = bus.tail("tenant-b.>").await.unwrap();
+    let batch: Vec<Message> = (2..40)
+        .map(|i| message(i, if i % 3 == 0 { "tenant-b" } else { "tenant-a" }, "x.v1"))
+        .collect();
+    bus.publish_all(&batch).await.unwrap();
+    bus.publish_all(&batch[..5]).await.unwrap(); // a retried batch adds nothing
+    let mut got = Vec::new();
+    while got.len() < batch.len() {
+        let d = all.next(WAIT).await.unwrap().expect("a message");
+        got.push(d.message.clone());
+        d.ack().await.unwrap();
+    }
+    assert_eq!(
+        got, batch,
+        "in order, with positions, nothing from before the tail"
+    );
+    assert!(
+        all.next(NOTHING).await.unwrap().is_none(),
+        "a duplicate came"
+    );
+    let mut b = Vec::new();
+    while let Some(d) = only_b.next(NOTHING * 2).await.unwrap() {
+        b.push(d.message.position);
+    }
+    let want: Vec<u64> = (2..40).filter(|i| i % 3 == 0).collect();
+    assert_eq!(b, want);
+}
+
 /// Every case of the suite as a `#[tokio::test]` in the calling module, given an expression
 /// that yields `Option<(bus, cleanup future)>` (`None` skips).
 #[macro_export]
@@ -171,7 +207,8 @@ macro_rules! bus_conformance_suite {
         $crate::bus_conformance_suite!(@cases $make;
             messages_arrive_in_order_once, filters_select_tenants_and_types,
             unacknowledged_messages_are_redelivered_up_to_the_bound,
-            a_restarted_consumer_continues_where_it_stopped);
+            a_restarted_consumer_continues_where_it_stopped,
+            a_tail_reads_what_is_published_after_it);
     };
     (@cases $make:expr; $($case:ident),+) => {
         $(

@@ -8,8 +8,8 @@
 //! — so consumers filter by tenant and type with NATS wildcards (`*` one token, `>` the rest),
 //! which the in-process adapter matches the same way ([`subject_matches`]).
 //!
-//! Status: the port, both adapters and their conformance suite. The relay from the outbox, the
-//! inbox and the event APIs that use it are not built yet.
+//! The server's `events` capability relays the event log to the bus and fans it out to
+//! realtime streams on every instance (docs/events.md).
 
 pub mod conformance;
 mod inproc;
@@ -40,6 +40,9 @@ pub struct Message {
     pub partition: String,
     /// The event type (`device.created.v1`): the subject's last tokens.
     pub event_type: String,
+    /// The event's position in the publisher's log (0: none). Carried beside the payload (a
+    /// NATS header) so a reader can order and check for gaps without parsing the payload.
+    pub position: u64,
     /// The CloudEvent, as JSON.
     pub payload: bytes::Bytes,
 }
@@ -113,6 +116,20 @@ pub trait Consumer: Send {
 pub trait Bus: Send + Sync {
     /// Publishes `message`; returns once the bus has it durably.
     async fn publish(&self, message: &Message) -> Result<(), BusError>;
+
+    /// Publishes `messages` in order, pipelined where the bus allows; returns once the bus has
+    /// them all durably. On an error some may be stored: publish them again (ids deduplicate).
+    async fn publish_all(&self, messages: &[Message]) -> Result<(), BusError> {
+        for m in messages {
+            self.publish(m).await?;
+        }
+        Ok(())
+    }
+
+    /// The messages matching `filter` published from now on, in publish order, to this reader
+    /// only: not durable, nothing to acknowledge (acks are no-ops). A realtime fan-out reads
+    /// this and fills any gap from its own log.
+    async fn tail(&self, filter: &str) -> Result<Box<dyn Consumer>, BusError>;
 
     /// The durable consumer `name` of the messages whose subject matches `filter` (relative to
     /// the bus's prefix: `*.device.>` is every tenant's device events), created on first use.
@@ -190,6 +207,7 @@ mod tests {
             id: "1".into(),
             partition: p.into(),
             event_type: t.into(),
+            position: 0,
             payload: bytes::Bytes::new(),
         };
         assert_eq!(
