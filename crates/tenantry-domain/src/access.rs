@@ -67,6 +67,7 @@ catalog!(
         JobsRead => "jobs:read": "read background jobs",
         JobsManage => "jobs:manage": "enqueue, retry, cancel and replay jobs",
         AuditRead => "audit:read": "read the audit log",
+        EventsRead => "events:read": "read the tenant's events: the event log, the event types, the realtime stream",
         UsageRead => "usage:read": "read usage and quotas",
         BillingManage => "billing:manage": "manage billing settings",
     }
@@ -117,6 +118,7 @@ impl Role {
                 JobsRead,
                 JobsManage,
                 AuditRead,
+                EventsRead,
                 UsageRead,
             ]),
             Role::Member => ScopeSet::of(&[
@@ -127,6 +129,7 @@ impl Role {
                 TelemetryWrite,
                 SourcesRead,
                 JobsRead,
+                EventsRead,
             ]),
             Role::SupportAgent => ScopeSet::of(&[
                 TenantsRead,
@@ -137,6 +140,7 @@ impl Role {
                 SourcesRead,
                 JobsRead,
                 AuditRead,
+                EventsRead,
                 UsageRead,
             ]),
             Role::BillingAdmin => {

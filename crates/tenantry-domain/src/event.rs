@@ -90,6 +90,11 @@ pub struct CloudEvent {
     pub traceparent: Option<String>,
     pub schemaversion: u32,
     pub partitionkey: String,
+    /// The event's position in the platform's event log (CloudEvents' sequence extension: a
+    /// decimal number, zero-padded to 20 digits so that it also orders as text). Absent on an
+    /// event not yet in the log.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sequence: Option<String>,
 }
 
 /// The partition key of an event of no tenant.
@@ -121,8 +126,22 @@ impl EventEnvelope {
                 .as_deref()
                 .and_then(|t| traceparent(t, self.id)),
             schemaversion: self.schema_version,
+            sequence: None,
         }
     }
+
+    /// The envelope as a CloudEvent at position `seq` of the event log.
+    pub fn to_logged_cloud_event(&self, source: &str, seq: i64) -> CloudEvent {
+        CloudEvent {
+            sequence: Some(sequence_attribute(seq)),
+            ..self.to_cloud_event(source)
+        }
+    }
+}
+
+/// The `sequence` attribute of position `seq`.
+pub fn sequence_attribute(seq: i64) -> String {
+    format!("{seq:020}")
 }
 
 fn rfc3339_micros<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

@@ -87,6 +87,7 @@ pub struct Config {
     pub telemetry: crate::telemetry::config::TelemetryConfig,
     pub egress: crate::platform::egress::EgressConfig,
     pub sync: crate::sync::config::SyncConfig,
+    pub events: crate::events::config::EventsConfig,
 }
 
 impl Default for Config {
@@ -116,6 +117,7 @@ impl Default for Config {
             telemetry: Default::default(),
             egress: Default::default(),
             sync: Default::default(),
+            events: Default::default(),
         }
     }
 }
@@ -152,6 +154,7 @@ pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
         crate::telemetry::config::ENV,
         crate::platform::egress::ENV,
         crate::sync::config::ENV,
+        crate::events::config::ENV,
     ]
     .into_iter()
     .flatten()
@@ -357,6 +360,7 @@ impl Config {
         self.telemetry.validate()?;
         self.egress.validate()?;
         self.sync.validate()?;
+        self.events.validate()?;
         crate::platform::sealing::validate(
             self.encryption_key.as_ref().map(Secret::expose),
             self.encryption_keys_previous.expose(),

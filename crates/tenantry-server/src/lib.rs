@@ -9,6 +9,7 @@ pub mod access;
 pub mod audit;
 pub mod config;
 pub mod editions;
+pub mod events;
 pub mod jobs;
 pub mod observability;
 pub mod platform;
@@ -28,6 +29,7 @@ pub const CAPABILITIES: &[Capability] = &[
     jobs::CAPABILITY,
     telemetry::CAPABILITY,
     sync::CAPABILITY,
+    events::CAPABILITY,
 ];
 
 /// A background task of a capability (a loop that ends when the process stops).
@@ -140,6 +142,7 @@ pub fn app_settings(config: &Config) -> AppSettings {
         )),
         sync: config.sync.clone(),
         egress: config.egress.clone(),
+        events: config.events.clone(),
         encryption_key: config
             .encryption_key
             .as_ref()

@@ -66,6 +66,7 @@ pub struct AppSettings {
     pub telemetry: crate::telemetry::config::TelemetryConfig,
     pub sync: crate::sync::config::SyncConfig,
     pub egress: crate::platform::egress::EgressConfig,
+    pub events: crate::events::config::EventsConfig,
     /// `encryption_key` and `encryption_keys_previous` (sealing tenants' secrets).
     pub encryption_key: Option<String>,
     pub encryption_keys_previous: String,
@@ -80,6 +81,7 @@ impl Default for AppSettings {
             telemetry: Default::default(),
             sync: Default::default(),
             egress: Default::default(),
+            events: Default::default(),
             encryption_key: None,
             encryption_keys_previous: String::new(),
         }
@@ -100,6 +102,8 @@ pub struct App {
     /// Source sync's in-process state: the egress client, the upstream hosts' circuit breakers,
     /// the sealer of header secrets.
     pub(crate) sync: Arc<crate::sync::runtime::SyncRuntime>,
+    /// The event fabric's in-process state: the bus, the realtime hub, the relay's status.
+    pub(crate) events: Arc<crate::events::runtime::EventsRuntime>,
 }
 
 /// Who is acting, under which trace, and (once known) for which tenant. The tenant slot is shared
@@ -335,12 +339,16 @@ impl App {
             settings.egress.clone(),
             sealer,
         ));
+        let events = Arc::new(crate::events::runtime::EventsRuntime::new(
+            settings.events.clone(),
+        ));
         Self {
             store,
             settings,
             key_use: Arc::default(),
             telemetry,
             sync,
+            events,
         }
     }
 
@@ -348,6 +356,11 @@ impl App {
     /// live feed.
     pub fn telemetry(&self) -> &Arc<crate::telemetry::runtime::TelemetryRuntime> {
         &self.telemetry
+    }
+
+    /// The event fabric's in-process state.
+    pub fn events(&self) -> &Arc<crate::events::runtime::EventsRuntime> {
+        &self.events
     }
 
     /// Source sync's in-process state.

@@ -9,6 +9,7 @@ mod contract;
 mod cross_tenant;
 mod editions;
 mod errors;
+mod events;
 mod hardening;
 mod hostile;
 mod idempotency;
@@ -256,4 +257,24 @@ on_every_backend!(
     limits::headers_then_429_after_the_burst,
     limits::limits_are_per_tenant_and_per_key,
     limits::edition_changes_apply_without_restart,
+    events::the_log_serves_each_tenant_its_own_cloud_events,
+    events::streams_deliver_live_and_resume_exactly,
 );
+
+/// Cases over NATS JetStream, on PostgreSQL when its URL is given (SQLite otherwise).
+async fn events_store() -> tenantry_store::testing::TestStore {
+    match tenantry_store::testing::postgres().await {
+        Some(s) => s,
+        None => tenantry_store::testing::sqlite().await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_streams_over_nats() {
+    events::two_instances_share_streams_over_nats(events_store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_outage_loses_nothing() {
+    events::a_bus_outage_loses_nothing(events_store().await).await;
+}

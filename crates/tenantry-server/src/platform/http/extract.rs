@@ -180,6 +180,7 @@ pub mod need {
         JobsRead,
         JobsManage,
         AuditRead,
+        EventsRead,
         UsageRead,
         BillingManage
     );

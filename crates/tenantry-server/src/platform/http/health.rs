@@ -72,13 +72,16 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
             };
             // the trace exporter, when traces are exported: a failing receiver loses spans only
             let otlp = crate::observability::traces::readiness();
-            let degraded =
-                limits["status"] != "ok" || otlp.as_ref().is_some_and(|o| o["status"] != "ok");
+            let events = events_readiness(&state).await;
+            let degraded = limits["status"] != "ok"
+                || otlp.as_ref().is_some_and(|o| o["status"] != "ok")
+                || events["status"] != "ok";
             let mut checks = json!({
                 "store": { "status": "ok", "backend": store.backend().as_str(),
                            "latency_ms": ms(store_latency) },
                 "rate_limits": limits,
                 "scheduler": scheduler,
+                "events": events,
             });
             if let Some(otlp) = otlp {
                 checks["otlp"] = otlp;
@@ -97,6 +100,48 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
             ))
         }
     }
+}
+
+/// The event bus and the relay: an unreachable bus degrades the instance (writes go on, the
+/// outbox grows, and everything is published when the bus answers again).
+async fn events_readiness(state: &AppState) -> serde_json::Value {
+    let events = state.app.events();
+    let relay = events.relay_status();
+    let started = std::time::Instant::now();
+    let bus = match events.bus().await {
+        Ok(bus) => {
+            match tokio::time::timeout(std::time::Duration::from_secs(1), bus.check()).await {
+                Ok(Ok(())) => Ok(started.elapsed()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer within 1 s".to_owned()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let mut v = json!({
+        "status": "ok",
+        "bus": events.bus_kind(),
+        "relay": if relay.leading { "leading" } else { "standby" },
+    });
+    if relay.leading {
+        v["backlog"] = json!(relay.backlog);
+        v["published_position"] = json!(relay.published);
+    }
+    match bus {
+        Ok(latency) => v["latency_ms"] = json!(ms(latency)),
+        Err(e) => {
+            v["status"] = json!("degraded");
+            v["detail"] = json!(format!(
+                "the event bus is unreachable ({e}): writes go on and events wait in the outbox until it answers"
+            ));
+        }
+    }
+    if let Some((error, at)) = relay.error {
+        v["status"] = json!("degraded");
+        v["relay_error"] = json!(error);
+        v["relay_error_at"] = json!(at.to_rfc3339());
+    }
+    v
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
