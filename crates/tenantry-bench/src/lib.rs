@@ -2,6 +2,7 @@
 //! they run the product in process on fresh test stores, which needs the libraries' `testing`
 //! support. Each benchmark measures its baseline in the same run (docs/benchmarks.md).
 
+pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod sync;

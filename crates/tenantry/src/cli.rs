@@ -255,6 +255,9 @@ enum BenchCommand {
     /// Source sync end to end from the fixture upstream: records/s against a plain client's pull,
     /// a second run that rewrites nothing, and peak RSS of a small and a ten times larger run.
     Sync(tenantry_bench::sync::SyncBenchArgs),
+    /// The event fabric on NATS JetStream: relay throughput against a bare publish loop,
+    /// end-to-end lag, fan-out to 1 000 realtime streams across two instances.
+    Events(tenantry_bench::events::EventsBenchArgs),
 }
 
 /// A failure with the exit code to leave with: 2 for configuration, 1 for everything else.
@@ -373,6 +376,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             BenchCommand::Tracing(args) => tenantry_bench::traces::run_tracing(args).await,
             BenchCommand::Telemetry(args) => tenantry_bench::telemetry::run_telemetry(args).await,
             BenchCommand::Sync(args) => tenantry_bench::sync::run_sync(args).await,
+            BenchCommand::Events(args) => tenantry_bench::events::run_events(args).await,
         };
         return run.map_err(Failure::from);
     }

@@ -61,7 +61,7 @@ pub async fn run(
     let batch = rt.config().relay_batch;
     let mut renewed: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
-    let mut cursor: Option<i64> = None;
+    let mut pos = Position::default();
     let mut stats_at: Option<Instant> = None;
     loop {
         if *stop.borrow() {
@@ -75,18 +75,18 @@ pub async fn run(
             renewed = Some(Instant::now());
             rt.update_relay(|s| s.leading = held);
             if !held {
-                cursor = None; // another relay moves it
+                pos.reset(); // another relay moves the cursor
                 wait(&mut stop, notified, RENEW_EVERY).await;
                 continue;
             }
         }
         let outcome = match rt.bus().await {
-            Ok(bus) => relay_once(&*store, &*bus, batch, &mut cursor).await,
+            Ok(bus) => relay_once(&*store, &bus, batch, &mut pos).await,
             Err(e) => Err(format!("bus: {e}")),
         };
         if stats_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             stats_at = Some(Instant::now());
-            report_backlog(&*store, &rt, cursor).await;
+            report_backlog(&*store, &rt, pos.published).await;
         }
         match outcome {
             Ok(n) if n > 0 => {
@@ -104,11 +104,20 @@ pub async fn run(
                     tracing::warn!(error = %e, "event relay: cannot publish; retrying (writes go on, the outbox grows)");
                 }
                 rt.update_relay(|s| s.error = Some((e, chrono::Utc::now())));
-                cursor = None; // re-read the saved position: nothing is assumed published
+                pos.reset(); // from the saved position: nothing is assumed published
                 wait(&mut stop, std::future::pending::<()>(), backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+    // the batch in flight: confirmed and saved, or published again by the next relay
+    if let Some(f) = pos.in_flight.take()
+        && let Ok(Ok(())) = f.task.await
+    {
+        let _ = store
+            .events()
+            .save_cursor(RELAY_CURSOR, f.last, now())
+            .await;
     }
     lease.release().await;
     rt.update_relay(|s| s.leading = false);
@@ -126,34 +135,74 @@ async fn wait(
     }
 }
 
-/// Sequences what committed and publishes one batch after `cursor`; how many went.
+/// A batch on its way to the bus.
+struct InFlight {
+    last: i64,
+    times: Vec<chrono::DateTime<chrono::Utc>>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// Where the relay is: `published` is the saved cursor (`None`: read it again), `read` how far
+/// it has read ahead, `in_flight` the batch being published while the next one is read.
+#[derive(Default)]
+struct Position {
+    published: Option<i64>,
+    read: Option<i64>,
+    in_flight: Option<InFlight>,
+}
+
+impl Position {
+    /// Forgets everything not saved: the next round starts from the saved cursor.
+    fn reset(&mut self) {
+        if let Some(f) = self.in_flight.take() {
+            f.task.abort();
+        }
+        self.published = None;
+        self.read = None;
+    }
+}
+
+/// One round: sequences what committed, reads the batch after what was read, then waits for the
+/// batch in flight (saving the cursor past it) and sends the new one — so reading the store and
+/// publishing overlap. Returns how many events were confirmed published.
 async fn relay_once(
     store: &dyn Store,
-    bus: &dyn Bus,
+    bus: &Arc<dyn Bus>,
     batch: u32,
-    cursor: &mut Option<i64>,
+    pos: &mut Position,
 ) -> Result<usize, String> {
     let log = store.events();
-    while log
-        .sequence(batch)
-        .await
-        .map_err(|e| format!("store: {e}"))?
-        == batch
-    {}
-    let from = match *cursor {
+    let store_err = |e: tenantry_store::StoreError| format!("store: {e}");
+    while log.sequence(batch).await.map_err(store_err)? == batch {}
+    let published = match pos.published {
         Some(c) => c,
-        None => log
-            .cursor(RELAY_CURSOR)
-            .await
-            .map_err(|e| format!("store: {e}"))?,
+        None => log.cursor(RELAY_CURSOR).await.map_err(store_err)?,
     };
-    let events = log
-        .read_after(from, batch)
-        .await
-        .map_err(|e| format!("store: {e}"))?;
+    pos.published = Some(published);
+    let from = pos.read.unwrap_or(published);
+    let events = log.read_after(from, batch).await.map_err(store_err)?;
+    let mut confirmed = 0;
+    if let Some(f) = pos.in_flight.take() {
+        match f.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(format!("publish task: {e}")),
+        }
+        log.save_cursor(RELAY_CURSOR, f.last, now())
+            .await
+            .map_err(store_err)?;
+        pos.published = Some(f.last);
+        let at = chrono::Utc::now();
+        let lag = metrics::histogram!("events_publish_lag_seconds");
+        for t in &f.times {
+            lag.record((at - *t).as_seconds_f64().max(0.0));
+        }
+        metrics::counter!("events_published_total").increment(f.times.len() as u64);
+        confirmed = f.times.len();
+    }
     let Some(last) = events.last().map(|e| e.seq) else {
-        *cursor = Some(from);
-        return Ok(0);
+        pos.read = pos.published;
+        return Ok(confirmed);
     };
     let messages: Vec<Message> = events.iter().map(message).collect();
     let span = traces::start_linked(
@@ -168,26 +217,26 @@ async fn relay_once(
             ]
         },
         events.iter().filter_map(|e| {
+            use opentelemetry::trace::TraceContextExt as _;
             let tp = e.event.to_cloud_event("").traceparent?;
             let cx = traces::extract_traceparent(&tp);
-            use opentelemetry::trace::TraceContextExt as _;
             Some(cx.span().span_context().clone())
         }),
     );
-    let published = bus.publish_all(&messages).await;
-    traces::end(&span, published.is_ok());
-    published.map_err(|e| format!("bus: {e}"))?;
-    log.save_cursor(RELAY_CURSOR, last, now())
-        .await
-        .map_err(|e| format!("store: {e}"))?;
-    *cursor = Some(last);
-    let at = chrono::Utc::now();
-    let lag = metrics::histogram!("events_publish_lag_seconds");
-    for e in &events {
-        lag.record((at - e.event.time).as_seconds_f64().max(0.0));
-    }
-    metrics::counter!("events_published_total").increment(events.len() as u64);
-    Ok(events.len())
+    let bus = Arc::clone(bus);
+    let task = tokio::spawn(async move {
+        let published = bus.publish_all(&messages).await;
+        traces::end(&span, published.is_ok());
+        published.map_err(|e| format!("bus: {e}"))
+    });
+    pos.in_flight = Some(InFlight {
+        last,
+        times: events.iter().map(|e| e.event.time).collect(),
+        task,
+    });
+    pos.read = Some(last);
+    // nothing confirmed yet but work in flight: come back at once
+    Ok(confirmed.max(1))
 }
 
 async fn report_backlog(store: &dyn Store, rt: &EventsRuntime, cursor: Option<i64>) {
