@@ -82,7 +82,7 @@ async fn write_events(
     owner: TenantId,
     n: usize,
     seq: &mut usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let carrier = tenant(*seq);
     let events: Vec<EventEnvelope> = (0..n)
         .map(|i| {
@@ -98,6 +98,7 @@ async fn write_events(
         })
         .collect();
     *seq += n;
+    let ids = events.iter().map(|e| e.id.to_string()).collect();
     let audit = tenantry_domain::AuditRecord {
         id: tenantry_domain::AuditId::new(),
         occurred_at: chrono::Utc::now(),
@@ -115,7 +116,7 @@ async fn write_events(
         ..Changes::default()
     };
     store.tenants().insert(&carrier, &changes).await?;
-    Ok(())
+    Ok(ids)
 }
 
 fn config(nats: &str, name: &str) -> EventsConfig {
@@ -142,6 +143,8 @@ pub async fn run_events(args: EventsBenchArgs) -> anyhow::Result<()> {
         args.nats_url
     );
     relay_throughput(&args).await?;
+    // the scratch databases' removal makes PostgreSQL checkpoint: let it finish first
+    tokio::time::sleep(Duration::from_secs(3)).await;
     lag(&args).await?;
     fanout(&args).await?;
     Ok(())
@@ -153,7 +156,7 @@ async fn relay_throughput(args: &EventsBenchArgs) -> anyhow::Result<()> {
     let owner = TenantId::new();
     let mut seq = 0;
     while seq < args.events {
-        write_events(&*store, owner, 1000.min(args.events - seq), &mut seq).await?;
+        let _ = write_events(&*store, owner, 1000.min(args.events - seq), &mut seq).await?;
     }
     // the baseline: the same CloudEvents, in memory, published by a bare pipelined loop
     let log = store.events();
@@ -200,7 +203,7 @@ async fn relay_throughput(args: &EventsBenchArgs) -> anyhow::Result<()> {
     let store2 = Arc::clone(&ts2.store);
     let mut seq = 0;
     while seq < args.events {
-        write_events(&*store2, owner, 1000.min(args.events - seq), &mut seq).await?;
+        let _ = write_events(&*store2, owner, 1000.min(args.events - seq), &mut seq).await?;
     }
     let name = unique("relay");
     let rt = Arc::new(EventsRuntime::new(config(&args.nats_url, &name)));
@@ -271,53 +274,70 @@ async fn lag(args: &EventsBenchArgs) -> anyhow::Result<()> {
     // the hub is up once it has a position; subscribe, then write
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut rx = rt.hub().subscribe(owner);
-    let lags = Arc::new(Mutex::new(Vec::new()));
+    // (event id, when the hub handed it out)
+    let delivered = Arc::new(Mutex::new(Vec::new()));
     let collector = {
-        let lags = Arc::clone(&lags);
+        let delivered = Arc::clone(&delivered);
         tokio::spawn(async move {
             while let Ok(item) = rx.recv().await {
-                let lag = (chrono::Utc::now() - item.time)
-                    .to_std()
-                    .unwrap_or_default();
-                lags.lock()
+                let at = Instant::now();
+                delivered
+                    .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(lag);
+                    .push((item.id.clone(), at));
             }
         })
     };
+    // when each event's transaction had committed (its write returned)
+    let mut committed: HashMap<String, Instant> = HashMap::new();
     let tick = Duration::from_millis(10);
     let per_tick = (args.rate / 100).max(1);
     let mut seq = 0;
     let started = Instant::now();
     let mut next = tokio::time::Instant::now();
     while started.elapsed() < Duration::from_secs(args.seconds) {
-        write_events(&*store, owner, per_tick, &mut seq).await?;
+        let ids = write_events(&*store, owner, per_tick, &mut seq).await?;
+        let at = Instant::now();
+        committed.extend(ids.into_iter().map(|id| (id, at)));
         next += tick;
         tokio::time::sleep_until(next).await;
     }
     let written = seq;
+    if std::env::var_os("TENANTRY_BENCH_VERBOSE").is_some() {
+        let st = store.events().stats().await?;
+        let c = store.events().cursor(relay::RELAY_CURSOR).await?;
+        println!(
+            "after writes: head {} unsequenced {} relay {} hub {}",
+            st.head,
+            st.unsequenced,
+            c,
+            rt.hub().position()
+        );
+    }
+    let count = || {
+        delivered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lags
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .len()
-        < written
-        && Instant::now() < deadline
-    {
+    while count() < written && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop_tx.send(true);
     let _ = relay_task.await;
     let _ = hub_task.await;
     collector.abort();
-    let mut all = lags
+    let mut all: Vec<Duration> = delivered
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+        .iter()
+        .filter_map(|(id, at)| committed.get(id).map(|c| at.saturating_duration_since(*c)))
+        .collect();
     all.sort_unstable();
     let rate = written as f64 / args.seconds as f64;
     println!(
-        "\nend-to-end lag at {rate:.0} events/s for {} s (commit → relay → JetStream → hub)",
+        "\nend-to-end lag at {rate:.0} events/s for {} s (the write's commit → relay → JetStream → hub)",
         args.seconds
     );
     println!("events written {written}, delivered {}", all.len());
@@ -452,7 +472,7 @@ async fn fanout(args: &EventsBenchArgs) -> anyhow::Result<()> {
         for _ in 0..per_tick {
             let t = n % tenants;
             n += 1;
-            write_events(&*store, keys[t].0, 1, &mut seq).await?;
+            let _ = write_events(&*store, keys[t].0, 1, &mut seq).await?;
             written.entry(t).or_default();
         }
         next += tick;

@@ -48,7 +48,7 @@ impl Default for EventsConfig {
 impl EventsConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = self.nats_url.trim();
-        if !url.is_empty() && !(url.starts_with("nats://") || url.starts_with("tls://")) {
+        if !(url.is_empty() || url.starts_with("nats://") || url.starts_with("tls://")) {
             return Err(invalid(
                 "events.nats_url",
                 "a nats:// or tls:// URL (or empty for the in-process bus)",
@@ -91,7 +91,7 @@ impl EventsConfig {
             ),
         ] {
             if v < min {
-                return Err(invalid(key, &format!("at least {min}")));
+                return Err(invalid(key, format!("at least {min}")));
             }
         }
         Ok(())

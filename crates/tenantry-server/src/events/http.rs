@@ -278,7 +278,16 @@ async fn stream(
     // subscribe before reading the log: what the log read misses, the subscription has
     let live = rt.hub().subscribe(scope.tenant_id());
     let after = match resume.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => rt.hub().position(),
+        None if rt.hub().position() >= 0 => rt.hub().position(),
+        // the hub has not started: from the log's head
+        None => {
+            store
+                .events()
+                .stats()
+                .await
+                .map_err(|e| Problem::from(crate::platform::AppError::from(e)))?
+                .head
+        }
         Some(id) => {
             let position = match parse_event_id(id) {
                 Some(id) => store

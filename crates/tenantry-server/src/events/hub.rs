@@ -84,12 +84,14 @@ impl Hub {
         Self {
             capacity: capacity.max(16),
             tenants: Mutex::default(),
-            position: watch::channel(0).0,
+            // unknown until the hub has read the log's head
+            position: watch::channel(-1).0,
             open: Mutex::default(),
         }
     }
 
     /// The last position handed to streams: a new stream without `Last-Event-ID` starts here.
+    /// Negative until the hub has started.
     pub fn position(&self) -> i64 {
         *self.position.borrow()
     }
@@ -141,10 +143,10 @@ impl Hub {
         let seq = item.seq;
         if let Some(t) = tenant {
             let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(tx) = tenants.get(&t) {
-                if tx.send(Arc::new(item)).is_err() {
-                    tenants.remove(&t); // nobody listens any more
-                }
+            if let Some(tx) = tenants.get(&t)
+                && tx.send(Arc::new(item)).is_err()
+            {
+                tenants.remove(&t); // nobody listens any more
             }
         }
         self.position.send_replace(seq);

@@ -173,7 +173,8 @@ async fn relay_once(
 ) -> Result<usize, String> {
     let log = store.events();
     let store_err = |e: tenantry_store::StoreError| format!("store: {e}");
-    while log.sequence(batch).await.map_err(store_err)? == batch {}
+    // one batch per round: sequencing overlaps the publish in flight like the read does
+    log.sequence(batch).await.map_err(store_err)?;
     let published = match pos.published {
         Some(c) => c,
         None => log.cursor(RELAY_CURSOR).await.map_err(store_err)?,

@@ -33,10 +33,14 @@ impl PgStore {
 mod sql {
     pub(super) const HEAD_LOCK: &str =
         "SELECT position FROM event_cursors WHERE name = 'log_head' FOR UPDATE";
+    /// The batch's ids as an array joined back by primary key: a join with the set itself
+    /// would be hashed over the whole outbox (a scan per batch).
     pub(super) const SEQUENCE: &str = "WITH next AS (
-             SELECT id, row_number() OVER (ORDER BY id) AS n FROM outbox
-             WHERE seq IS NULL ORDER BY id LIMIT $2)
-         UPDATE outbox SET seq = $1 + next.n FROM next WHERE outbox.id = next.id";
+             SELECT array_agg(id ORDER BY id) AS ids FROM (
+                 SELECT id FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $2) batch)
+         UPDATE outbox SET seq = $1 + u.n
+         FROM next, unnest(next.ids) WITH ORDINALITY AS u(id, n)
+         WHERE outbox.id = u.id";
     pub(super) const SET_HEAD: &str =
         "UPDATE event_cursors SET position = $1, updated_at = $2 WHERE name = 'log_head'";
     pub(super) const READ_AFTER: &str = "SELECT seq, id, event_type, source, time, tenant_id, edition, trace_id, schema_version, key, data
