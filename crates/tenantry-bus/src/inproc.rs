@@ -13,7 +13,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::{
-    Acker, Bus, BusError, Consumer, ConsumerOptions, Delivery, Message, subject, subject_matches,
+    Acker, Bus, BusError, Consumer, ConsumerOptions, Delivery, Message, NoAck, subject,
+    subject_matches,
 };
 
 struct Pending {
@@ -166,19 +167,6 @@ struct InProcessTail {
     bus: InProcessBus,
     filter: String,
     next: usize,
-}
-
-struct NoAck;
-
-#[async_trait]
-impl Acker for NoAck {
-    async fn ack(&self) -> Result<(), BusError> {
-        Ok(())
-    }
-
-    async fn nak(&self, _: Duration) -> Result<(), BusError> {
-        Ok(())
-    }
 }
 
 #[async_trait]

@@ -104,6 +104,20 @@ trait Acker: Send + Sync {
     async fn nak(&self, delay: Duration) -> Result<(), BusError>;
 }
 
+/// The acker of a tail's deliveries: there is nothing to acknowledge.
+struct NoAck;
+
+#[async_trait]
+impl Acker for NoAck {
+    async fn ack(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    async fn nak(&self, _: Duration) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
 /// A durable consumer: its position survives a restart (a new [`Bus::consumer`] of the same
 /// name continues where the old one stopped; unacknowledged messages come again).
 #[async_trait]

@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
 use futures_util::StreamExt as _;
 
-use crate::{Acker, Bus, BusError, Consumer, ConsumerOptions, Delivery, Message, subject};
+use crate::{Acker, Bus, BusError, Consumer, ConsumerOptions, Delivery, Message, NoAck, subject};
 
 const MSG_ID: &str = "Nats-Msg-Id";
 const POSITION: &str = "Tenantry-Position";
@@ -290,19 +290,6 @@ fn received(prefix: &str, msg: &async_nats::Message) -> Message {
 struct NatsTail {
     messages: pull::Ordered,
     prefix: String,
-}
-
-struct NoAck;
-
-#[async_trait]
-impl Acker for NoAck {
-    async fn ack(&self) -> Result<(), BusError> {
-        Ok(())
-    }
-
-    async fn nak(&self, _: Duration) -> Result<(), BusError> {
-        Ok(())
-    }
 }
 
 #[async_trait]
