@@ -484,7 +484,6 @@ async fn fanout(args: &EventsBenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for (t, (id, _)) in keys.iter().enumerate() {
-        let scope = tenantry_domain::TenantScope::system(*id, EditionKey::free(), "bench");
         let filter = tenantry_store::events::EventFilter {
             event_type: Some("device.*".into()),
             ..Default::default()
@@ -493,7 +492,12 @@ async fn fanout(args: &EventsBenchArgs) -> anyhow::Result<()> {
         loop {
             let page = store
                 .events()
-                .list_tenant(&scope, &filter, after, 1000)
+                .list(
+                    tenantry_store::events::LogPartition::Tenant(*id),
+                    &filter,
+                    after,
+                    1000,
+                )
                 .await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
