@@ -239,6 +239,12 @@ async fn stream(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, Problem> {
+    if q.types.as_deref() == Some("") || q.last_event_id.as_deref() == Some("") {
+        return Err(Problem::new(
+            Kind::InvalidQuery,
+            "types and last_event_id: give a value or leave the parameter out",
+        ));
+    }
     let patterns: Vec<String> = match q.types.as_deref() {
         None => Vec::new(),
         Some(list) => {
