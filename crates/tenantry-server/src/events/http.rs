@@ -16,7 +16,7 @@ use tenantry_store::events::{EventFilter, LogPartition, LoggedEvent};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::catalog;
-use super::hub::{Hub, Item, Slot, parse_event_id};
+use super::hub::{Hub, Item, Slot};
 use super::runtime::source;
 use crate::access::scope::Deleted;
 use crate::platform::http::AppState;
@@ -295,7 +295,7 @@ async fn stream(
                 .head
         }
         Some(id) => {
-            let position = match parse_event_id(id) {
+            let position = match id.parse::<tenantry_domain::EventId>().ok() {
                 Some(id) => store
                     .events()
                     .position(&scope, id)

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tenantry_domain::{EventId, TenantId};
+use tenantry_domain::TenantId;
 use tenantry_store::Store;
 use tenantry_store::events::LoggedEvent;
 use tokio::sync::{broadcast, watch};
 
 use super::relay::RELAY_CURSOR;
-use super::runtime::{EventsRuntime, source};
+use super::runtime::EventsRuntime;
 
 /// One event as streams send it.
 #[derive(Debug)]
@@ -34,13 +34,14 @@ pub struct Item {
 }
 
 impl Item {
+    /// The event as the relay publishes it.
     pub fn of(e: &LoggedEvent) -> Self {
-        let ce = e.event.to_logged_cloud_event(source(), e.seq);
+        let m = super::relay::message(e);
         Self {
             seq: e.seq,
-            id: e.event.id.to_string(),
-            event_type: e.event.event_type.clone(),
-            data: serde_json::to_vec(&ce).unwrap_or_default().into(),
+            id: m.id,
+            event_type: m.event_type,
+            data: m.payload,
             time: e.event.time,
         }
     }
@@ -96,14 +97,6 @@ impl Hub {
         *self.position.borrow()
     }
 
-    /// Waits until the hub has handed out `position` (or `timeout` passes).
-    pub async fn reached(&self, position: i64, timeout: Duration) -> bool {
-        let mut rx = self.position.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
     /// The tenant's events from now on. A receiver that falls `capacity` events behind is told
     /// it lagged.
     pub fn subscribe(&self, tenant: TenantId) -> broadcast::Receiver<Arc<Item>> {
@@ -127,16 +120,6 @@ impl Hub {
             hub: Arc::clone(rt),
             tenant,
         })
-    }
-
-    /// Open streams of `tenant` on this instance.
-    pub fn open_streams(&self, tenant: TenantId) -> u32 {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&tenant)
-            .copied()
-            .unwrap_or(0)
     }
 
     fn deliver(&self, tenant: Option<TenantId>, item: Item) {
@@ -269,9 +252,4 @@ fn event_time(payload: &[u8]) -> chrono::DateTime<chrono::Utc> {
         time: chrono::DateTime<chrono::Utc>,
     }
     serde_json::from_slice::<Time>(payload).map_or_else(|_| chrono::Utc::now(), |t| t.time)
-}
-
-/// Parses an event id given as `Last-Event-ID`.
-pub fn parse_event_id(s: &str) -> Option<EventId> {
-    s.trim().parse().ok()
 }

@@ -14,12 +14,7 @@ use crate::StoreResult;
 pub(super) const CHANNEL: &str = "tenantry_events";
 
 pub(super) async fn notify(conn: &mut PgConnection) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(&mut *conn)
-        .await
-        .map_err(err)?;
-    Ok(())
+    super::notify_channel(conn, CHANNEL).await
 }
 
 impl PgStore {

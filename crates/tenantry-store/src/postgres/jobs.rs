@@ -241,12 +241,7 @@ const RESUME_TENANT_JOBS: &str = "UPDATE jobs SET state = CASE WHEN attempt > 0 
 crate::sql::tenant_jobs::hold_tenant_jobs!(PgConnection);
 
 pub(super) async fn notify(conn: &mut PgConnection) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(&mut *conn)
-        .await
-        .map_err(err)?;
-    Ok(())
+    super::notify_channel(conn, CHANNEL).await
 }
 
 #[async_trait]

@@ -275,3 +275,16 @@ impl crate::Store for PgStore {
 
     crate::capability_accessors!();
 }
+
+/// `NOTIFY channel` inside the writing transaction: delivered to listeners on commit.
+pub(super) async fn notify_channel(
+    conn: &mut sqlx::PgConnection,
+    channel: &str,
+) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(channel)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
