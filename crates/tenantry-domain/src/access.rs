@@ -68,6 +68,8 @@ catalog!(
         JobsManage => "jobs:manage": "enqueue, retry, cancel and replay jobs",
         AuditRead => "audit:read": "read the audit log",
         EventsRead => "events:read": "read the tenant's events: the event log, the event types, the realtime stream",
+        WebhooksRead => "webhooks:read": "read webhook subscriptions and their delivery log",
+        WebhooksManage => "webhooks:manage": "create, change, delete, test and rotate webhook subscriptions; replay deliveries",
         UsageRead => "usage:read": "read usage and quotas",
         BillingManage => "billing:manage": "manage billing settings",
     }
@@ -94,6 +96,7 @@ impl Scope {
             Scope::DevicesManage => Some(Scope::DevicesRead),
             Scope::JobsManage => Some(Scope::JobsRead),
             Scope::SourcesManage => Some(Scope::SourcesRead),
+            Scope::WebhooksManage => Some(Scope::WebhooksRead),
             _ => None,
         }
     }
@@ -119,6 +122,8 @@ impl Role {
                 JobsManage,
                 AuditRead,
                 EventsRead,
+                WebhooksRead,
+                WebhooksManage,
                 UsageRead,
             ]),
             Role::Member => ScopeSet::of(&[
@@ -141,6 +146,7 @@ impl Role {
                 JobsRead,
                 AuditRead,
                 EventsRead,
+                WebhooksRead,
                 UsageRead,
             ]),
             Role::BillingAdmin => {

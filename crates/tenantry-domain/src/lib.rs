@@ -21,6 +21,7 @@ pub mod tenant;
 pub mod token;
 pub mod trace;
 pub mod validation;
+pub mod webhook;
 
 pub use access::{CredentialKind, Principal, Role, Scope, ScopeSet, TenantScope};
 pub use api_key::{KeyKind, PresentedKey};

@@ -25,6 +25,7 @@ pub mod sync;
 pub mod telemetry;
 pub mod tenants;
 pub mod usage;
+pub mod webhooks;
 
 mod postgres;
 mod sql;
@@ -56,6 +57,7 @@ pub use sync::SyncStore;
 pub use telemetry::TelemetryStore;
 pub use tenants::{TenantFilter, TenantStore};
 pub use usage::{TenantFootprint, UsageStore};
+pub use webhooks::WebhookStore;
 
 /// Which adapter is behind a [`Store`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +100,7 @@ pub trait Store: Send + Sync + 'static {
     fn telemetry(&self) -> &dyn TelemetryStore;
     fn sync(&self) -> &dyn SyncStore;
     fn events(&self) -> &dyn EventStore;
+    fn webhooks(&self) -> &dyn WebhookStore;
 }
 
 /// Implements the root [`Store`]'s capability accessors for an adapter that implements every
@@ -144,6 +147,9 @@ macro_rules! capability_accessors {
             self
         }
         fn events(&self) -> &dyn $crate::EventStore {
+            self
+        }
+        fn webhooks(&self) -> &dyn $crate::WebhookStore {
             self
         }
     };

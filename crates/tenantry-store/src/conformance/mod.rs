@@ -20,6 +20,7 @@ pub mod sync;
 pub mod telemetry;
 pub mod tenants;
 pub mod usage;
+pub mod webhooks;
 
 use chrono::Utc;
 use serde_json::json;
@@ -136,6 +137,8 @@ macro_rules! conformance_suite {
             schedules: schedules_are_fenced_by_scope, firing_is_single_and_enqueues_once,
                 leases_have_one_holder, due_skips_schedules_of_inactive_tenants;
             secrets: the_first_secret_stored_wins;
+            webhooks: subscription_limits_hold_under_concurrency, the_fan_out_is_idempotent_and_moves_its_cursor,
+                claims_keep_per_key_order_and_leases, attempts_are_logged_per_tenant_and_replayed;
             usage: footprints_count_one_tenant;
             telemetry: events_are_stored_once_per_event_id, telemetry_is_fenced_by_scope,
                 telemetry_reads_in_recorded_order, telemetry_stats_follow_recorded_time,

@@ -22,13 +22,13 @@ macro_rules! migrations {
 
 pub(crate) fn sqlite() -> Migrator {
     Migrator::with_migrations(
-        migrations!("sqlite": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path", 5 => "0005_one_time_encoding", 6 => "0006_schedule_interval_limit", 7 => "0007_platform_secrets", 8 => "0008_job_trace_context", 9 => "0009_telemetry_scopes", 10 => "0010_telemetry", 11 => "0011_telemetry_retention", 12 => "0012_sync", 13 => "0013_event_log"),
+        migrations!("sqlite": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path", 5 => "0005_one_time_encoding", 6 => "0006_schedule_interval_limit", 7 => "0007_platform_secrets", 8 => "0008_job_trace_context", 9 => "0009_telemetry_scopes", 10 => "0010_telemetry", 11 => "0011_telemetry_retention", 12 => "0012_sync", 13 => "0013_event_log", 14 => "0014_webhooks"),
     )
 }
 
 pub(crate) fn postgres() -> Migrator {
     Migrator::with_migrations(
-        migrations!("postgres": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path", 5 => "0005_one_time_encoding", 6 => "0006_schedule_interval_limit", 7 => "0007_platform_secrets", 8 => "0008_job_trace_context", 9 => "0009_telemetry_scopes", 10 => "0010_telemetry", 11 => "0011_telemetry_retention", 12 => "0012_sync", 13 => "0013_event_log"),
+        migrations!("postgres": 1 => "0001_init", 2 => "0002_access", 3 => "0003_jobs", 4 => "0004_jobs_hot_path", 5 => "0005_one_time_encoding", 6 => "0006_schedule_interval_limit", 7 => "0007_platform_secrets", 8 => "0008_job_trace_context", 9 => "0009_telemetry_scopes", 10 => "0010_telemetry", 11 => "0011_telemetry_retention", 12 => "0012_sync", 13 => "0013_event_log", 14 => "0014_webhooks"),
     )
 }
 

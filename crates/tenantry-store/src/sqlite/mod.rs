@@ -23,6 +23,7 @@ mod sync;
 mod telemetry;
 mod tenants;
 mod usage;
+mod webhooks;
 
 /// `db.system` of this adapter's spans (OpenTelemetry semantic conventions).
 pub(crate) const DB_SYSTEM: &str = "sqlite";

@@ -181,6 +181,8 @@ pub mod need {
         JobsManage,
         AuditRead,
         EventsRead,
+        WebhooksRead,
+        WebhooksManage,
         UsageRead,
         BillingManage
     );

@@ -18,6 +18,7 @@ mod sync;
 mod telemetry;
 mod tenants;
 mod usage;
+mod webhooks;
 
 pub(crate) use {
     access::access_store,
@@ -33,4 +34,5 @@ pub(crate) use {
     telemetry::{retention_settings, sort_out_devices},
     tenants::tenant_store,
     usage::usage_store,
+    webhooks::webhook_store,
 };
