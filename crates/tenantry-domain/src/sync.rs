@@ -506,6 +506,16 @@ impl Breaker {
         }
     }
 
+    /// Closed: no failure streak has opened it (requests pass without a trial).
+    pub fn is_closed(&self) -> bool {
+        self.open_until.is_none()
+    }
+
+    /// Gives back a trial taken by `allow` but not used (nothing was sent).
+    pub fn release_trial(&mut self) {
+        self.trial_out = false;
+    }
+
     pub fn is_open(&self, now: Duration) -> bool {
         self.open_until.is_some_and(|u| now < u)
     }

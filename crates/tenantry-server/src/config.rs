@@ -88,6 +88,7 @@ pub struct Config {
     pub egress: crate::platform::egress::EgressConfig,
     pub sync: crate::sync::config::SyncConfig,
     pub events: crate::events::config::EventsConfig,
+    pub webhooks: crate::webhooks::config::WebhooksConfig,
 }
 
 impl Default for Config {
@@ -118,6 +119,7 @@ impl Default for Config {
             egress: Default::default(),
             sync: Default::default(),
             events: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -155,6 +157,7 @@ pub fn env_keys() -> impl Iterator<Item = (&'static str, &'static str)> {
         crate::platform::egress::ENV,
         crate::sync::config::ENV,
         crate::events::config::ENV,
+        crate::webhooks::config::ENV,
     ]
     .into_iter()
     .flatten()
@@ -361,6 +364,7 @@ impl Config {
         self.egress.validate()?;
         self.sync.validate()?;
         self.events.validate()?;
+        self.webhooks.validate()?;
         crate::platform::sealing::validate(
             self.encryption_key.as_ref().map(Secret::expose),
             self.encryption_keys_previous.expose(),

@@ -18,6 +18,7 @@ pub mod telemetry;
 pub mod tenants;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 /// Every capability of the server. Adding one is its own folder plus one line here.
 pub const CAPABILITIES: &[Capability] = &[
@@ -30,6 +31,7 @@ pub const CAPABILITIES: &[Capability] = &[
     telemetry::CAPABILITY,
     sync::CAPABILITY,
     events::CAPABILITY,
+    webhooks::CAPABILITY,
 ];
 
 /// A background task of a capability (a loop that ends when the process stops).
@@ -141,6 +143,7 @@ pub fn app_settings(config: &Config) -> AppSettings {
             config.auth.key_rotation_grace_hours,
         )),
         sync: config.sync.clone(),
+        webhooks: config.webhooks.clone(),
         egress: config.egress.clone(),
         events: config.events.clone(),
         encryption_key: config

@@ -157,6 +157,29 @@ types! {
     "tenant.resumed.v1", "tenant", tenant, "A suspended tenant was resumed.";
     "tenant.suspended.v1", "tenant", tenant, "A tenant was suspended.";
     "tenant.updated.v1", "tenant", tenant, "A tenant's name or edition changed.";
+    "webhook.subscription.created.v1", "tenant", subscription, "A webhook subscription was created.";
+    "webhook.subscription.deleted.v1", "tenant", subscription, "A webhook subscription was deleted.";
+    "webhook.subscription.disabled.v1", "tenant", || subscription_with(&["reason"], json!({"reason": {"type": "string"}})), "A webhook subscription was disabled by the platform: its endpoint answered 410 Gone, or every attempt failed for `[webhooks] disable_after_hours`. `reason` says which.";
+    "webhook.subscription.secret_rotated.v1", "tenant", || subscription_with(&["previous_expires_at"], json!({"previous_expires_at": {"type": "string", "format": "date-time"}})), "A webhook subscription's signing secret was rotated; the previous one also signs until `previous_expires_at`.";
+    "webhook.subscription.updated.v1", "tenant", subscription, "A webhook subscription was changed (or re-enabled).";
+    "webhook.test.v1", "tenant", || object(&["subscription_id"], json!({"subscription_id": uuid(), "message": {"type": "string"}})), "A test delivery (`POST /v1/webhooks/subscriptions/{id}:test`): sent to that subscription only, never in the log.";
+}
+
+fn subscription() -> Value {
+    subscription_with(&[], json!({}))
+}
+
+fn subscription_with(required: &[&str], extra: Value) -> Value {
+    let mut properties = json!({
+        "subscription_id": uuid(), "url_host": {"type": "string"},
+        "event_types": {"type": "array", "items": {"type": "string"}}, "enabled": {"type": "boolean"},
+    });
+    if let (Value::Object(p), Value::Object(e)) = (&mut properties, extra) {
+        p.extend(e);
+    }
+    let mut req = vec!["subscription_id"];
+    req.extend_from_slice(required);
+    object(&req, properties)
 }
 
 /// The type named `name`.

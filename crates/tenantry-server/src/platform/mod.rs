@@ -67,6 +67,7 @@ pub struct AppSettings {
     pub sync: crate::sync::config::SyncConfig,
     pub egress: crate::platform::egress::EgressConfig,
     pub events: crate::events::config::EventsConfig,
+    pub webhooks: crate::webhooks::config::WebhooksConfig,
     /// `encryption_key` and `encryption_keys_previous` (sealing tenants' secrets).
     pub encryption_key: Option<String>,
     pub encryption_keys_previous: String,
@@ -82,6 +83,7 @@ impl Default for AppSettings {
             sync: Default::default(),
             egress: Default::default(),
             events: Default::default(),
+            webhooks: Default::default(),
             encryption_key: None,
             encryption_keys_previous: String::new(),
         }
@@ -104,6 +106,8 @@ pub struct App {
     pub(crate) sync: Arc<crate::sync::runtime::SyncRuntime>,
     /// The event fabric's in-process state: the bus, the realtime hub, the relay's status.
     pub(crate) events: Arc<crate::events::runtime::EventsRuntime>,
+    /// Webhooks' in-process state: the egress client, the sealer of signing secrets.
+    pub(crate) webhooks: Arc<crate::webhooks::runtime::WebhooksRuntime>,
 }
 
 /// Who is acting, under which trace, and (once known) for which tenant. The tenant slot is shared
@@ -297,6 +301,11 @@ pub enum AppError {
     SourceNotFound(String),
     #[error("a source named '{0}' exists in this tenant")]
     SourceExists(String),
+    #[error("no webhook subscription '{0}' in this tenant")]
+    SubscriptionNotFound(String),
+    /// A limit of the tenant's edition is reached.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// A write's outcome is not known (its worker stopped before answering): retrying is safe
     /// only where the write is idempotent, which the operation says.
     #[error("{0}")]
@@ -334,6 +343,11 @@ impl App {
             &settings.encryption_keys_previous,
             Some(Arc::clone(&store)),
         );
+        let webhooks = Arc::new(crate::webhooks::runtime::WebhooksRuntime::new(
+            settings.webhooks.clone(),
+            settings.egress.clone(),
+            sealer.clone(),
+        ));
         let sync = Arc::new(crate::sync::runtime::SyncRuntime::new(
             settings.sync.clone(),
             settings.egress.clone(),
@@ -349,6 +363,7 @@ impl App {
             telemetry,
             sync,
             events,
+            webhooks,
         }
     }
 
@@ -361,6 +376,11 @@ impl App {
     /// The event fabric's in-process state.
     pub fn events(&self) -> &Arc<crate::events::runtime::EventsRuntime> {
         &self.events
+    }
+
+    /// Webhooks' in-process state.
+    pub fn webhooks(&self) -> &Arc<crate::webhooks::runtime::WebhooksRuntime> {
+        &self.webhooks
     }
 
     /// Source sync's in-process state.

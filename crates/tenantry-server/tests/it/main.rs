@@ -22,6 +22,7 @@ mod telemetry;
 mod tenants;
 mod tokens;
 mod transport;
+mod webhooks;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_and_bodies_get_408_and_idle_connections_close() {
@@ -158,6 +159,39 @@ sync_on_every_backend!(
     a_failing_tenant_does_not_hold_up_the_others,
     two_instances_never_run_one_source_at_once,
 );
+
+/// Webhooks' cases: on a server whose egress and scheme rules admit the loopback receiver.
+macro_rules! webhooks_on_every_backend {
+    ($tweak:path: $($case:ident),+ $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let store = tenantry_store::testing::sqlite().await;
+                    let srv = tenantry_server::testing::TestServer::start(store, $tweak).await;
+                    crate::webhooks::$case(&srv).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let Some(store) = tenantry_store::testing::postgres().await else {
+                        return tenantry_store::testing::skip_notice(stringify!($case));
+                    };
+                    let srv = tenantry_server::testing::TestServer::start(store, $tweak).await;
+                    crate::webhooks::$case(&srv).await;
+                }
+            }
+        )+
+    };
+}
+
+webhooks_on_every_backend!(crate::webhooks::tweak:
+    subscriptions_deliver_signed_filtered_events,
+    failures_retry_honour_retry_after_and_gone_disables,
+    rotation_signs_with_both_secrets,
+    per_key_order_holds_under_failures,
+    replay_redelivers_with_the_same_id,
+);
+webhooks_on_every_backend!(crate::webhooks::guarded_tweak: internal_destinations_are_refused_on_write);
 
 macro_rules! on_every_backend {
     ($($module:ident :: $case:ident),+ $(,)?) => {

@@ -52,6 +52,7 @@ problem_kinds! {
     JobNotFound => ("job_not_found", StatusCode::NOT_FOUND, "Job not found"),
     ScheduleNotFound => ("schedule_not_found", StatusCode::NOT_FOUND, "Schedule not found"),
     SourceNotFound => ("source_not_found", StatusCode::NOT_FOUND, "Source not found"),
+    WebhookSubscriptionNotFound => ("webhook_subscription_not_found", StatusCode::NOT_FOUND, "Webhook subscription not found"),
     MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
     RequestTimeout => ("request_timeout", StatusCode::REQUEST_TIMEOUT, "Request timeout"),
     SlugTaken => ("slug_taken", StatusCode::CONFLICT, "Slug already taken"),
@@ -227,6 +228,10 @@ impl From<AppError> for Problem {
             AppError::ScheduleNotFound(_) => Problem::new(Kind::ScheduleNotFound, detail),
             AppError::SourceNotFound(_) => Problem::new(Kind::SourceNotFound, detail),
             AppError::SourceExists(_) => Problem::new(Kind::SourceExists, detail),
+            AppError::SubscriptionNotFound(_) => {
+                Problem::new(Kind::WebhookSubscriptionNotFound, detail)
+            }
+            AppError::QuotaExceeded(_) => Problem::new(Kind::QuotaExceeded, detail),
             AppError::OutcomeUnknown(_) => {
                 Problem::new(Kind::ServiceUnavailable, detail).with_header(header::RETRY_AFTER, "1")
             }
