@@ -783,7 +783,7 @@ async fn attempt(
     let cx = traced.cx.clone();
     let outcome = async {
         let request = request.map_err(|e| (Answer::Error, e.without_url().to_string()))?;
-        let response = egress.send(request).await.map_err(|e| describe(e))?;
+        let response = egress.send(request).await.map_err(describe)?;
         let code = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -282,6 +282,24 @@ async fn deliveries(
     t: TenantCtx<need::WebhooksRead>,
     ApiQuery(q): ApiQuery<DeliveriesQuery>,
 ) -> Result<Response, Problem> {
+    if q.subscription_id
+        .as_deref()
+        .is_some_and(|s| uuid::Uuid::parse_str(s).is_err())
+    {
+        return Err(Problem::new(
+            Kind::InvalidQuery,
+            "subscription_id must be a subscription id (a UUID)",
+        ));
+    }
+    if q.status
+        .as_deref()
+        .is_some_and(|s| tenantry_store::webhooks::AttemptOutcome::parse(s).is_none())
+    {
+        return Err(Problem::new(
+            Kind::InvalidQuery,
+            "status must be one of delivered, failed, dead, gone",
+        ));
+    }
     let list = format!(
         "webhook-deliveries:{}:{:?}:{:?}:{:?}:{:?}:{:?}",
         t.access.tenant.id, q.subscription_id, q.status, q.event_type, q.from, q.to

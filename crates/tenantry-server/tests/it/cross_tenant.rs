@@ -19,6 +19,7 @@ struct Fixture {
     a_job: String,
     a_schedule: String,
     a_source: String,
+    a_subscription: String,
     a_admin: String,
     b_admin: String,
 }
@@ -38,6 +39,7 @@ fn concrete_path(path: &str, f: &Fixture) -> String {
             "job" => f.a_job.as_str(),
             "name" => f.a_schedule.as_str(),
             "source" => f.a_source.as_str(),
+            "subscription" => f.a_subscription.as_str(),
             other => panic!(
                 "the cross-tenant harness has no fixture for path parameter {{{other}}} in {path}; add one"
             ),
@@ -51,7 +53,12 @@ fn concrete_path(path: &str, f: &Fixture) -> String {
 
 /// A plausible body for each write, so that authorization — not validation — decides.
 fn body_for(path: &str) -> Value {
-    if path.contains("sources") {
+    if path.contains("deliveries:replay") {
+        json!({ "subscription_id": "00000000-0000-7000-8000-000000000000",
+                "from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z" })
+    } else if path.contains("webhooks") {
+        json!({ "url": "https://93.184.215.14/smuggled", "event_types": ["*"] })
+    } else if path.contains("sources") {
         json!({ "name": "smuggled", "config": {"url": "https://vendor.example/x", "items": "/items",
                 "key": "/id", "record_type": "device"} })
     } else if path.contains("schedules") {
@@ -67,7 +74,7 @@ fn body_for(path: &str) -> Value {
     }
 }
 
-async fn snapshot(srv: &TestServer, f: &Fixture) -> (Value, Value, Value, Value, Value) {
+async fn snapshot(srv: &TestServer, f: &Fixture) -> (Value, Value, Value, Value, Value, Value) {
     let mut job = body(
         srv.with_key(&f.a_admin, Method::GET, &format!("/v1/jobs/{}", f.a_job))
             .send()
@@ -119,7 +126,14 @@ async fn snapshot(srv: &TestServer, f: &Fixture) -> (Value, Value, Value, Value,
             .unwrap(),
     )
     .await;
-    (devices, keys, job, schedules, sources)
+    let subscriptions = body(
+        srv.with_key(&f.a_admin, Method::GET, "/v1/webhooks/subscriptions")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    (devices, keys, job, schedules, sources, subscriptions)
 }
 
 pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
@@ -166,7 +180,19 @@ pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
             .unwrap(),
     )
     .await;
+    let subscription = body(
+        srv.with_key(&a_admin, Method::POST, "/v1/webhooks/subscriptions")
+            .json(
+                &json!({ "url": "https://93.184.215.14/a-secret-hook", "event_types": ["*"],
+                           "enabled": false, "description": "a-secret-subscription" }),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let f = Fixture {
+        a_subscription: subscription["id"].as_str().unwrap().to_owned(),
         a_source: source["id"].as_str().unwrap().to_owned(),
         a_job: job["id"].as_str().unwrap().to_owned(),
         a_schedule: "a-secret-schedule".into(),
@@ -188,6 +214,9 @@ pub async fn no_route_lets_tenant_b_touch_tenant_a(srv: &TestServer) {
         f.a_source.as_str(),
         "a-secret-source",
         "a-secret-token",
+        f.a_subscription.as_str(),
+        "a-secret-subscription",
+        "a-secret-hook",
     ];
 
     let specs = api().specs;
