@@ -137,6 +137,21 @@ fn tenant_data_is_reached_only_through_a_scope() {
             "TelemetryStore",
             &["prepare", "settings", "put_settings", "drop_empty_months"][..],
         ),
+        (
+            "webhooks.rs",
+            "WebhookStore",
+            // the dispatcher's platform view: every tenant's enabled subscriptions, the fan-out
+            // from the log, claims and outcomes across tenants, statistics, retention
+            &[
+                "enabled_subscriptions",
+                "set_failing_since",
+                "fan_out",
+                "claim",
+                "record",
+                "stats",
+                "prune",
+            ][..],
+        ),
     ];
     let mut checked = 0;
     for (file, trait_name, platform) in ports {

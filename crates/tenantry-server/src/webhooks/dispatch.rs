@@ -27,9 +27,9 @@ use chrono::Utc;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{FutureExt, SpanKind};
 use serde_json::json;
+use tenantry_domain::TenantId;
 use tenantry_domain::sync::{Breaker, BreakerPolicy};
 use tenantry_domain::webhook::{Answer, Decision, Filter, Ordering, decide};
-use tenantry_domain::{TenantId, TenantScope};
 use tenantry_store::events::LoggedEvent;
 use tenantry_store::webhooks::{
     AttemptOutcome, AttemptResult, Claim, ClaimedMessage, NewMessage, SubscriptionRecord,
@@ -677,7 +677,7 @@ async fn disable_subscription(
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the tenant is gone")?;
-    let scope = TenantScope::system(rec.tenant_id, tenant.edition.clone(), "webhook dispatcher");
+    let scope = crate::access::scope::system_scope(&tenant, "webhook dispatcher");
     for _ in 0..3 {
         let Some(current) = store
             .webhooks()
