@@ -77,7 +77,7 @@ fn tenant(n: usize) -> Tenant {
 
 /// Appends `n` events of `tenant` to the outbox in one unit of work (a throwaway tenant's
 /// creation carries them).
-async fn write_events(
+pub(crate) async fn write_events(
     store: &dyn Store,
     owner: TenantId,
     n: usize,

@@ -8,3 +8,4 @@ pub mod jobs;
 pub mod sync;
 pub mod telemetry;
 pub mod traces;
+pub mod webhooks;

@@ -258,6 +258,9 @@ enum BenchCommand {
     /// The event fabric on NATS JetStream: relay throughput against a bare publish loop,
     /// end-to-end lag, fan-out to 1 000 realtime streams across two instances.
     Events(tenantry_bench::events::EventsBenchArgs),
+    /// Webhook deliveries to a local receiver: deliveries/s against a bare client loop,
+    /// commit-to-receipt latency at half that rate, and with 10 % of endpoints dead.
+    Webhooks(tenantry_bench::webhooks::WebhooksBenchArgs),
 }
 
 /// A failure with the exit code to leave with: 2 for configuration, 1 for everything else.
@@ -377,6 +380,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             BenchCommand::Telemetry(args) => tenantry_bench::telemetry::run_telemetry(args).await,
             BenchCommand::Sync(args) => tenantry_bench::sync::run_sync(args).await,
             BenchCommand::Events(args) => tenantry_bench::events::run_events(args).await,
+            BenchCommand::Webhooks(args) => tenantry_bench::webhooks::run_webhooks(args).await,
         };
         return run.map_err(Failure::from);
     }

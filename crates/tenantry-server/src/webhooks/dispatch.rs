@@ -103,15 +103,22 @@ pub async fn run(app: App, owner: String, mut stop: watch::Receiver<bool>) {
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Sent>();
     let mut swept = Instant::now();
+    // whether the log may hold events not fanned out yet (a commit signal, the periodic sweep,
+    // or a batch that came back full)
+    let mut fanout_due = true;
     let mut reported: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
+    // outcomes not yet decided and stored: recorded together at the start of the next round
+    let mut sent: Vec<Sent> = Vec::new();
+    // armed across rounds (a signal that comes while a round runs is not lost), re-armed as it
+    // fires
+    let notified = signal.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
     loop {
         if *stop.borrow() {
             break;
         }
-        let notified = signal.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         if renewed.is_none_or(|r| r.elapsed() >= RENEW_EVERY) {
             let held = lease.hold().await;
             renewed = Some(Instant::now());
@@ -125,24 +132,44 @@ pub async fn run(app: App, owner: String, mut stop: watch::Receiver<bool>) {
             }
         }
         // outcomes that arrived
-        let mut sent = Vec::new();
         while let Ok(s) = rx.try_recv() {
             sent.push(s);
         }
+        let batch = std::mem::take(&mut sent);
         let round = async {
-            d.outcomes(sent).await?;
+            let follow = d.decide(batch);
             if d.loaded.is_none_or(|l| l.elapsed() >= RELOAD_EVERY) {
                 d.reload().await?;
             }
             if swept.elapsed() >= poll || d.retry_at.is_some_and(|r| r <= Instant::now()) {
                 swept = Instant::now();
+                fanout_due = true;
                 d.retry_at = None;
                 for s in d.subs.values_mut() {
                     s.maybe_due = true;
                 }
             }
-            d.fan_out(config.fanout_batch).await?;
-            d.dispatch(&tx).await?;
+            if fanout_due {
+                fanout_due = d.fan_out(config.fanout_batch).await?;
+            }
+            // the outcomes are stored while the room they freed is claimed (a message being
+            // recorded is still leased, so no claim can take it again)
+            let results = std::mem::take(&mut d.unrecorded);
+            let store = Arc::clone(d.app.store());
+            let record = async {
+                if results.is_empty() {
+                    Ok(())
+                } else {
+                    store.webhooks().record(&results).await
+                }
+            };
+            let (recorded, dispatched) = tokio::join!(record, d.dispatch(&tx));
+            if let Err(e) = recorded {
+                d.unrecorded.splice(0..0, results);
+                return Err(format!("recording attempts: {e}"));
+            }
+            dispatched?;
+            d.follow_up(follow).await;
             if reported.is_none_or(|r| r.elapsed() >= Duration::from_secs(5)) {
                 reported = Some(Instant::now());
                 if let Ok(stats) = d.app.store().webhooks().stats().await {
@@ -172,21 +199,23 @@ pub async fn run(app: App, owner: String, mut stop: watch::Receiver<bool>) {
             .max(Duration::from_millis(1));
         tokio::select! {
             _ = stop.changed() => {}
-            _ = notified => {}
+            _ = &mut notified => {
+                fanout_due = true;
+                notified.set(signal.notified());
+                notified.as_mut().enable();
+            }
             _ = wake.notified() => {}
             s = rx.recv() => {
                 if let Some(s) = s {
-                    // give the others in flight a moment to join this batch
-                    let mut batch = vec![s];
+                    // give the others in flight a moment to join this batch (the next round
+                    // records them together)
+                    sent.push(s);
                     let deadline = tokio::time::Instant::now() + Duration::from_millis(2);
-                    while batch.len() < 1000 {
+                    while sent.len() < 1000 {
                         match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(s)) => batch.push(s),
+                            Ok(Some(s)) => sent.push(s),
                             _ => break,
                         }
-                    }
-                    if let Err(e) = d.outcomes(batch).await {
-                        tracing::warn!(error = %e, "webhook dispatcher: recording attempts failed; retrying");
                     }
                 }
             }
@@ -310,8 +339,9 @@ impl Dispatcher {
         keys
     }
 
-    /// Fans out the log after the cursor: a few batches, each stored with its cursor.
-    async fn fan_out(&mut self, batch: u32) -> Result<(), String> {
+    /// Fans out the log after the cursor: a few batches, each stored with its cursor. `true`
+    /// when it stopped with more to read.
+    async fn fan_out(&mut self, batch: u32) -> Result<bool, String> {
         let store = Arc::clone(self.app.store());
         for _ in 0..8 {
             store
@@ -330,7 +360,7 @@ impl Dispatcher {
                 .await
                 .map_err(|e| format!("reading the log: {e}"))?;
             let Some(last) = events.last().map(|e| e.seq) else {
-                return Ok(());
+                return Ok(false);
             };
             // a change of subscriptions in this batch: read them first (a subscription created
             // mid-batch receives the batch's later events; its creation time bounds the rest)
@@ -354,10 +384,10 @@ impl Dispatcher {
                 }
             }
             if events.len() < batch as usize {
-                return Ok(());
+                return Ok(false);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn match_events(&self, events: &[LoggedEvent]) -> Vec<NewMessage> {
@@ -396,7 +426,9 @@ impl Dispatcher {
                     continue;
                 }
                 out.push(NewMessage {
-                    id: Uuid::now_v7(),
+                    // the same message id however often this event is fanned out (a lost
+                    // commit, a take-over): the receiver's `webhook-id` never changes
+                    id: message_uuid(rec.id, *e.event.id.as_uuid()),
                     tenant_id: tenant,
                     subscription_id: rec.id,
                     event_id: *e.event.id.as_uuid(),
@@ -522,6 +554,23 @@ impl Dispatcher {
 
     /// Decides and stores what the attempts came to.
     async fn outcomes(&mut self, sent: Vec<Sent>) -> Result<(), String> {
+        let follow = self.decide(sent);
+        if !self.unrecorded.is_empty() {
+            self.app
+                .store()
+                .webhooks()
+                .record(&self.unrecorded)
+                .await
+                .map_err(|e| format!("recording attempts: {e}"))?;
+            self.unrecorded.clear();
+        }
+        self.follow_up(follow).await;
+        Ok(())
+    }
+
+    /// Decides what the attempts came to (in memory: the results join `unrecorded`, the
+    /// subscriptions' counts, breakers and health move); what to do about subscriptions after.
+    fn decide(&mut self, sent: Vec<Sent>) -> FollowUps {
         let clock = self.origin.elapsed();
         let policy = self.breaker_policy();
         let at = now();
@@ -634,16 +683,12 @@ impl Dispatcher {
                 next_attempt_at: next,
             });
         }
-        if !self.unrecorded.is_empty() {
-            self.app
-                .store()
-                .webhooks()
-                .record(&self.unrecorded)
-                .await
-                .map_err(|e| format!("recording attempts: {e}"))?;
-            self.unrecorded.clear();
-        }
-        for (id, since) in failing {
+        FollowUps { failing, disable }
+    }
+
+    /// Stores subscriptions' health and disables those that asked for it.
+    async fn follow_up(&mut self, f: FollowUps) {
+        for (id, since) in f.failing {
             if let Err(e) = self
                 .app
                 .store()
@@ -654,14 +699,31 @@ impl Dispatcher {
                 tracing::warn!(subscription = %id, error = %e, "recording a subscription's health failed");
             }
         }
-        for (rec, reason) in disable {
+        for (rec, reason) in f.disable {
             self.subs.remove(&rec.id);
             if let Err(e) = disable_subscription(&self.app, &rec, &reason).await {
                 tracing::warn!(tenant_id = %rec.tenant_id, subscription = %rec.id, error = %e, "disabling a webhook subscription failed; it is tried again on its next failure");
             }
         }
-        Ok(())
     }
+}
+
+/// What outcomes ask of subscriptions: their health to store, those to disable.
+struct FollowUps {
+    failing: Vec<(Uuid, Option<chrono::DateTime<Utc>>)>,
+    disable: Vec<(Arc<SubscriptionRecord>, String)>,
+}
+
+/// A message's id: a function of its subscription and event (a UUID version 8 of their hash).
+fn message_uuid(subscription: Uuid, event: Uuid) -> Uuid {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(subscription.as_bytes())
+        .chain_update(event.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// Disables a subscription, with an audit record and a `webhook.subscription.disabled.v1`.

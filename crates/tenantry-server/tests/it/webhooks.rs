@@ -269,7 +269,15 @@ pub async fn subscriptions_deliver_signed_filtered_events(srv: &TestServer) {
     for d in ["d-hot", "d-skip", "d-warm", "d-cold"] {
         add_device(srv, &key, d).await;
     }
-    let got = rx.wait_for("/ok", 3, Duration::from_secs(15)).await;
+    let mut got = rx.wait_for("/ok", 3, Duration::from_secs(15)).await;
+    // `ordering: none`: concurrent, so in any order
+    got.sort_by_key(|r| {
+        r.json()["sequence"]
+            .as_str()
+            .unwrap_or_default()
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
     let subjects: Vec<String> = got
         .iter()
         .map(|r| r.json()["subject"].as_str().unwrap().to_owned())

@@ -40,9 +40,18 @@ CREATE TABLE webhook_messages (
     updated_at      TIMESTAMPTZ NOT NULL,
     UNIQUE (subscription_id, event_id)
 );
-CREATE INDEX webhook_messages_due ON webhook_messages (subscription_id, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_messages_due ON webhook_messages (subscription_id, next_attempt_at, event_seq) WHERE status = 'pending';
 CREATE INDEX webhook_messages_keyed ON webhook_messages (subscription_id, partition_key, event_seq) WHERE status = 'pending';
 CREATE INDEX webhook_messages_by_tenant ON webhook_messages (tenant_id, subscription_id, created_at);
+
+-- Like the job queue: every message is claimed (its next attempt moved to the lease) and then
+-- settled, two non-HOT updates; dead entries in the pending index slow the next claims. Vacuum
+-- and analyze it often.
+ALTER TABLE webhook_messages SET (
+    autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 5000,
+    autovacuum_analyze_scale_factor = 0.0, autovacuum_analyze_threshold = 5000,
+    autovacuum_vacuum_cost_delay = 0
+);
 
 CREATE TABLE webhook_attempts (
     id              UUID PRIMARY KEY,

@@ -39,7 +39,7 @@ CREATE TABLE webhook_messages (
     updated_at      INTEGER NOT NULL,
     UNIQUE (subscription_id, event_id)
 );
-CREATE INDEX webhook_messages_due ON webhook_messages (subscription_id, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_messages_due ON webhook_messages (subscription_id, next_attempt_at, event_seq) WHERE status = 'pending';
 CREATE INDEX webhook_messages_keyed ON webhook_messages (subscription_id, partition_key, event_seq) WHERE status = 'pending';
 CREATE INDEX webhook_messages_by_tenant ON webhook_messages (tenant_id, subscription_id, created_at);
 

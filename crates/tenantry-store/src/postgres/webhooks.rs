@@ -10,6 +10,15 @@ use crate::StoreResult;
 use crate::webhooks::{AttemptResult, Claim, ClaimedMessage, NewMessage};
 
 mod sql {
+    /// The dispatcher's transactions need not wait for the WAL flush: each is atomic, and one
+    /// lost to a database crash is redone (a fan-out from its cursor, with the same message ids;
+    /// a claim or an outcome by sending again, with the same `webhook-id`) — at least once holds.
+    /// And each of their statements is planned for its arrays: a cached generic plan can walk
+    /// every pending message once per subscription or outcome (seen: 150 deliveries/s).
+    pub(super) const DISPATCH_SETTINGS: &[&str] = &[
+        "SET LOCAL synchronous_commit = off",
+        "SET LOCAL plan_cache_mode = force_custom_plan",
+    ];
     /// Serialises creations of one tenant's subscriptions (the count and the insert).
     pub(super) const SUB_LOCK: &str =
         "SELECT pg_advisory_xact_lock(hashtextextended('webhook_subscriptions:' || $1::text, 0))";
@@ -68,7 +77,7 @@ mod sql {
          FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
              AS r (id, tenant_id, sub, event_id, seq, type, key, body, tp, at)
          WHERE EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = r.sub)
-         ON CONFLICT (subscription_id, event_id) DO NOTHING";
+         ON CONFLICT DO NOTHING";
     /// Per subscription, its oldest due messages (for per-key ordering: only those with no
     /// older pending message of their key), through the due index; claimed by moving their next
     /// attempt to the lease.
@@ -86,10 +95,12 @@ mod sql {
              first_attempt_at = COALESCE(w.first_attempt_at, $4), updated_at = $4
          FROM picked WHERE w.id = picked.id
          RETURNING w.id, w.tenant_id, w.subscription_id, w.event_type, w.partition_key, w.body, w.trace_parent, w.attempts, w.first_attempt_at";
+    /// Joined by primary key only: a status predicate here lets the planner walk the partial
+    /// index of pending messages once per outcome (seconds per batch on a backlog).
     pub(super) const RECORD_MESSAGES: &str = "UPDATE webhook_messages w SET status = r.status,
              next_attempt_at = COALESCE(r.next_at, w.next_attempt_at), last_error = r.error, updated_at = r.at
          FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[]) AS r (id, status, next_at, error, at)
-         WHERE w.id = r.id AND w.status = 'pending'";
+         WHERE w.id = r.id";
     pub(super) const RECORD_ATTEMPTS: &str = "INSERT INTO webhook_attempts (id, tenant_id, subscription_id, message_id, event_type, attempt, outcome, status_code, latency_ms, response, error, at)
          SELECT r.* FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::int[], $9::int[], $10::text[], $11::text[], $12::timestamptz[])
              AS r (id, tenant_id, subscription_id, message_id, event_type, attempt, outcome, status_code, latency_ms, response, error, at)

@@ -9,6 +9,8 @@ use crate::StoreResult;
 use crate::webhooks::{AttemptResult, Claim, ClaimedMessage, NewMessage};
 
 mod sql {
+    /// (PostgreSQL relaxes the dispatcher's commits and plans; nothing to do here.)
+    pub(super) const DISPATCH_SETTINGS: &[&str] = &[];
     /// Creations are serialised by the one writer already (the transaction began `IMMEDIATE`).
     pub(super) const SUB_LOCK: &str = "SELECT ?1 IS NOT NULL";
     pub(super) const SUB_COUNT: &str =
@@ -65,7 +67,7 @@ mod sql {
     pub(super) const INSERT_MESSAGE: &str = "INSERT INTO webhook_messages (id, tenant_id, subscription_id, event_id, event_seq, event_type, partition_key, body, trace_parent, status, attempts, next_attempt_at, first_attempt_at, last_error, created_at, updated_at)
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?10, NULL, NULL, ?10, ?10
          WHERE EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = ?3)
-         ON CONFLICT (subscription_id, event_id) DO NOTHING";
+         ON CONFLICT DO NOTHING";
     pub(super) const DUE: &str = "SELECT m.id FROM webhook_messages m
          WHERE m.subscription_id = ?1 AND m.status = 'pending' AND m.next_attempt_at <= ?2
            AND (?3 = 0 OR NOT EXISTS (
@@ -79,7 +81,7 @@ mod sql {
          RETURNING id, tenant_id, subscription_id, event_type, partition_key, body, trace_parent, attempts, first_attempt_at";
     pub(super) const RECORD_MESSAGE: &str = "UPDATE webhook_messages SET status = ?2,
              next_attempt_at = COALESCE(?3, next_attempt_at), last_error = ?4, updated_at = ?5
-         WHERE id = ?1 AND status = 'pending'";
+         WHERE id = ?1";
     pub(super) const RECORD_ATTEMPT: &str = "INSERT INTO webhook_attempts (id, tenant_id, subscription_id, message_id, event_type, attempt, outcome, status_code, latency_ms, response, error, at)
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
          WHERE EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = ?3)";

@@ -1,7 +1,7 @@
 /// [`WebhookStore`](crate::webhooks::WebhookStore), written once for both adapters. SQL (the
 /// adapter's `sql` module): `SUB_LOCK`, `SUB_COUNT`, `SUB_INSERT`, `SUB_UPDATE`, `SUB_GET`,
 /// `SUB_LIST`, `SUB_ENABLED`, `SUB_FAILING`, `SUB_DELETE_CHILDREN`, `SUB_DELETE`, `SAVE_CURSOR`,
-/// `ATTEMPT_LIST`, `MESSAGE_LIST`, `RESCHEDULE`, `STATS`, `PRUNE`; and the adapter's
+/// `ATTEMPT_LIST`, `MESSAGE_LIST`, `RESCHEDULE`, `STATS`, `PRUNE`, `DISPATCH_SETTINGS`; and the adapter's
 /// `insert_messages`, `claim_messages`, `record_results` (its batch writes). Tenant data through
 /// `tenant_tx`; the dispatcher's fan-out, claims and records through `platform_tx`.
 macro_rules! webhook_store {
@@ -268,6 +268,9 @@ macro_rules! webhook_store {
             ) -> $crate::StoreResult<()> {
                 let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "webhooks.fan_out");
                 let mut tx = self.platform_tx(Intent::Write).await?;
+                for &setting in sql::DISPATCH_SETTINGS {
+                    sqlx::query(setting).execute(&mut *tx).await.map_err(err)?;
+                }
                 insert_messages(&mut *tx, messages).await?;
                 sqlx::query(sql::SAVE_CURSOR)
                     .bind(cursor)
@@ -290,6 +293,9 @@ macro_rules! webhook_store {
                 }
                 let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "webhooks.claim");
                 let mut tx = self.platform_tx(Intent::Write).await?;
+                for &setting in sql::DISPATCH_SETTINGS {
+                    sqlx::query(setting).execute(&mut *tx).await.map_err(err)?;
+                }
                 let claimed = claim_messages(&mut *tx, claims, now, lease_until).await?;
                 tx.commit().await?;
                 Ok(claimed)
@@ -304,6 +310,9 @@ macro_rules! webhook_store {
                 }
                 let _timed = crate::sql::timing::Timed::new(super::DB_SYSTEM, "webhooks.record");
                 let mut tx = self.platform_tx(Intent::Write).await?;
+                for &setting in sql::DISPATCH_SETTINGS {
+                    sqlx::query(setting).execute(&mut *tx).await.map_err(err)?;
+                }
                 record_results(&mut *tx, results).await?;
                 tx.commit().await
             }
