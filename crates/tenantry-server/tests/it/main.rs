@@ -190,6 +190,7 @@ webhooks_on_every_backend!(crate::webhooks::tweak:
     rotation_signs_with_both_secrets,
     per_key_order_holds_under_failures,
     replay_redelivers_with_the_same_id,
+    a_subscription_failing_for_days_is_disabled,
 );
 webhooks_on_every_backend!(crate::webhooks::guarded_tweak: internal_destinations_are_refused_on_write);
 

@@ -599,3 +599,84 @@ pub async fn replay_redelivers_with_the_same_id(srv: &TestServer) {
         "urn:tenantry:problem:webhook_subscription_not_found"
     );
 }
+
+/// A subscription whose every attempt has failed for `disable_after_hours` is disabled at its
+/// next failure, with the reason, and the tenant's other subscriptions are told.
+pub async fn a_subscription_failing_for_days_is_disabled(srv: &TestServer) {
+    let rx = Receiver::start().await;
+    let (_, key) = tenant(srv, "Withering", "enterprise").await;
+    let s = subscribe(
+        srv,
+        &key,
+        json!({"url": rx.url("/fail-1000"), "event_types": ["device.*"], "delivery_policy": fast_policy()}),
+    )
+    .await;
+    let id: uuid::Uuid = s["id"].as_str().unwrap().parse().unwrap();
+    subscribe(
+        srv,
+        &key,
+        json!({"url": rx.url("/ok"), "event_types": ["webhook.subscription.disabled.v1"]}),
+    )
+    .await;
+    // six days of failures, as the store would hold them
+    let since = chrono::Utc::now() - chrono::Duration::days(6);
+    srv.store
+        .store
+        .webhooks()
+        .set_failing_since(id, Some(since))
+        .await
+        .unwrap();
+    // a change of the subscription makes the dispatcher read it again (and keeps its history)
+    let r = srv
+        .with_key(
+            &key,
+            Method::PATCH,
+            &format!("/v1/webhooks/subscriptions/{id}"),
+        )
+        .json(&json!({"description": "still failing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(body(r).await["failing_since"].is_string());
+    add_device(srv, &key, "w-1").await;
+    let told = rx.wait_for("/ok", 1, Duration::from_secs(15)).await;
+    assert_eq!(told.len(), 1, "the disabling is announced");
+    assert_eq!(told[0].json()["data"]["subscription_id"], id.to_string());
+    let after = body(
+        srv.with_key(
+            &key,
+            Method::GET,
+            &format!("/v1/webhooks/subscriptions/{id}"),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(after["enabled"], false);
+    assert!(
+        after["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("every attempt failed since"),
+        "{after}"
+    );
+    // re-enabled, its failure history starts over
+    let r = srv
+        .with_key(
+            &key,
+            Method::PATCH,
+            &format!("/v1/webhooks/subscriptions/{id}"),
+        )
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    let v = body(r).await;
+    assert_eq!(v["enabled"], true);
+    assert!(
+        v["failing_since"].is_null() && v["disabled_reason"].is_null(),
+        "{v}"
+    );
+}
