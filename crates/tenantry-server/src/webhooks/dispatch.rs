@@ -222,17 +222,22 @@ pub async fn run(app: App, owner: String, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(until) => {}
         }
     }
-    // attempts in flight end within their timeout; record what ends in the grace period
+    // attempts in flight end within their timeout: what ends in the grace period is recorded
+    // with what arrived before the stop, in one batch (the rest is sent again after its lease)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while d.in_flight > 0 {
+    let mut waiting = d
+        .in_flight
+        .saturating_sub(u32::try_from(sent.len()).unwrap_or(u32::MAX));
+    while waiting > 0 {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(s)) => {
-                let _ = d.outcomes(vec![s]).await;
+                sent.push(s);
+                waiting -= 1;
             }
             _ => break,
         }
     }
-    let _ = d.outcomes(Vec::new()).await;
+    let _ = d.outcomes(sent).await;
     lease.release().await;
 }
 

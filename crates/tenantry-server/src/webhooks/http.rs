@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantry_domain::Scope;
 use tenantry_store::IdempotencyRecord;
+use tenantry_store::webhooks::{AttemptFilter, AttemptOutcome};
 
 use super::service::{
-    AttemptView, CreatedSubscription, DeliveryQuery, ReplayInput, ReplayView, RotatedSecret,
-    SubscriptionInput, SubscriptionView, TestView,
+    AttemptView, CreatedSubscription, ReplayInput, ReplayView, RotatedSecret, SubscriptionInput,
+    SubscriptionView, TestView,
 };
 use crate::platform::http::AppState;
 use crate::platform::http::extract::{ApiJson, ApiQuery, NoBody, NoParams, TenantCtx, need};
@@ -282,24 +283,27 @@ async fn deliveries(
     t: TenantCtx<need::WebhooksRead>,
     ApiQuery(q): ApiQuery<DeliveriesQuery>,
 ) -> Result<Response, Problem> {
-    if q.subscription_id
-        .as_deref()
-        .is_some_and(|s| uuid::Uuid::parse_str(s).is_err())
-    {
-        return Err(Problem::new(
-            Kind::InvalidQuery,
-            "subscription_id must be a subscription id (a UUID)",
-        ));
-    }
-    if q.status
-        .as_deref()
-        .is_some_and(|s| tenantry_store::webhooks::AttemptOutcome::parse(s).is_none())
-    {
-        return Err(Problem::new(
-            Kind::InvalidQuery,
-            "status must be one of delivered, failed, dead, gone",
-        ));
-    }
+    // the filter's words, checked before anything is read (400, like any query parameter)
+    let subscription_id = match q.subscription_id.as_deref().map(uuid::Uuid::parse_str) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return Err(Problem::new(
+                Kind::InvalidQuery,
+                "subscription_id must be a subscription id (a UUID)",
+            ));
+        }
+        None => None,
+    };
+    let outcome = match q.status.as_deref().map(AttemptOutcome::parse) {
+        Some(Some(o)) => Some(o),
+        Some(None) => {
+            return Err(Problem::new(
+                Kind::InvalidQuery,
+                "status must be one of delivered, failed, dead, gone",
+            ));
+        }
+        None => None,
+    };
     let list = format!(
         "webhook-deliveries:{}:{:?}:{:?}:{:?}:{:?}:{:?}",
         t.access.tenant.id, q.subscription_id, q.status, q.event_type, q.from, q.to
@@ -312,9 +316,9 @@ async fn deliveries(
         .app
         .list_deliveries(
             t.scope(),
-            DeliveryQuery {
-                subscription_id: q.subscription_id,
-                status: q.status,
+            &AttemptFilter {
+                subscription_id,
+                outcome,
                 event_type: q.event_type,
                 from: q.from,
                 to: q.to,

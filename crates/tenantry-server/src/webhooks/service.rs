@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tenantry_domain::webhook::{DeliveryPolicy, Filter, Ordering};
 use tenantry_domain::{EventEnvelope, Page, PageRequest, TenantScope, ValidationErrors};
 use tenantry_store::webhooks::{
-    AttemptFilter, AttemptOutcome, AttemptRecord, Created, MessageFilter, NewMessage, SealedSecret,
+    AttemptFilter, AttemptRecord, Created, MessageFilter, NewMessage, SealedSecret,
     SubscriptionRecord,
 };
 use tenantry_store::{Changes, StoreError};
@@ -175,16 +175,6 @@ pub struct ReplayView {
 pub struct TestView {
     pub message_id: String,
     pub event_type: &'static str,
-}
-
-/// The delivery log's filter.
-#[derive(Clone, Debug, Default)]
-pub struct DeliveryQuery {
-    pub subscription_id: Option<String>,
-    pub status: Option<String>,
-    pub event_type: Option<String>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
 }
 
 /// The `webhook-id` of a message.
@@ -710,45 +700,13 @@ impl App {
     pub async fn list_deliveries(
         &self,
         scope: &TenantScope,
-        q: DeliveryQuery,
+        filter: &AttemptFilter,
         page: PageRequest,
     ) -> AppResult<Page<AttemptView>> {
-        let mut errors = ValidationErrors::default();
-        let subscription_id = match &q.subscription_id {
-            Some(s) => match Uuid::parse_str(s) {
-                Ok(id) => Some(id),
-                Err(_) => {
-                    errors.push("subscription_id", "a subscription id (UUID)");
-                    None
-                }
-            },
-            None => None,
-        };
-        let outcome = match q.status.as_deref() {
-            Some(s) => {
-                let o = AttemptOutcome::parse(s);
-                if o.is_none() {
-                    errors.push("status", "one of delivered, failed, dead, gone");
-                }
-                o
-            }
-            None => None,
-        };
-        errors.into_result()?;
         let page = self
             .store()
             .webhooks()
-            .list_attempts(
-                scope,
-                &AttemptFilter {
-                    subscription_id,
-                    outcome,
-                    event_type: q.event_type,
-                    from: q.from,
-                    to: q.to,
-                },
-                page,
-            )
+            .list_attempts(scope, filter, page)
             .await?;
         Ok(Page {
             items: page.items.into_iter().map(AttemptView::from).collect(),

@@ -107,6 +107,11 @@ mod sql {
          WHERE EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = r.subscription_id)";
 }
 
+/// One column of a batch, as the array its `unnest` takes.
+fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    items.iter().map(f).collect()
+}
+
 pub(super) async fn insert_messages(
     conn: &mut PgConnection,
     messages: &[NewMessage],
@@ -114,33 +119,17 @@ pub(super) async fn insert_messages(
     if messages.is_empty() {
         return Ok(());
     }
-    let col = |f: fn(&NewMessage) -> uuid::Uuid| messages.iter().map(f).collect::<Vec<_>>();
     sqlx::query(sql::INSERT_MESSAGES)
-        .bind(col(|m| m.id))
-        .bind(col(|m| *m.tenant_id.as_uuid()))
-        .bind(col(|m| m.subscription_id))
-        .bind(col(|m| m.event_id))
-        .bind(messages.iter().map(|m| m.event_seq).collect::<Vec<_>>())
-        .bind(
-            messages
-                .iter()
-                .map(|m| m.event_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            messages
-                .iter()
-                .map(|m| m.partition_key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(messages.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
-        .bind(
-            messages
-                .iter()
-                .map(|m| m.trace_parent.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(messages.iter().map(|m| db_time(m.at)).collect::<Vec<_>>())
+        .bind(col(messages, |m| m.id))
+        .bind(col(messages, |m| *m.tenant_id.as_uuid()))
+        .bind(col(messages, |m| m.subscription_id))
+        .bind(col(messages, |m| m.event_id))
+        .bind(col(messages, |m| m.event_seq))
+        .bind(col(messages, |m| m.event_type.as_str()))
+        .bind(col(messages, |m| m.partition_key.as_str()))
+        .bind(col(messages, |m| m.body.as_str()))
+        .bind(col(messages, |m| m.trace_parent.as_deref()))
+        .bind(col(messages, |m| db_time(m.at)))
         .execute(conn)
         .await
         .map_err(err)?;
@@ -156,14 +145,9 @@ pub(super) async fn claim_messages(
     use crate::sql::rows::Times;
     use sqlx::Row;
     let rows = sqlx::query(sql::CLAIM)
-        .bind(claims.iter().map(|c| c.subscription_id).collect::<Vec<_>>())
-        .bind(
-            claims
-                .iter()
-                .map(|c| i32::try_from(c.take).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(claims.iter().map(|c| c.per_key).collect::<Vec<_>>())
+        .bind(col(claims, |c| c.subscription_id))
+        .bind(col(claims, |c| i32::try_from(c.take).unwrap_or(i32::MAX)))
+        .bind(col(claims, |c| c.per_key))
         .bind(db_time(now))
         .bind(db_time(lease_until))
         .fetch_all(conn)
@@ -196,79 +180,32 @@ pub(super) async fn record_results(
     if results.is_empty() {
         return Ok(());
     }
-    let ids = |f: fn(&AttemptResult) -> uuid::Uuid| results.iter().map(f).collect::<Vec<_>>();
     sqlx::query(sql::RECORD_MESSAGES)
-        .bind(ids(|r| r.message_id))
-        .bind(
-            results
-                .iter()
-                .map(|r| r.outcome.message_status())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.next_attempt_at.map(db_time))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.error.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(results.iter().map(|r| db_time(r.at)).collect::<Vec<_>>())
+        .bind(col(results, |r| r.message_id))
+        .bind(col(results, |r| r.outcome.message_status()))
+        .bind(col(results, |r| r.next_attempt_at.map(db_time)))
+        .bind(col(results, |r| r.error.as_deref()))
+        .bind(col(results, |r| db_time(r.at)))
         .execute(&mut *conn)
         .await
         .map_err(err)?;
     sqlx::query(sql::RECORD_ATTEMPTS)
-        .bind(ids(|r| r.id))
-        .bind(ids(|r| *r.tenant_id.as_uuid()))
-        .bind(ids(|r| r.subscription_id))
-        .bind(ids(|r| r.message_id))
-        .bind(
-            results
-                .iter()
-                .map(|r| r.event_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| i32::try_from(r.attempt).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.outcome.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.status_code.map(i32::from))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| i32::try_from(r.latency_ms).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.response.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.error.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(results.iter().map(|r| db_time(r.at)).collect::<Vec<_>>())
+        .bind(col(results, |r| r.id))
+        .bind(col(results, |r| *r.tenant_id.as_uuid()))
+        .bind(col(results, |r| r.subscription_id))
+        .bind(col(results, |r| r.message_id))
+        .bind(col(results, |r| r.event_type.as_str()))
+        .bind(col(results, |r| {
+            i32::try_from(r.attempt).unwrap_or(i32::MAX)
+        }))
+        .bind(col(results, |r| r.outcome.as_str()))
+        .bind(col(results, |r| r.status_code.map(i32::from)))
+        .bind(col(results, |r| {
+            i32::try_from(r.latency_ms).unwrap_or(i32::MAX)
+        }))
+        .bind(col(results, |r| r.response.as_deref()))
+        .bind(col(results, |r| r.error.as_deref()))
+        .bind(col(results, |r| db_time(r.at)))
         .execute(conn)
         .await
         .map_err(err)?;
